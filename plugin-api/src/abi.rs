@@ -50,11 +50,17 @@ pub struct ByteView {
 impl ByteView {
     /// A view of `bytes`; the caller keeps `bytes` alive for as long as the view is used.
     pub const fn new(bytes: &[u8]) -> Self {
-        ByteView { ptr: bytes.as_ptr(), len: bytes.len() }
+        ByteView {
+            ptr: bytes.as_ptr(),
+            len: bytes.len(),
+        }
     }
 
     /// The empty view.
-    pub const EMPTY: ByteView = ByteView { ptr: core::ptr::null(), len: 0 };
+    pub const EMPTY: ByteView = ByteView {
+        ptr: core::ptr::null(),
+        len: 0,
+    };
 
     /// Reads the viewed bytes back as a slice.
     ///
@@ -176,8 +182,11 @@ pub type RouteFn = unsafe extern "C" fn(
     error: *mut ErrorOut,
 ) -> Status;
 /// Checks that a redeclare's arguments are equivalent to the ones the exchange was made with.
-pub type ArgsEquivalenceFn =
-    unsafe extern "C" fn(handle: ExchangeHandle, arguments: ByteView, error: *mut ErrorOut) -> Status;
+pub type ArgsEquivalenceFn = unsafe extern "C" fn(
+    handle: ExchangeHandle,
+    arguments: ByteView,
+    error: *mut ErrorOut,
+) -> Status;
 
 /// One exchange type a library provides, modelled on RabbitMQ's exchange-type behaviour.
 ///

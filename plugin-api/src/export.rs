@@ -34,7 +34,9 @@ pub const fn vtable<T: ExchangeType>() -> ExchangeTypeVTable {
 /// `error` is null or points at an `ErrorOut` whose `text` holds `capacity` writable bytes.
 pub unsafe fn write_error(error: *mut ErrorOut, code: u16, text: &str) {
     // SAFETY: caller contract.
-    let Some(error) = (unsafe { error.as_mut() }) else { return };
+    let Some(error) = (unsafe { error.as_mut() }) else {
+        return;
+    };
     error.code = code;
     let mut len = text.len().min(error.capacity);
     while !text.is_char_boundary(len) {
@@ -74,7 +76,10 @@ fn ok(r: Result<(), PluginError>) -> Result<Status, PluginError> {
     r.map(|()| Status::OK)
 }
 
-unsafe extern "C" fn validate<T: ExchangeType>(arguments: ByteView, error: *mut ErrorOut) -> Status {
+unsafe extern "C" fn validate<T: ExchangeType>(
+    arguments: ByteView,
+    error: *mut ErrorOut,
+) -> Status {
     // SAFETY: the host keeps the argument bytes alive for the call.
     let args = FieldTable::new(unsafe { arguments.as_slice() });
     guarded(error, || ok(T::validate(&args)))
@@ -143,7 +148,11 @@ unsafe extern "C" fn remove_bindings<T: ExchangeType>(
 ) -> Status {
     // SAFETY: mutations are exclusive; `count` views at `bindings` are valid for the call.
     let (state, bindings) = unsafe {
-        let views = if bindings.is_null() { &[][..] } else { std::slice::from_raw_parts(bindings, count) };
+        let views = if bindings.is_null() {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts(bindings, count)
+        };
         (state_mut::<T>(handle), Binding::from_views(views))
     };
     guarded(error, || ok(state.remove_bindings(bindings)))
@@ -157,13 +166,22 @@ unsafe extern "C" fn route<T: ExchangeType>(
 ) -> Status {
     // SAFETY: shared access is allowed concurrently (ABI contract); the message view and the
     // host's buffer are valid for the call.
-    let (state, message, out) =
-        unsafe { (&*(handle as *const T), Message::from_view(&*message), &mut *out) };
+    let (state, message, out) = unsafe {
+        (
+            &*(handle as *const T),
+            Message::from_view(&*message),
+            &mut *out,
+        )
+    };
     guarded(error, || {
         // SAFETY: the host's buffer holds `capacity` ids.
         let mut destinations = unsafe { Destinations::from_raw(out) };
         state.route(message, &mut destinations)?;
-        Ok(if destinations.overflowed() { Status::BUFFER_TOO_SMALL } else { Status::OK })
+        Ok(if destinations.overflowed() {
+            Status::BUFFER_TOO_SMALL
+        } else {
+            Status::OK
+        })
     })
 }
 
@@ -173,7 +191,12 @@ unsafe extern "C" fn assert_args_equivalence<T: ExchangeType>(
     error: *mut ErrorOut,
 ) -> Status {
     // SAFETY: valid handle and argument bytes for the call.
-    let (state, args) = unsafe { (&*(handle as *const T), FieldTable::new(arguments.as_slice())) };
+    let (state, args) = unsafe {
+        (
+            &*(handle as *const T),
+            FieldTable::new(arguments.as_slice()),
+        )
+    };
     guarded(error, || ok(state.assert_args_equivalence(&args)))
 }
 
@@ -186,7 +209,7 @@ unsafe extern "C" fn assert_args_equivalence<T: ExchangeType>(
 /// symbol is behind a feature so that several plugins linked into one broker binary do not
 /// define it twice.
 ///
-/// ```ignore
+/// ```text
 /// warren_plugin_api::export_exchange_types! {
 ///     name: "my-plugin",
 ///     version: env!("CARGO_PKG_VERSION"),

@@ -98,13 +98,22 @@ impl<'a> FieldTable<'a> {
     /// Iterates over the entries in wire order. A malformed entry ends the iteration with an
     /// error item.
     pub fn iter(&self) -> TableIter<'a> {
-        TableIter { reader: Reader { bytes: self.bytes, pos: 0 }, failed: false }
+        TableIter {
+            reader: Reader {
+                bytes: self.bytes,
+                pos: 0,
+            },
+            failed: false,
+        }
     }
 
     /// The value of the first entry named `key`; `None` when absent or when the table is
     /// malformed before it.
     pub fn get(&self, key: &[u8]) -> Option<FieldValue<'a>> {
-        self.iter().map_while(Result::ok).find(|(k, _)| *k == key).map(|(_, v)| v)
+        self.iter()
+            .map_while(Result::ok)
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
     }
 
     /// Checks the whole table decodes.
@@ -125,7 +134,13 @@ impl<'a> FieldArray<'a> {
 
     /// Iterates over the items. A malformed item ends the iteration with an error item.
     pub fn iter(&self) -> ArrayIter<'a> {
-        ArrayIter { reader: Reader { bytes: self.bytes, pos: 0 }, failed: false }
+        ArrayIter {
+            reader: Reader {
+                bytes: self.bytes,
+                pos: 0,
+            },
+            failed: false,
+        }
     }
 }
 
@@ -211,7 +226,10 @@ impl<'a> Iterator for TableIter<'a> {
         if self.failed || self.reader.is_done() {
             return None;
         }
-        let entry = self.reader.key().and_then(|k| Ok((k, self.reader.value()?)));
+        let entry = self
+            .reader
+            .key()
+            .and_then(|k| Ok((k, self.reader.value()?)));
         self.failed = entry.is_err();
         Some(entry)
     }
@@ -266,7 +284,10 @@ impl<'a> Reader<'a> {
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], MalformedTable> {
-        let end = self.pos.checked_add(n).filter(|&end| end <= self.bytes.len());
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&end| end <= self.bytes.len());
         let end = end.ok_or(MalformedTable { offset: self.pos })?;
         let out = &self.bytes[self.pos..end];
         self.pos = end;
@@ -305,7 +326,10 @@ impl<'a> Reader<'a> {
             b'd' => FieldValue::F64(f64::from_be_bytes(self.array()?)),
             b'D' => {
                 let [scale] = self.array::<1>()?;
-                FieldValue::Decimal { scale, value: u32::from_be_bytes(self.array()?) }
+                FieldValue::Decimal {
+                    scale,
+                    value: u32::from_be_bytes(self.array()?),
+                }
             }
             b'S' => FieldValue::LongString(self.long_bytes()?),
             b'x' => FieldValue::ByteArray(self.long_bytes()?),
@@ -355,7 +379,9 @@ mod tests {
         assert_eq!(table.get(b"flag"), Some(FieldValue::Bool(true)));
         assert_eq!(table.get(b"none"), Some(FieldValue::Void));
         assert_eq!(table.get(b"missing"), None);
-        let Some(FieldValue::Table(inner)) = table.get(b"inner") else { panic!("not a table") };
+        let Some(FieldValue::Table(inner)) = table.get(b"inner") else {
+            panic!("not a table")
+        };
         assert_eq!(inner.get(b"n"), Some(FieldValue::I8(-1)));
         assert!(table.validate().is_ok());
     }
@@ -367,13 +393,19 @@ mod tests {
         for cut in 0..t.len() {
             let table = FieldTable::new(&t[..cut]);
             if cut > 0 {
-                assert!(table.validate().is_err(), "cut at {cut} should be malformed");
+                assert!(
+                    table.validate().is_err(),
+                    "cut at {cut} should be malformed"
+                );
             }
             assert_eq!(table.get(b"a"), None);
         }
         let mut bad = Vec::new();
         entry(&mut bad, "a", b'?', &[]);
-        assert_eq!(FieldTable::new(&bad).validate(), Err(MalformedTable { offset: 2 }));
+        assert_eq!(
+            FieldTable::new(&bad).validate(),
+            Err(MalformedTable { offset: 2 })
+        );
     }
 
     #[test]

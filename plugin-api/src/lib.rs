@@ -24,9 +24,13 @@
 #![deny(missing_docs)]
 
 pub mod abi;
+mod destination_set;
 pub mod export;
 pub mod field_table;
 pub mod sdk;
 
+pub use destination_set::DestinationSet;
 pub use field_table::{FieldArray, FieldTable, FieldValue};
-pub use sdk::{Binding, DestinationId, Destinations, ExchangeType, Message, PluginError, reply_code};
+pub use sdk::{
+    Binding, DestinationId, Destinations, ExchangeType, Message, PluginError, reply_code,
+};

@@ -36,7 +36,10 @@ pub struct PluginError {
 impl PluginError {
     /// An error with any reply code.
     pub fn new(code: u16, text: impl Into<Cow<'static, str>>) -> Self {
-        PluginError { code, text: text.into() }
+        PluginError {
+            code,
+            text: text.into(),
+        }
     }
 
     /// 406 PRECONDITION_FAILED: the usual answer to a bad argument or binding key.
@@ -68,7 +71,7 @@ impl Binding {
     ///
     /// # Safety
     /// Every view must satisfy [`ByteView::as_slice`]'s contract for the returned lifetime.
-    pub unsafe fn from_views<'a>(views: &'a [BindingView]) -> &'a [Binding] {
+    pub unsafe fn from_views(views: &[BindingView]) -> &[Binding] {
         // SAFETY: `Binding` is `repr(transparent)` over `BindingView`.
         unsafe { &*(views as *const [BindingView] as *const [Binding]) }
     }
@@ -248,7 +251,11 @@ pub trait ExchangeType: Send + Sync + Sized + 'static {
 
     /// Pushes the destinations of `message`. Must not allocate per call if it is to keep
     /// the broker's publish path lean.
-    fn route(&self, message: &Message, destinations: &mut Destinations<'_>) -> Result<(), PluginError>;
+    fn route(
+        &self,
+        message: &Message,
+        destinations: &mut Destinations<'_>,
+    ) -> Result<(), PluginError>;
 
     /// Checks a redeclare's arguments against the ones this exchange was created with.
     /// The broker itself compares type, durability, auto-delete, internal and

@@ -116,3 +116,15 @@ pub fn plugins_dir(scenario: &str, packages: &[&str]) -> PathBuf {
     }
     dir
 }
+
+/// A registry holding only the built-in types, loaded from their release shared libraries:
+/// the benchmarks' "dylib" side.
+pub fn release_builtins() -> warren::exchange::ExchangeTypeRegistry {
+    let mut registry = warren::exchange::ExchangeTypeRegistry::empty();
+    for package in &PLUGIN_PACKAGES[..4] {
+        registry
+            .load_library(&library(package, true))
+            .expect("release dylib loads");
+    }
+    registry
+}

@@ -3,3 +3,5 @@
 
 pub mod dylibs;
 pub mod tables;
+
+pub mod workloads;

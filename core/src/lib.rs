@@ -1,5 +1,10 @@
 //! Warren, an AMQP 0-9-1 broker. See `docs/ARCHITECTURE.md` for the map of this crate.
 
+pub mod broker;
+pub mod config;
+pub mod dead_letter;
 pub mod error;
 pub mod exchange;
 pub mod protocol;
+pub mod scheduler;
+pub mod server;

@@ -1,7 +1,9 @@
 //! Support for Warren's end-to-end tests and benchmarks: building the plugin libraries the
-//! tests load, and encoding AMQP field tables the way a client would.
+//! tests load, encoding AMQP field tables the way a client would, a broker per test
+//! (`broker`), and a raw-socket AMQP client for what real clients never send (`raw`).
 
+pub mod broker;
 pub mod dylibs;
+pub mod raw;
 pub mod tables;
-
 pub mod workloads;

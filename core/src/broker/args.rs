@@ -1,0 +1,239 @@
+//! Declare arguments: RabbitMQ's equivalence rules and error texts.
+//!
+//! A redeclare must match the existing entity; where it does not, clients print the exact
+//! reply text, so it is built here in RabbitMQ's words (`inequivalent arg 'x' for queue 'q'
+//! in vhost '/': received … but current is …`). Integer widths compare equal (pika sends
+//! 32-bit ints, Java 64-bit ones); a float never equals an integer.
+
+use amq_protocol::types::{AMQPValue, FieldTable};
+
+use crate::error::AmqpError;
+
+/// Queue arguments RabbitMQ compares on redeclare; others are ignored.
+pub const QUEUE_EQUIVALENCE_ARGS: &[&str] = &[
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-in-memory-length",
+    "x-max-in-memory-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-type",
+    "x-queue-version",
+    "x-single-active-consumer",
+    "x-quorum-initial-group-size",
+    "x-delivery-limit",
+];
+
+/// Exchange arguments RabbitMQ compares on redeclare.
+pub const EXCHANGE_EQUIVALENCE_ARGS: &[&str] = &["alternate-exchange"];
+
+/// RabbitMQ's name for a field value's type.
+pub fn type_name(value: &AMQPValue) -> &'static str {
+    match value {
+        AMQPValue::Boolean(_) => "bool",
+        AMQPValue::ShortShortInt(_) => "byte",
+        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
+        AMQPValue::ShortInt(_) => "short",
+        AMQPValue::ShortUInt(_) => "unsignedshort",
+        AMQPValue::LongInt(_) => "signedint",
+        AMQPValue::LongUInt(_) => "unsignedint",
+        AMQPValue::LongLongInt(_) => "long",
+        AMQPValue::Float(_) => "float",
+        AMQPValue::Double(_) => "double",
+        AMQPValue::DecimalValue(_) => "decimal",
+        AMQPValue::ShortString(_) => "shortstr",
+        AMQPValue::LongString(_) => "longstr",
+        AMQPValue::FieldArray(_) => "array",
+        AMQPValue::Timestamp(_) => "timestamp",
+        AMQPValue::FieldTable(_) => "table",
+        AMQPValue::ByteArray(_) => "binary",
+        AMQPValue::Void => "void",
+    }
+}
+
+/// The value as an integer, whatever its width.
+pub fn as_integer(value: &AMQPValue) -> Option<i128> {
+    Some(match value {
+        AMQPValue::ShortShortInt(v) => i128::from(*v),
+        AMQPValue::ShortShortUInt(v) => i128::from(*v),
+        AMQPValue::ShortInt(v) => i128::from(*v),
+        AMQPValue::ShortUInt(v) => i128::from(*v),
+        AMQPValue::LongInt(v) => i128::from(*v),
+        AMQPValue::LongUInt(v) => i128::from(*v),
+        AMQPValue::LongLongInt(v) => i128::from(*v),
+        AMQPValue::Timestamp(v) => i128::from(*v),
+        _ => return None,
+    })
+}
+
+/// The value as text (long or short string), if it is one and is UTF-8.
+pub fn as_text(value: &AMQPValue) -> Option<&str> {
+    match value {
+        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
+        AMQPValue::ShortString(s) => Some(s.as_str()),
+        _ => None,
+    }
+}
+
+/// How RabbitMQ prints a value inside an error text.
+pub fn display_value(value: &AMQPValue) -> String {
+    if let Some(i) = as_integer(value) {
+        return i.to_string();
+    }
+    match value {
+        AMQPValue::Boolean(b) => b.to_string(),
+        AMQPValue::Float(f) => f.to_string(),
+        AMQPValue::Double(f) => f.to_string(),
+        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        AMQPValue::ShortString(s) => s.as_str().to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Whether two argument values are equivalent under RabbitMQ's rules.
+pub fn values_equivalent(a: &AMQPValue, b: &AMQPValue) -> bool {
+    match (as_integer(a), as_integer(b)) {
+        (Some(x), Some(y)) => x == y,
+        (None, None) => match (as_text(a), as_text(b)) {
+            (Some(x), Some(y)) => x == y,
+            _ => a == b,
+        },
+        _ => false,
+    }
+}
+
+fn describe(value: Option<&AMQPValue>) -> String {
+    match value {
+        Some(v) => format!(
+            "the value '{}' of type '{}'",
+            display_value(v),
+            type_name(v)
+        ),
+        None => "none".to_owned(),
+    }
+}
+
+/// 406 for a boolean property (`durable`, `auto_delete`, …) that differs on redeclare.
+pub fn inequivalent_flag(
+    what: &str,
+    flag: &str,
+    name: &str,
+    received: impl std::fmt::Display,
+    current: impl std::fmt::Display,
+) -> AmqpError {
+    AmqpError::precondition_failed(format!(
+        "inequivalent arg '{flag}' for {what} '{name}' in vhost '/': received '{received}' but current is '{current}'"
+    ))
+}
+
+/// Compares the listed arguments of a redeclare with the current ones.
+pub fn check_args_equivalence(
+    what: &str,
+    name: &str,
+    keys: &[&str],
+    received: &FieldTable,
+    current: &FieldTable,
+) -> Result<(), AmqpError> {
+    for key in keys {
+        let r = received.inner().get(*key);
+        let c = current.inner().get(*key);
+        let same = match (r, c) {
+            (None, None) => true,
+            (Some(r), Some(c)) => values_equivalent(r, c),
+            _ => false,
+        };
+        if !same {
+            // RabbitMQ 3.10's wording: values only when both sides have one, the value and
+            // its type when the other side has none.
+            let (received, current) = match (r, c) {
+                (Some(r), Some(c)) => (
+                    format!("'{}'", display_value(r)),
+                    format!("'{}'", display_value(c)),
+                ),
+                _ => (describe(r), describe(c)),
+            };
+            return Err(AmqpError::precondition_failed(format!(
+                "inequivalent arg '{key}' for {what} '{name}' in vhost '/': received {received} but current is {current}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Looks up a string argument (`alternate-exchange`, `x-queue-type`).
+pub fn text_arg<'a>(table: &'a FieldTable, key: &str) -> Option<&'a str> {
+    table.inner().get(key).and_then(as_text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
+        let mut t = FieldTable::default();
+        for (k, v) in pairs {
+            t.insert((*k).into(), v.clone());
+        }
+        t
+    }
+
+    #[test]
+    fn integer_widths_compare_equal() {
+        let a = table(&[("x-message-ttl", AMQPValue::LongInt(10))]);
+        let b = table(&[("x-message-ttl", AMQPValue::LongLongInt(10))]);
+        assert!(check_args_equivalence("queue", "q", QUEUE_EQUIVALENCE_ARGS, &a, &b).is_ok());
+    }
+
+    #[test]
+    fn float_is_not_an_integer() {
+        let a = table(&[("x-message-ttl", AMQPValue::Double(10.0))]);
+        let b = table(&[("x-message-ttl", AMQPValue::LongLongInt(10))]);
+        assert!(check_args_equivalence("queue", "q", QUEUE_EQUIVALENCE_ARGS, &a, &b).is_err());
+    }
+
+    #[test]
+    fn inequivalent_text_is_rabbitmqs() {
+        let a = table(&[("x-message-ttl", AMQPValue::LongLongInt(20))]);
+        let b = table(&[("x-message-ttl", AMQPValue::LongLongInt(10))]);
+        let e = check_args_equivalence("queue", "q", QUEUE_EQUIVALENCE_ARGS, &a, &b)
+            .expect_err("differs");
+        assert_eq!(
+            e.reply_text(),
+            "PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' for queue 'q' in vhost '/': \
+             received '20' but current is '10'"
+        );
+    }
+
+    #[test]
+    fn a_missing_side_is_described_with_its_type() {
+        let a = FieldTable::default();
+        let b = table(&[("x-message-ttl", AMQPValue::LongInt(10))]);
+        let e = check_args_equivalence("queue", "q", QUEUE_EQUIVALENCE_ARGS, &a, &b)
+            .expect_err("differs");
+        assert!(
+            e.text
+                .ends_with("received none but current is the value '10' of type 'signedint'")
+        );
+    }
+
+    #[test]
+    fn unlisted_arguments_are_ignored() {
+        let a = table(&[("x-foo", AMQPValue::LongLongInt(1))]);
+        let b = FieldTable::default();
+        assert!(check_args_equivalence("queue", "q", QUEUE_EQUIVALENCE_ARGS, &a, &b).is_ok());
+    }
+
+    #[test]
+    fn flag_text_is_rabbitmqs() {
+        let e = inequivalent_flag("queue", "durable", "q", true, false);
+        assert_eq!(
+            e.reply_text(),
+            "PRECONDITION_FAILED - inequivalent arg 'durable' for queue 'q' in vhost '/': received 'true' but current is 'false'"
+        );
+    }
+}

@@ -1,0 +1,188 @@
+//! Consumers and the delivery half of a channel.
+//!
+//! A queue delivers by calling [`Consumer::try_deliver`] while holding its own lock: the
+//! consumer's channel ([`DeliveryChannel`]) assigns the delivery tag, records the unacked
+//! message and appends the encoded `basic.deliver` to the connection's outbox, all in one
+//! step, so per-channel order is the order in which queues handed messages over and no extra
+//! task hop sits on the hot path.
+//!
+//! Lock order (see also `broker/mod.rs`): queue state → channel delivery state → outbox.
+//! The channel's own connection task takes the delivery state alone (ack, nack, recover) and
+//! only after releasing it touches queues (requeue, re-drain), so the order is never inverted.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use amq_protocol::protocol::{AMQPClass, basic};
+use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
+
+use super::message::Message;
+use super::queue::{Queue, Queued};
+use crate::protocol::{Deliver, ShortStr, encode_deliver, encode_method};
+use crate::server::outbox::Outbox;
+
+/// A message delivered and not yet acknowledged.
+#[derive(Debug)]
+pub struct Unacked {
+    /// The queue it came from (where a requeue puts it back).
+    pub queue: Arc<Queue>,
+    /// The message.
+    pub message: Arc<Message>,
+    /// The consumer it went to (`None` for `basic.get`), whose credit an ack restores.
+    pub consumer: Option<Arc<Consumer>>,
+}
+
+/// Mutable delivery state of one channel.
+#[derive(Debug, Default)]
+pub struct DeliveryState {
+    /// The last delivery tag handed out.
+    pub next_tag: u64,
+    /// Unacked deliveries by tag.
+    pub unacked: BTreeMap<u64, Unacked>,
+    /// `basic.qos(global=true)` limit for the whole channel (0 = none).
+    pub global_prefetch: u16,
+    /// `channel.flow(active)`.
+    pub flow_active: bool,
+    /// Set when the channel closes: no further deliveries.
+    pub closed: bool,
+    /// The channel's consumers by tag.
+    pub consumers: FxHashMap<ShortStr, Arc<Consumer>>,
+}
+
+/// The part of a channel that queues deliver into.
+#[derive(Debug)]
+pub struct DeliveryChannel {
+    /// Channel number.
+    pub number: u16,
+    /// Negotiated frame_max, for splitting bodies.
+    pub frame_max: u32,
+    /// Id of the owning connection.
+    pub connection_id: u64,
+    /// Whether the client announced `consumer_cancel_notify`.
+    pub cancel_notify: bool,
+    /// The connection's outgoing buffer.
+    pub outbox: Arc<Outbox>,
+    /// Tags, unacked messages, limits.
+    pub state: Mutex<DeliveryState>,
+}
+
+impl DeliveryChannel {
+    /// A channel's delivery half.
+    pub fn new(
+        number: u16,
+        frame_max: u32,
+        connection_id: u64,
+        cancel_notify: bool,
+        outbox: Arc<Outbox>,
+    ) -> Arc<DeliveryChannel> {
+        Arc::new(DeliveryChannel {
+            number,
+            frame_max,
+            connection_id,
+            cancel_notify,
+            outbox,
+            state: Mutex::new(DeliveryState {
+                flow_active: true,
+                ..DeliveryState::default()
+            }),
+        })
+    }
+}
+
+/// One `basic.consume`.
+#[derive(Debug)]
+pub struct Consumer {
+    /// The consumer tag.
+    pub tag: ShortStr,
+    /// The channel deliveries go to.
+    pub channel: Arc<DeliveryChannel>,
+    /// The queue consumed from.
+    pub queue: Arc<Queue>,
+    /// Deliveries need no ack.
+    pub no_ack: bool,
+    /// Exclusive consumer.
+    pub exclusive: bool,
+    /// Per-consumer prefetch (0 = unlimited).
+    pub prefetch: u16,
+    /// Unacked deliveries of this consumer (changed under the channel's state lock).
+    pub unacked: AtomicU32,
+}
+
+impl Consumer {
+    /// Delivers `item` if this consumer has credit. Called with the queue's lock held.
+    pub(crate) fn try_deliver(self: &Arc<Self>, queue: &Arc<Queue>, item: &Queued) -> bool {
+        let channel = &self.channel;
+        if channel.outbox.is_congested() || channel.outbox.is_dead() {
+            return false;
+        }
+        let mut st = channel.state.lock();
+        if st.closed || !st.flow_active {
+            return false;
+        }
+        if !self.no_ack {
+            let mine = self.unacked.load(Ordering::Relaxed);
+            if self.prefetch != 0 && mine >= u32::from(self.prefetch) {
+                return false;
+            }
+            if st.global_prefetch != 0 && st.unacked.len() >= usize::from(st.global_prefetch) {
+                return false;
+            }
+        }
+        st.next_tag += 1;
+        let tag = st.next_tag;
+        let message = &item.message;
+        let deliver = Deliver {
+            consumer_tag: &self.tag,
+            delivery_tag: tag,
+            redelivered: item.redelivered,
+            exchange: &message.exchange,
+            routing_key: &message.routing_key,
+        };
+        channel.outbox.push(|out| {
+            encode_deliver(
+                out,
+                channel.number,
+                channel.frame_max,
+                &deliver,
+                &message.properties,
+                &[&message.body],
+            )
+        });
+        if !self.no_ack {
+            self.unacked.fetch_add(1, Ordering::Relaxed);
+            st.unacked.insert(
+                tag,
+                Unacked {
+                    queue: queue.clone(),
+                    message: message.clone(),
+                    consumer: Some(self.clone()),
+                },
+            );
+        }
+        true
+    }
+
+    /// The queue went away: forget this consumer on its channel and tell the client
+    /// (`basic.cancel`), if it announced `consumer_cancel_notify`.
+    pub(crate) fn cancelled_by_server(&self) {
+        let channel = &self.channel;
+        let mut st = channel.state.lock();
+        if st.closed || st.consumers.remove(&self.tag).is_none() {
+            return;
+        }
+        drop(st);
+        if channel.cancel_notify {
+            let method = AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
+                consumer_tag: self.tag.as_str().into(),
+                nowait: true,
+            }));
+            channel.outbox.push(|out| {
+                if let Err(e) = encode_method(out, channel.number, &method) {
+                    tracing::error!("cannot encode basic.cancel: {e}");
+                }
+            });
+        }
+    }
+}

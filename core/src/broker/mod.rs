@@ -1,0 +1,28 @@
+//! The broker's state: one virtual host (`/`) of exchanges, queues and bindings, and the
+//! operations AMQP methods perform on them.
+//!
+//! - [`vhost`]: the catalogue (declare, delete, bind) and routing across exchanges.
+//! - [`exchange`]: one exchange — plugin router, bindings, destinations.
+//! - [`queue`]: one queue — ready messages, consumers, round-robin delivery.
+//! - [`consumer`]: consumers and the delivery half of a channel (tags, unacked, prefetch).
+//! - [`message`]: a published message, shared by reference between queues.
+//! - [`args`]: argument equivalence and RabbitMQ's texts; [`names`]: generated names.
+//!
+//! Lock order (never taken in the other direction):
+//! `catalogue` → exchange bindings (`RwLock`) → queue state → channel delivery state → outbox.
+//! The publish path takes no catalogue lock: it reads an exchange's `RwLock` (shared), then
+//! locks each destination queue in turn, one at a time.
+
+pub mod args;
+pub mod consumer;
+pub mod exchange;
+pub mod message;
+pub mod names;
+pub mod queue;
+pub mod vhost;
+
+pub use consumer::{Consumer, DeliveryChannel, Unacked};
+pub use exchange::{Exchange, ExchangeSpec};
+pub use message::Message;
+pub use queue::{Queue, QueueSpec, Queued};
+pub use vhost::{Broker, RouteScratch};

@@ -1,0 +1,169 @@
+//! Entry-level access to encoded field tables, for rewriting `headers` without decoding them.
+//!
+//! Why not amq-protocol's `FieldTable`: it is a `BTreeMap`, so it can neither keep the
+//! publisher's encoding of untouched headers nor write an `x-death` entry in RabbitMQ's
+//! unsorted field order (`count, reason, queue, time, ...`). Why not the plugin-api reader:
+//! it decodes values but does not hand out an entry's encoded bytes, which are what we copy.
+//!
+//! The input was validated when the content header arrived (`Properties::parse`), so every
+//! `None` here is unreachable in practice; callers still turn it into an error, never a panic.
+
+/// One table entry: the key and the encoded value (type tag first).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Entry<'a> {
+    pub key: &'a [u8],
+    pub value: std::borrow::Cow<'a, [u8]>,
+}
+
+/// Position after the tagged value at `pos` (the tags `Properties::parse` accepts).
+fn skip_value(buf: &[u8], pos: usize) -> Option<usize> {
+    let tag = *buf.get(pos)?;
+    let pos = pos + 1;
+    let len = match tag {
+        b'V' => 0,
+        b't' | b'b' | b'B' => 1,
+        b's' | b'u' | b'U' => 2,
+        b'I' | b'i' | b'f' => 4,
+        b'D' => 5,
+        b'l' | b'L' | b'd' | b'T' => 8,
+        b'S' | b'x' | b'F' | b'A' => {
+            let len = u32::from_be_bytes(buf.get(pos..pos + 4)?.try_into().ok()?);
+            4 + len as usize
+        }
+        _ => return None,
+    };
+    let end = pos.checked_add(len)?;
+    (end <= buf.len()).then_some(end)
+}
+
+/// Splits a table body into its entries, in wire order.
+pub(super) fn entries(body: &[u8]) -> Option<Vec<Entry<'_>>> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < body.len() {
+        let key_len = usize::from(body[pos]);
+        let key = body.get(pos + 1..pos + 1 + key_len)?;
+        let start = pos + 1 + key_len;
+        let end = skip_value(body, start)?;
+        out.push(Entry {
+            key,
+            value: body[start..end].into(),
+        });
+        pos = end;
+    }
+    Some(out)
+}
+
+/// Splits an array body into its encoded items (type tag first).
+pub(super) fn items(body: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < body.len() {
+        let end = skip_value(body, pos)?;
+        out.push(&body[pos..end]);
+        pos = end;
+    }
+    Some(out)
+}
+
+/// The payload of an encoded `F` or `A` value (after tag and length), if it is one.
+pub(super) fn nested(value: &[u8], tag: u8) -> Option<&[u8]> {
+    match value {
+        [t, _, _, _, _, rest @ ..] if *t == tag => Some(rest),
+        _ => None,
+    }
+}
+
+/// A value as Erlang compares it with `=:=` after RabbitMQ decoded it: strings and byte
+/// arrays are both binaries, every integer width is an integer, the rest compare by encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) enum Term<'a> {
+    Binary(&'a [u8]),
+    Integer(i128),
+    Other(&'a [u8]),
+}
+
+impl<'a> Term<'a> {
+    pub fn of(value: &'a [u8]) -> Term<'a> {
+        match value {
+            [b'S' | b'x', _, _, _, _, rest @ ..] => Term::Binary(rest),
+            _ => match integer(value) {
+                Some(n) => Term::Integer(n),
+                None => Term::Other(value),
+            },
+        }
+    }
+}
+
+/// The integer held by an encoded value of any integer type (`U` and `L` included).
+pub(super) fn integer(value: &[u8]) -> Option<i128> {
+    let payload = value.get(1..)?;
+    let be = |n: usize| -> Option<[u8; 8]> {
+        let bytes = payload.get(..n)?;
+        let mut out = [0u8; 8];
+        out[8 - n..].copy_from_slice(bytes);
+        Some(out)
+    };
+    Some(match value.first()? {
+        b'b' => i128::from(*payload.first()? as i8),
+        b'B' => i128::from(*payload.first()?),
+        b's' | b'U' => i128::from(i16::from_be_bytes(payload.get(..2)?.try_into().ok()?)),
+        b'u' => i128::from(u16::from_be_bytes(payload.get(..2)?.try_into().ok()?)),
+        b'I' => i128::from(i32::from_be_bytes(payload.get(..4)?.try_into().ok()?)),
+        b'i' => i128::from(u64::from_be_bytes(be(4)?)),
+        b'l' | b'L' => i128::from(i64::from_be_bytes(be(8)?)),
+        _ => return None,
+    })
+}
+
+/// The first entry named `key` (RabbitMQ's `lists:keysearch`).
+pub(super) fn lookup<'e, 'a>(entries: &'e [Entry<'a>], key: &[u8]) -> Option<&'e Entry<'a>> {
+    entries.iter().find(|e| e.key == key)
+}
+
+/// The encoded value of the first entry named `key` in a table body, borrowed from it.
+pub(super) fn get<'a>(body: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    let mut pos = 0;
+    while pos < body.len() {
+        let key_len = usize::from(body[pos]);
+        let start = pos + 1 + key_len;
+        let end = skip_value(body, start)?;
+        if body.get(pos + 1..start)? == key {
+            return Some(&body[start..end]);
+        }
+        pos = end;
+    }
+    None
+}
+
+/// Encodes `entries` as a table body.
+pub(super) fn write_table(out: &mut Vec<u8>, entries: &[Entry<'_>]) {
+    for e in entries {
+        out.push(e.key.len() as u8);
+        out.extend_from_slice(e.key);
+        out.extend_from_slice(&e.value);
+    }
+}
+
+/// An encoded value: `tag`, then a 32-bit length and `body`.
+pub(super) fn long(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + body.len());
+    out.push(tag);
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// An encoded `l` (long) value.
+pub(super) fn long_int(v: i64) -> Vec<u8> {
+    let mut out = vec![b'l'];
+    out.extend_from_slice(&v.to_be_bytes());
+    out
+}
+
+/// An encoded `T` (timestamp) value.
+pub(super) fn timestamp(v: u64) -> Vec<u8> {
+    let mut out = vec![b'T'];
+    out.extend_from_slice(&v.to_be_bytes());
+    out
+}

@@ -1,0 +1,110 @@
+//! The `warren` binary: parses flags, sets up logging, runs the server until SIGINT or
+//! SIGTERM, then shuts it down gracefully (connections closed with 320).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use warren::config::{FileConfig, Overrides, resolve};
+
+/// An AMQP 0-9-1 message broker.
+#[derive(Debug, Parser)]
+#[command(name = "warren", version, about)]
+struct Args {
+    /// Address to listen on [default: 0.0.0.0:5672].
+    #[arg(long, env = "WARREN_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Data directory [default: ./warren-data].
+    #[arg(long, env = "WARREN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Directory of exchange-type plugin libraries [default: <data-dir>/plugins if present].
+    #[arg(long, env = "WARREN_PLUGINS_DIR")]
+    plugins_dir: Option<PathBuf>,
+    /// TOML config file with the same keys (underscores for dashes).
+    #[arg(long, env = "WARREN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `warren=debug` [default: info].
+    #[arg(long, env = "WARREN_LOG_LEVEL")]
+    log_level: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let file = match &args.config {
+        Some(path) => match FileConfig::load(path) {
+            Ok(file) => file,
+            Err(e) => {
+                eprintln!("warren: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => FileConfig::default(),
+    };
+    let level = args
+        .log_level
+        .clone()
+        .or(file.log_level.clone())
+        .unwrap_or_else(|| "info".to_owned());
+    let filter = match tracing_subscriber::EnvFilter::try_new(&level) {
+        Ok(filter) => filter,
+        Err(e) => {
+            eprintln!("warren: invalid log level '{level}': {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let config = resolve(
+        Overrides {
+            listen: args.listen,
+            data_dir: args.data_dir,
+            plugins_dir: args.plugins_dir,
+        },
+        file,
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("warren: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let server = match warren::server::start(config).await {
+            Ok(server) => server,
+            Err(e) => {
+                tracing::error!("cannot start: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        server.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

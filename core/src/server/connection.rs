@@ -1,0 +1,686 @@
+//! One client connection: the handshake, then frames dispatched to channels until either
+//! side closes.
+//!
+//! The task owns the socket's read half and every channel's state; the write half belongs to
+//! the connection's writer task ([`Outbox`]). Reads are decoded in batches: everything that
+//! arrived in one `read` is processed before publisher confirms are flushed, so a pipelining
+//! publisher gets one `basic.ack multiple=true` per batch instead of one per message.
+//!
+//! Errors: a channel-level [`AmqpError`] closes that channel (`channel.close`, everything
+//! but close/close-ok ignored until the client answers); a connection-level one or a
+//! [`ProtocolError`](crate::protocol::ProtocolError) sends `connection.close` and ends the
+//! connection. Nothing a client sends can panic the task; other connections never notice.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use amq_protocol::protocol::{AMQPClass, channel, connection};
+use amq_protocol::types::{AMQPValue, FieldTable, LongString};
+use bytes::BytesMut;
+use rustc_hash::FxHashMap;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::codec::Decoder;
+
+use super::Config;
+use super::channel::{Channel, ConnCtx, Outcome, Phase as ChannelPhase};
+use super::outbox::Outbox;
+use crate::broker::args::as_text;
+use crate::broker::{Broker, Queue};
+use crate::error::AmqpError;
+use crate::protocol::{CodecError, Frame, FrameCodec, PROTOCOL_HEADER, RawMethod, ReplyCode};
+
+/// The frame_max below which tune-ok is refused (RabbitMQ's minimum).
+const MIN_FRAME_MAX: u32 = 8192;
+/// How long the server waits for `connection.close-ok` after sending `connection.close`.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+const HEARTBEAT_FRAME: [u8; 8] = [8, 0, 0, 0, 0, 0, 0, 0xCE];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    ProtocolHeader,
+    StartOk,
+    TuneOk,
+    Open,
+    Running,
+    Closing(Instant),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    Continue,
+    Exit,
+}
+
+/// Serves one accepted socket until it closes.
+pub async fn serve(
+    socket: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    broker: Arc<Broker>,
+    config: Arc<Config>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let (mut reader, writer) = socket.into_split();
+    let outbox = Outbox::new();
+    let mut writer = tokio::spawn(outbox.clone().run_writer(writer));
+    let mut conn = Connection {
+        peer,
+        ctx: ConnCtx {
+            id,
+            broker,
+            outbox: outbox.clone(),
+            frame_max: config.frame_max,
+            max_message_size: config.max_message_size,
+            cancel_notify: false,
+            exclusive_queues: Vec::new(),
+        },
+        config,
+        codec: FrameCodec::new(),
+        phase: Phase::ProtocolHeader,
+        channels: FxHashMap::default(),
+        channel_max: 0,
+        heartbeat: 0,
+        last_read: Instant::now(),
+        last_heartbeat_sent: Instant::now(),
+        started: Instant::now(),
+    };
+    tracing::debug!(%peer, id, "connection accepted");
+    conn.run(&mut reader, shutdown).await;
+    conn.cleanup();
+    outbox.close();
+    // A peer that stopped reading cannot hold the socket (and this task) forever.
+    if tokio::time::timeout(Duration::from_secs(5), &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
+    tracing::debug!(%peer, id, "connection closed");
+}
+
+struct Connection {
+    peer: SocketAddr,
+    config: Arc<Config>,
+    ctx: ConnCtx,
+    codec: FrameCodec,
+    phase: Phase,
+    channels: FxHashMap<u16, Channel>,
+    channel_max: u16,
+    heartbeat: u16,
+    last_read: Instant,
+    last_heartbeat_sent: Instant,
+    started: Instant,
+}
+
+impl Connection {
+    async fn run(&mut self, reader: &mut OwnedReadHalf, mut shutdown: watch::Receiver<bool>) {
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut shutting_down = *shutdown.borrow();
+        if shutting_down {
+            return;
+        }
+        let outbox = self.ctx.outbox.clone();
+        // Set while a queue this connection publishes to is backlogged: the socket is not
+        // read until it drains (flow control, see `broker::queue`).
+        let mut paused: Option<Arc<Queue>> = None;
+        loop {
+            if buf.capacity() - buf.len() < 16 * 1024 {
+                buf.reserve(64 * 1024);
+            }
+            tokio::select! {
+                read = reader.read_buf(&mut buf), if paused.is_none() => match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        self.last_read = Instant::now();
+                        if self.process(&mut buf) == Step::Exit {
+                            return;
+                        }
+                        paused = self.channels.values_mut().find_map(Channel::take_backlogged);
+                    }
+                },
+                _ = wait_for_space(paused.as_deref()), if paused.is_some() => {
+                    // A pause is bounded (see `Queue::wait_for_space`): a queue whose
+                    // consumers are slow for their own reasons (prefetch, no acks) slows its
+                    // publishers down but can never stop them, nor stall acks arriving on
+                    // this same connection.
+                    self.last_read = Instant::now();
+                    paused = None;
+                }
+                changed = shutdown.changed(), if !shutting_down => {
+                    shutting_down = true;
+                    if changed.is_ok() {
+                        if self.phase == Phase::Running {
+                            self.close_connection(AmqpError::new(
+                                ReplyCode::ConnectionForced,
+                                "broker forced connection closure with reason 'shutdown'",
+                            ));
+                        } else if !matches!(self.phase, Phase::Closing(_)) {
+                            return;
+                        }
+                    }
+                }
+                _ = outbox.kicked() => {
+                    if outbox.is_dead() {
+                        return;
+                    }
+                    for channel in self.channels.values() {
+                        channel.resume();
+                    }
+                }
+                _ = tick.tick() => {
+                    if self.on_tick() == Step::Exit {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decodes and handles every complete frame in `buf`.
+    fn process(&mut self, buf: &mut BytesMut) -> Step {
+        loop {
+            match self.codec.decode(buf) {
+                Ok(Some(frame)) => {
+                    if self.handle_frame(frame) == Step::Exit {
+                        return Step::Exit;
+                    }
+                }
+                Ok(None) => break,
+                Err(CodecError::Protocol(e)) => {
+                    if e.replies_with_protocol_header() {
+                        self.ctx
+                            .outbox
+                            .push(|out| out.extend_from_slice(&PROTOCOL_HEADER));
+                        return Step::Exit;
+                    }
+                    tracing::debug!(peer = %self.peer, "protocol error: {e}");
+                    let (class, method) = e.class_method();
+                    if !matches!(self.phase, Phase::Closing(_)) {
+                        self.close_connection(
+                            AmqpError::new(e.reply_code(), e.to_string()).during(class, method),
+                        );
+                    }
+                    // The stream is out of sync: nothing more can be read from it.
+                    return Step::Exit;
+                }
+                Err(CodecError::Io(_)) => return Step::Exit,
+            }
+        }
+        for channel in self.channels.values_mut() {
+            if channel.phase == ChannelPhase::Open {
+                channel.flush_confirms(&self.ctx.outbox);
+            }
+        }
+        Step::Continue
+    }
+
+    fn on_tick(&mut self) -> Step {
+        let now = Instant::now();
+        match self.phase {
+            Phase::Closing(deadline) => {
+                if now >= deadline {
+                    return Step::Exit;
+                }
+            }
+            Phase::Running => {}
+            _ => {
+                if now.duration_since(self.started) > self.config.handshake_timeout {
+                    tracing::debug!(peer = %self.peer, "handshake timed out");
+                    return Step::Exit;
+                }
+            }
+        }
+        if self.heartbeat > 0 {
+            let interval = Duration::from_secs(u64::from(self.heartbeat));
+            if now.duration_since(self.last_heartbeat_sent) >= interval / 2 {
+                self.last_heartbeat_sent = now;
+                self.ctx
+                    .outbox
+                    .push(|out| out.extend_from_slice(&HEARTBEAT_FRAME));
+            }
+            if now.duration_since(self.last_read) > interval * 2 {
+                tracing::info!(peer = %self.peer, "missed heartbeats from client, closing");
+                return Step::Exit;
+            }
+        }
+        Step::Continue
+    }
+
+    fn send(&self, channel: u16, method: AMQPClass) {
+        self.ctx.send(channel, &method);
+    }
+
+    /// Sends `connection.close` and waits for close-ok (ignoring everything else).
+    fn close_connection(&mut self, error: AmqpError) {
+        tracing::debug!(peer = %self.peer, "closing connection: {error}");
+        self.cleanup_channels();
+        let (class_id, method_id) = error.class_method;
+        self.send(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+                reply_code: error.code.code(),
+                reply_text: error.reply_text().as_str().into(),
+                class_id,
+                method_id,
+            })),
+        );
+        self.phase = Phase::Closing(Instant::now() + CLOSE_TIMEOUT);
+    }
+
+    fn cleanup_channels(&mut self) {
+        for (_, mut channel) in self.channels.drain() {
+            channel.close(&self.ctx);
+        }
+    }
+
+    fn cleanup(&mut self) {
+        self.cleanup_channels();
+        for queue in std::mem::take(&mut self.ctx.exclusive_queues) {
+            self.ctx.broker.delete_queue_now(&queue);
+        }
+    }
+
+    fn handle_frame(&mut self, frame: Frame) -> Step {
+        match self.phase {
+            Phase::Closing(_) => {
+                if let Frame::Method { channel: 0, method } = &frame {
+                    match method.ids() {
+                        (10, 51) => return Step::Exit,
+                        (10, 50) => {
+                            self.send(
+                                0,
+                                AMQPClass::Connection(connection::AMQPMethod::CloseOk(
+                                    connection::CloseOk {},
+                                )),
+                            );
+                            return Step::Exit;
+                        }
+                        _ => {}
+                    }
+                }
+                Step::Continue
+            }
+            Phase::Running => match self.running_frame(frame) {
+                Ok(step) => step,
+                Err(e) => {
+                    self.close_connection(e);
+                    Step::Continue
+                }
+            },
+            _ => match self.handshake_frame(frame) {
+                Ok(()) => Step::Continue,
+                Err(e) => {
+                    tracing::info!(peer = %self.peer, "handshake failed: {e}");
+                    self.close_connection(e);
+                    Step::Exit
+                }
+            },
+        }
+    }
+
+    fn handshake_frame(&mut self, frame: Frame) -> Result<(), AmqpError> {
+        let method = match (self.phase, frame) {
+            (Phase::ProtocolHeader, Frame::ProtocolHeader) => {
+                self.send(
+                    0,
+                    AMQPClass::Connection(connection::AMQPMethod::Start(start())),
+                );
+                self.phase = Phase::StartOk;
+                return Ok(());
+            }
+            (_, Frame::Heartbeat) => return Ok(()),
+            (_, Frame::Method { channel: 0, method }) => method,
+            _ => {
+                return Err(AmqpError::new(
+                    ReplyCode::UnexpectedFrame,
+                    "unexpected frame during the connection handshake",
+                ));
+            }
+        };
+        let decoded = method.decode().map_err(|e| {
+            let (c, m) = e.class_method();
+            AmqpError::new(e.reply_code(), e.to_string()).during(c, m)
+        })?;
+        use connection::AMQPMethod as M;
+        match (self.phase, decoded) {
+            (Phase::StartOk, AMQPClass::Connection(M::StartOk(s))) => {
+                self.read_capabilities(&s.client_properties);
+                self.authenticate(s.mechanism.as_str(), s.response.as_bytes())
+                    .map_err(|e| e.during(10, 11))?;
+                self.send(
+                    0,
+                    AMQPClass::Connection(M::Tune(connection::Tune {
+                        channel_max: self.config.channel_max,
+                        frame_max: self.config.frame_max,
+                        heartbeat: self.config.heartbeat,
+                    })),
+                );
+                self.phase = Phase::TuneOk;
+            }
+            (Phase::TuneOk, AMQPClass::Connection(M::TuneOk(t))) => {
+                let server_max = self.config.frame_max;
+                if t.frame_max == 0 || t.frame_max > server_max {
+                    return Err(AmqpError::not_allowed(format!(
+                        "frame_max={} > {server_max} max size",
+                        t.frame_max
+                    ))
+                    .during(10, 31));
+                }
+                if t.frame_max < MIN_FRAME_MAX {
+                    return Err(AmqpError::not_allowed(format!(
+                        "frame_max={} < {MIN_FRAME_MAX} min size",
+                        t.frame_max
+                    ))
+                    .during(10, 31));
+                }
+                if t.channel_max == 0 || t.channel_max > self.config.channel_max {
+                    return Err(AmqpError::not_allowed(format!(
+                        "channel_max={} > {} max channels",
+                        t.channel_max, self.config.channel_max
+                    ))
+                    .during(10, 31));
+                }
+                self.codec.set_frame_max(t.frame_max);
+                self.ctx.frame_max = t.frame_max;
+                self.channel_max = t.channel_max;
+                self.heartbeat = t.heartbeat;
+                self.phase = Phase::Open;
+            }
+            (Phase::Open, AMQPClass::Connection(M::Open(o))) => {
+                if o.virtual_host.as_str() != "/" {
+                    return Err(AmqpError::not_allowed(format!(
+                        "vhost {} not found",
+                        o.virtual_host.as_str()
+                    ))
+                    .during(10, 40));
+                }
+                self.send(0, AMQPClass::Connection(M::OpenOk(connection::OpenOk {})));
+                self.phase = Phase::Running;
+            }
+            (_, AMQPClass::Connection(M::Close(_))) => {
+                self.send(0, AMQPClass::Connection(M::CloseOk(connection::CloseOk {})));
+                return Err(AmqpError::new(ReplyCode::ReplySuccess, "closed by client"));
+            }
+            _ => {
+                return Err(AmqpError::command_invalid(
+                    "unexpected method during the connection handshake",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn read_capabilities(&mut self, client_properties: &FieldTable) {
+        if let Some(AMQPValue::FieldTable(caps)) = client_properties.inner().get("capabilities") {
+            self.ctx.cancel_notify = matches!(
+                caps.inner().get("consumer_cancel_notify"),
+                Some(AMQPValue::Boolean(true))
+            );
+        }
+    }
+
+    fn authenticate(&self, mechanism: &str, response: &[u8]) -> Result<(), AmqpError> {
+        let (user, pass) = match mechanism {
+            "PLAIN" => {
+                let mut parts = response.split(|b| *b == 0);
+                let _authzid = parts.next();
+                let user = parts.next().unwrap_or_default();
+                let pass = parts.next().unwrap_or_default();
+                (user.to_vec(), pass.to_vec())
+            }
+            "AMQPLAIN" => {
+                let mut framed = Vec::with_capacity(response.len() + 4);
+                framed.extend_from_slice(&(response.len() as u32).to_be_bytes());
+                framed.extend_from_slice(response);
+                let table = match amq_protocol::types::parsing::parse_field_table(&framed[..]) {
+                    Ok((_, t)) => t,
+                    Err(_) => FieldTable::default(),
+                };
+                let get = |k: &str| {
+                    table
+                        .inner()
+                        .get(k)
+                        .and_then(as_text)
+                        .unwrap_or_default()
+                        .as_bytes()
+                        .to_vec()
+                };
+                (get("LOGIN"), get("PASSWORD"))
+            }
+            other => {
+                return Err(AmqpError::command_invalid(format!(
+                    "unknown authentication mechanism '{other}'"
+                )));
+            }
+        };
+        let refused = || {
+            AmqpError::access_refused(format!(
+                "Login was refused using authentication mechanism {mechanism}. For details see \
+                 the broker logfile."
+            ))
+        };
+        if user != self.config.default_user.as_bytes()
+            || pass != self.config.default_pass.as_bytes()
+        {
+            return Err(refused());
+        }
+        if self.config.loopback_only && !self.peer.ip().to_canonical().is_loopback() {
+            // RabbitMQ logs the reason and tells the client only that login was refused.
+            tracing::warn!(
+                peer = %self.peer,
+                "user '{}' can only connect via localhost",
+                self.config.default_user
+            );
+            return Err(refused());
+        }
+        Ok(())
+    }
+
+    fn running_frame(&mut self, frame: Frame) -> Result<Step, AmqpError> {
+        match frame {
+            Frame::Heartbeat => Ok(Step::Continue),
+            Frame::ProtocolHeader => Err(AmqpError::new(
+                ReplyCode::UnexpectedFrame,
+                "unexpected protocol header",
+            )),
+            Frame::Method { channel: 0, method } => self.connection_method(&method),
+            Frame::Method { channel, method } => {
+                self.channel_method(channel, &method)?;
+                Ok(Step::Continue)
+            }
+            Frame::Header { channel, header } => {
+                let ctx = &mut self.ctx;
+                let ch = open_channel(&mut self.channels, channel)?;
+                if let Some(ch) = ch {
+                    let result = ch.handle_header(ctx, header);
+                    self.channel_result(channel, result.map(|()| Outcome::Continue))?;
+                }
+                Ok(Step::Continue)
+            }
+            Frame::Body { channel, payload } => {
+                let ctx = &mut self.ctx;
+                let ch = open_channel(&mut self.channels, channel)?;
+                if let Some(ch) = ch {
+                    let result = ch.handle_body(ctx, payload);
+                    self.channel_result(channel, result.map(|()| Outcome::Continue))?;
+                }
+                Ok(Step::Continue)
+            }
+        }
+    }
+
+    fn connection_method(&mut self, method: &RawMethod) -> Result<Step, AmqpError> {
+        use connection::AMQPMethod as M;
+        let decoded = method.decode().map_err(|e| {
+            let (c, m) = e.class_method();
+            AmqpError::new(e.reply_code(), e.to_string()).during(c, m)
+        })?;
+        match decoded {
+            AMQPClass::Connection(M::Close(_)) => {
+                self.cleanup_channels();
+                self.send(0, AMQPClass::Connection(M::CloseOk(connection::CloseOk {})));
+                Ok(Step::Exit)
+            }
+            AMQPClass::Connection(M::CloseOk(_)) => Ok(Step::Exit),
+            AMQPClass::Connection(M::Blocked(_) | M::Unblocked(_)) => Ok(Step::Continue),
+            AMQPClass::Connection(M::UpdateSecret(_)) => {
+                self.send(
+                    0,
+                    AMQPClass::Connection(M::UpdateSecretOk(connection::UpdateSecretOk {})),
+                );
+                Ok(Step::Continue)
+            }
+            other => Err(AmqpError::new(
+                ReplyCode::ChannelError,
+                "unexpected method in connection state running",
+            )
+            .during(other.get_amqp_class_id(), other.get_amqp_method_id())),
+        }
+    }
+
+    fn channel_method(&mut self, number: u16, method: &RawMethod) -> Result<(), AmqpError> {
+        let Some(ch) = self.channels.get_mut(&number) else {
+            if method.ids() == (20, 10) {
+                if number > self.channel_max {
+                    return Err(AmqpError::not_allowed(format!(
+                        "channel number {number} exceeds the negotiated channel_max {}",
+                        self.channel_max
+                    ))
+                    .during(20, 10));
+                }
+                self.channels
+                    .insert(number, Channel::new(number, &self.ctx));
+                self.send(
+                    number,
+                    AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
+                );
+                return Ok(());
+            }
+            return Err(
+                AmqpError::new(ReplyCode::ChannelError, "expected 'channel.open'")
+                    .during(method.class_id(), method.method_id()),
+            );
+        };
+        if ch.phase == ChannelPhase::Closing {
+            match method.ids() {
+                (20, 41) => {
+                    self.channels.remove(&number);
+                }
+                (20, 40) => {
+                    self.send(
+                        number,
+                        AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+                    );
+                    self.channels.remove(&number);
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
+        if let Some(text) = ch.content_expected() {
+            return Err(AmqpError::new(ReplyCode::UnexpectedFrame, text)
+                .during(method.class_id(), method.method_id()));
+        }
+        let result = ch.handle_method(&mut self.ctx, method);
+        self.channel_result(number, result)
+    }
+
+    /// Applies a channel handler's result: channel errors close the channel, connection
+    /// errors are passed up.
+    fn channel_result(
+        &mut self,
+        number: u16,
+        result: Result<Outcome, AmqpError>,
+    ) -> Result<(), AmqpError> {
+        match result {
+            Ok(Outcome::Continue) => Ok(()),
+            Ok(Outcome::Remove) => {
+                self.channels.remove(&number);
+                Ok(())
+            }
+            Err(e) if e.closes_connection() => Err(e),
+            Err(e) => {
+                tracing::debug!(peer = %self.peer, channel = number, "channel error: {e}");
+                if let Some(ch) = self.channels.get_mut(&number) {
+                    // Publishes completed before the error are confirmed before the close.
+                    ch.flush_confirms(&self.ctx.outbox);
+                    ch.close(&self.ctx);
+                    ch.phase = ChannelPhase::Closing;
+                }
+                let (class_id, method_id) = e.class_method;
+                self.send(
+                    number,
+                    AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
+                        reply_code: e.code.code(),
+                        reply_text: e.reply_text().as_str().into(),
+                        class_id,
+                        method_id,
+                    })),
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn wait_for_space(queue: Option<&Queue>) {
+    match queue {
+        Some(queue) => queue.wait_for_space().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The open channel `number`: `None` if it is closing (the frame is ignored), 504 if it was
+/// never opened.
+fn open_channel(
+    channels: &mut FxHashMap<u16, Channel>,
+    number: u16,
+) -> Result<Option<&mut Channel>, AmqpError> {
+    match channels.get_mut(&number) {
+        None => Err(AmqpError::new(
+            ReplyCode::ChannelError,
+            "expected 'channel.open'",
+        )),
+        Some(ch) if ch.phase == ChannelPhase::Closing => Ok(None),
+        Some(ch) => Ok(Some(ch)),
+    }
+}
+
+fn start() -> connection::Start {
+    let mut caps = FieldTable::default();
+    for cap in [
+        "publisher_confirms",
+        "exchange_exchange_bindings",
+        "basic.nack",
+        "consumer_cancel_notify",
+        "connection.blocked",
+        "authentication_failure_close",
+        "per_consumer_qos",
+    ] {
+        caps.insert(cap.into(), AMQPValue::Boolean(true));
+    }
+    let mut props = FieldTable::default();
+    let text = |s: &str| AMQPValue::LongString(LongString::from(s));
+    props.insert("capabilities".into(), AMQPValue::FieldTable(caps));
+    props.insert("product".into(), text("Warren"));
+    props.insert("version".into(), text(env!("CARGO_PKG_VERSION")));
+    props.insert("platform".into(), text("Rust"));
+    props.insert("cluster_name".into(), text("warren"));
+    props.insert(
+        "information".into(),
+        text("An AMQP 0-9-1 broker; see https://www.rabbitmq.com/amqp-0-9-1-reference"),
+    );
+    connection::Start {
+        version_major: 0,
+        version_minor: 9,
+        server_properties: props,
+        mechanisms: "PLAIN AMQPLAIN".into(),
+        locales: "en_US".into(),
+    }
+}

@@ -1,0 +1,173 @@
+//! The AMQP server: the listener with its accept loop and graceful shutdown, and one task
+//! per connection driving the connection and channel state machines.
+//!
+//! - [`connection`]: handshake, frame dispatch, heartbeats, connection-level errors.
+//! - [`channel`]: one channel's methods (declare, bind, publish, consume, ack, tx, confirm).
+//! - [`content`]: CC/BCC handling of published messages.
+//! - [`outbox`]: the connection's batched output buffer and its writer task.
+//!
+//! Shutdown is designed in: [`RunningServer::shutdown`] stops accepting, tells every
+//! connection to close with 320 CONNECTION_FORCED, and waits (bounded) for them to finish.
+
+pub mod channel;
+pub mod connection;
+pub mod content;
+pub mod outbox;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::broker::Broker;
+use crate::exchange::ExchangeTypeRegistry;
+
+/// Server settings. Field defaults are RabbitMQ's.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Where state lives (plugins default to `<data_dir>/plugins`).
+    pub data_dir: PathBuf,
+    /// Directory of exchange-type plugin libraries.
+    pub plugins_dir: Option<PathBuf>,
+    /// Largest frame offered in `connection.tune`.
+    pub frame_max: u32,
+    /// Most channels per connection offered in `connection.tune`.
+    pub channel_max: u16,
+    /// Heartbeat interval (seconds) offered in `connection.tune`; 0 disables.
+    pub heartbeat: u16,
+    /// Largest message body accepted (406 beyond).
+    pub max_message_size: usize,
+    /// The one user's name.
+    pub default_user: String,
+    /// The one user's password.
+    pub default_pass: String,
+    /// Whether the default user may only connect from loopback addresses (RabbitMQ's
+    /// `loopback_users`).
+    pub loopback_only: bool,
+    /// How long a client has to complete the handshake.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 5672)),
+            data_dir: PathBuf::from("./warren-data"),
+            plugins_dir: None,
+            frame_max: 131_072,
+            channel_max: 2047,
+            heartbeat: 60,
+            max_message_size: 128 << 20,
+            default_user: "guest".to_owned(),
+            default_pass: "guest".to_owned(),
+            loopback_only: true,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A server accepting connections; dropping it does not stop it, [`shutdown`](Self::shutdown)
+/// does.
+#[derive(Debug)]
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    accept_loop: JoinHandle<()>,
+    broker: Arc<Broker>,
+}
+
+impl RunningServer {
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The broker state (for embedding and tests).
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Stops accepting, closes every connection with 320 CONNECTION_FORCED and waits for
+    /// them (at most a few seconds).
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.accept_loop.await;
+    }
+}
+
+/// Binds, starts the accept loop and returns at once.
+pub async fn start(config: Config) -> std::io::Result<RunningServer> {
+    let mut registry = ExchangeTypeRegistry::with_builtins();
+    if let Some(dir) = &config.plugins_dir {
+        for e in registry.load_dir(dir) {
+            tracing::warn!("plugin not loaded: {e}");
+        }
+    }
+    let broker = Broker::new(registry).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let listener = TcpListener::bind(config.listen).await?;
+    let local_addr = listener.local_addr()?;
+    tracing::info!(%local_addr, "listening");
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let accept_loop = tokio::spawn(accept_loop(
+        listener,
+        Arc::new(config),
+        broker.clone(),
+        shutdown_rx,
+    ));
+    Ok(RunningServer {
+        local_addr,
+        shutdown,
+        accept_loop,
+        broker,
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    config: Arc<Config>,
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((socket, peer)) => {
+                    let _ = socket.set_nodelay(true);
+                    let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+                    connections.spawn(connection::serve(
+                        socket,
+                        peer,
+                        id,
+                        broker.clone(),
+                        config.clone(),
+                        shutdown.clone(),
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(5), drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections did not close in time; aborting them");
+        connections.abort_all();
+    }
+}

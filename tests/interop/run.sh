@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Runs the pika interop suite (tests/interop/test_pika.py) against a freshly built Warren.
+#
+#   tests/interop/run.sh            # build warren, start it on a free port, run the suite
+#   AMQP_URI=amqp://... run.sh      # run the suite against that broker instead (e.g. RabbitMQ)
+#
+# Installs pika and pytest into target/interop-venv (falling back to `pip install --user`),
+# and exits with the suite's status; "no tests collected" counts as a failure.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+
+# --- Python with pika and pytest --------------------------------------------------------
+VENV="$ROOT/target/interop-venv"
+PY=""
+if [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" >/dev/null 2>&1; then
+    PY="$VENV/bin/python"
+    if ! "$PY" -c 'import pika, pytest' >/dev/null 2>&1; then
+        "$PY" -m pip install --quiet --disable-pip-version-check pika pytest
+    fi
+else
+    echo "interop: no venv support, installing pika and pytest with pip --user" >&2
+    PY=python3
+    if ! "$PY" -c 'import pika, pytest' >/dev/null 2>&1; then
+        "$PY" -m pip install --quiet --user pika pytest ||
+            "$PY" -m pip install --quiet --user --break-system-packages pika pytest
+    fi
+fi
+
+# --- The broker ---------------------------------------------------------------------------
+BROKER_PID=""
+cleanup() {
+    if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
+        kill "$BROKER_PID" 2>/dev/null || true
+        wait "$BROKER_PID" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+
+if [ -z "${AMQP_URI:-}" ]; then
+    cargo build --quiet -p warren --bin warren
+    BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/warren"
+    PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+    DATA_DIR=$(mktemp -d "${TMPDIR:-/tmp}/warren-interop.XXXXXX")
+    LOG="$ROOT/target/interop-warren.log"
+    "$BIN" --listen "127.0.0.1:$PORT" --data-dir "$DATA_DIR" >"$LOG" 2>&1 &
+    BROKER_PID=$!
+    # Wait (up to 30 s) for the port to accept connections.
+    for _ in $(seq 1 300); do
+        if "$PY" -c "import socket,sys; s=socket.socket(); s.settimeout(0.2); sys.exit(s.connect_ex(('127.0.0.1', $PORT)))" 2>/dev/null; then
+            break
+        fi
+        if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+            echo "interop: warren exited before listening; its log:" >&2
+            cat "$LOG" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+    export AMQP_URI="amqp://guest:guest@127.0.0.1:$PORT/%2f"
+fi
+
+# --- The suite ----------------------------------------------------------------------------
+echo "interop: running pika suite against $AMQP_URI" >&2
+set +e
+"$PY" -m pytest -q tests/interop
+STATUS=$?
+set -e
+if [ "$STATUS" -eq 5 ]; then
+    echo "interop: pytest collected no tests" >&2
+    STATUS=1
+fi
+if [ "$STATUS" -ne 0 ] && [ -n "$BROKER_PID" ]; then
+    echo "interop: warren's log is in $LOG" >&2
+fi
+exit "$STATUS"

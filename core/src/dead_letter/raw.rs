@@ -15,25 +15,9 @@ pub(super) struct Entry<'a> {
     pub value: std::borrow::Cow<'a, [u8]>,
 }
 
-/// Position after the tagged value at `pos` (the tags `Properties::parse` accepts).
+/// Position after the tagged value at `pos`; `None` for bytes that are not a value.
 fn skip_value(buf: &[u8], pos: usize) -> Option<usize> {
-    let tag = *buf.get(pos)?;
-    let pos = pos + 1;
-    let len = match tag {
-        b'V' => 0,
-        b't' | b'b' | b'B' => 1,
-        b's' | b'u' | b'U' => 2,
-        b'I' | b'i' | b'f' => 4,
-        b'D' => 5,
-        b'l' | b'L' | b'd' | b'T' => 8,
-        b'S' | b'x' | b'F' | b'A' => {
-            let len = u32::from_be_bytes(buf.get(pos..pos + 4)?.try_into().ok()?);
-            4 + len as usize
-        }
-        _ => return None,
-    };
-    let end = pos.checked_add(len)?;
-    (end <= buf.len()).then_some(end)
+    crate::protocol::skip_table_value(buf, pos, 0).ok()
 }
 
 /// Splits a table body into its entries, in wire order.

@@ -71,8 +71,9 @@ fn check_array_at(body: &[u8], depth: usize) -> Result<(), TableError> {
     Ok(())
 }
 
-/// Skips the tagged value at `pos`, returning the position after it.
-fn skip_value(buf: &[u8], pos: usize, depth: usize) -> Result<usize, TableError> {
+/// Skips the tagged value at `pos`, returning the position after it. Nested tables and
+/// arrays are checked on the way, `depth` levels down already.
+pub(crate) fn skip_value(buf: &[u8], pos: usize, depth: usize) -> Result<usize, TableError> {
     let tag = *buf.get(pos).ok_or(TableError::Truncated)?;
     let pos = pos + 1;
     let fixed = match tag {

@@ -2,7 +2,8 @@
 //! file, merged into a [`server::Config`](crate::server::Config).
 //!
 //! Precedence: flag or environment variable, then the file, then the defaults. The file uses
-//! the flags' names with underscores (`listen`, `data_dir`, `plugins_dir`, `log_level`, plus
+//! the flags' names with underscores (`listen`, `admin_listen`, `data_dir`, `plugins_dir`,
+//! `log_level`, plus
 //! `frame_max`, `channel_max`, `heartbeat`, `max_message_size`); unknown keys are an error so
 //! a typo does not silently fall back to a default.
 
@@ -19,6 +20,8 @@ use crate::server::Config;
 pub struct FileConfig {
     /// Listen address.
     pub listen: Option<SocketAddr>,
+    /// Admin interface address.
+    pub admin_listen: Option<SocketAddr>,
     /// Data directory.
     pub data_dir: Option<PathBuf>,
     /// Plugins directory.
@@ -75,6 +78,8 @@ impl FileConfig {
 pub struct Overrides {
     /// `--listen`.
     pub listen: Option<SocketAddr>,
+    /// `--admin-listen`.
+    pub admin_listen: Option<SocketAddr>,
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
     /// `--plugins-dir`.
@@ -95,6 +100,10 @@ pub fn resolve(overrides: Overrides, file: FileConfig) -> Config {
     });
     Config {
         listen: overrides.listen.or(file.listen).unwrap_or(defaults.listen),
+        admin_listen: overrides
+            .admin_listen
+            .or(file.admin_listen)
+            .or(defaults.admin_listen),
         data_dir,
         plugins_dir,
         frame_max: file.frame_max.unwrap_or(defaults.frame_max),
@@ -123,6 +132,17 @@ mod tests {
         assert_eq!(config.listen.port(), 2);
         assert_eq!(config.heartbeat, 5);
         assert_eq!(config.frame_max, 131_072);
+        assert_eq!(
+            config.admin_listen,
+            Some(crate::server::DEFAULT_ADMIN_LISTEN)
+        );
+    }
+
+    #[test]
+    fn admin_listen_comes_from_the_file() {
+        let file: FileConfig = toml::from_str("admin_listen = \"127.0.0.1:9\"\n").expect("parses");
+        let config = resolve(Overrides::default(), file);
+        assert_eq!(config.admin_listen.map(|a| a.port()), Some(9));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Warren, an AMQP 0-9-1 broker. See `docs/ARCHITECTURE.md` for the map of this crate.
 
+pub mod admin;
 pub mod broker;
 pub mod config;
 pub mod dead_letter;

@@ -1,11 +1,13 @@
 //! The `warren` binary: parses flags, sets up logging, runs the server until SIGINT or
-//! SIGTERM, then shuts it down gracefully (connections closed with 320).
+//! SIGTERM, then shuts it down gracefully (connections closed with 320). With a subcommand
+//! (`warren scheduled …`) it is instead a client of a running broker's admin interface.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use warren::admin::client;
 use warren::config::{FileConfig, Overrides, resolve};
 
 /// An AMQP 0-9-1 message broker.
@@ -15,6 +17,9 @@ struct Args {
     /// Address to listen on [default: 0.0.0.0:5672].
     #[arg(long, env = "WARREN_LISTEN")]
     listen: Option<SocketAddr>,
+    /// Address of the admin HTTP interface [default: 127.0.0.1:15673].
+    #[arg(long, env = "WARREN_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
     /// Data directory [default: ./warren-data].
     #[arg(long, env = "WARREN_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -27,10 +32,71 @@ struct Args {
     /// Log filter, e.g. `info` or `warren=debug` [default: info].
     #[arg(long, env = "WARREN_LOG_LEVEL")]
     log_level: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// See and cancel messages held by x-delayed-message exchanges (via the admin interface).
+    Scheduled {
+        /// The broker's admin interface.
+        #[arg(
+            long,
+            env = "WARREN_ADMIN_URL",
+            default_value = "http://127.0.0.1:15673",
+            global = true
+        )]
+        admin: String,
+        #[command(subcommand)]
+        action: Scheduled,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Scheduled {
+    /// Pending messages per delayed exchange.
+    Counts,
+    /// Pending messages of one exchange: id, due time, routing key, body size.
+    List {
+        /// The delayed exchange.
+        #[arg(long)]
+        exchange: String,
+    },
+    /// Cancels one pending message by id (it is never delivered).
+    Cancel {
+        /// The delayed exchange.
+        #[arg(long)]
+        exchange: String,
+        /// The id shown by `list`.
+        id: u64,
+    },
+}
+
+fn scheduled(admin: &str, action: Scheduled) -> ExitCode {
+    let result = match action {
+        Scheduled::Counts => client::counts(admin).map(|c| print!("{}", client::counts_table(&c))),
+        Scheduled::List { exchange } => {
+            client::list(admin, &exchange).map(|p| print!("{}", client::list_table(&p)))
+        }
+        Scheduled::Cancel { exchange, id } => {
+            client::cancel(admin, &exchange, id).map(|()| println!("cancelled {id}"))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("warren: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if let Some(Command::Scheduled { admin, action }) = args.command.take() {
+        return scheduled(&admin, action);
+    }
     let file = match &args.config {
         Some(path) => match FileConfig::load(path) {
             Ok(file) => file,
@@ -57,6 +123,7 @@ fn main() -> ExitCode {
     let config = resolve(
         Overrides {
             listen: args.listen,
+            admin_listen: args.admin_listen,
             data_dir: args.data_dir,
             plugins_dir: args.plugins_dir,
         },

@@ -30,6 +30,8 @@ pub struct Config {
     pub heartbeat: u16,
     /// Largest message body accepted.
     pub max_message_size: usize,
+    /// Directory of exchange-type plugin libraries.
+    pub plugins_dir: Option<std::path::PathBuf>,
 }
 
 #[cfg(not(feature = "in-process"))]
@@ -41,6 +43,7 @@ impl Default for Config {
             channel_max: 2047,
             heartbeat: 60,
             max_message_size: 128 << 20,
+            plugins_dir: None,
         }
     }
 }
@@ -61,6 +64,8 @@ pub struct TestBroker {
     external: bool,
     #[cfg(feature = "in-process")]
     server: Option<warren::server::RunningServer>,
+    /// The in-process Warren's admin interface.
+    admin: Option<SocketAddr>,
     /// A per-test data directory, removed when the broker is dropped.
     data_dir: Option<std::path::PathBuf>,
 }
@@ -89,6 +94,7 @@ impl TestBroker {
         let data_dir = std::env::temp_dir().join(format!("warren-test-{}", unique("data")));
         let mut config = Config {
             listen: "127.0.0.1:0".parse().expect("a valid address"),
+            admin_listen: Some("127.0.0.1:0".parse().expect("a valid address")),
             data_dir: data_dir.clone(),
             ..Default::default()
         };
@@ -100,9 +106,11 @@ impl TestBroker {
         if addr.ip().is_unspecified() {
             addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
+        let admin = server.admin_addr();
         TestBroker {
             uri: format!("amqp://guest:guest@{addr}/%2f"),
             addr,
+            admin,
             external: false,
             server: Some(server),
             data_dir: Some(data_dir),
@@ -123,6 +131,7 @@ impl TestBroker {
         Some(TestBroker {
             uri,
             addr,
+            admin: None,
             external: true,
             #[cfg(feature = "in-process")]
             server: None,
@@ -138,6 +147,12 @@ impl TestBroker {
     /// The broker's TCP address, for raw-socket clients.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The admin interface's base URL (`http://127.0.0.1:PORT`) of an in-process Warren
+    /// started with one; `None` for an external broker.
+    pub fn admin_url(&self) -> Option<String> {
+        self.admin.map(|a| format!("http://{a}"))
     }
 
     /// Whether this is an external broker (`WARREN_TEST_URI`) rather than Warren in-process.

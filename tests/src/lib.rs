@@ -1,8 +1,10 @@
 //! Support for Warren's end-to-end tests and benchmarks: building the plugin libraries the
 //! tests load, encoding AMQP field tables the way a client would, a broker per test
-//! (`broker`), and a raw-socket AMQP client for what real clients never send (`raw`).
+//! (`broker`), helpers for the delayed exchange's tests (`delayed`), and a raw-socket AMQP
+//! client for what real clients never send (`raw`).
 
 pub mod broker;
+pub mod delayed;
 pub mod dylibs;
 pub mod raw;
 pub mod tables;

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 
+use super::delayed::Delayed;
 use super::queue::{IncomingBinding, Queue};
 use crate::error::AmqpError;
 use crate::exchange::{ExchangeRouter, RouteRequest};
@@ -88,11 +89,19 @@ pub struct Exchange {
     inner: RwLock<Inner>,
     /// Bindings where this exchange is the destination.
     incoming: Mutex<Vec<IncomingBinding>>,
+    /// Pending messages, for an `x-delayed-message` exchange.
+    delayed: Option<Arc<Delayed>>,
 }
 
 impl Exchange {
-    /// A new exchange around its plugin state.
-    pub fn new(id: u64, spec: ExchangeSpec, router: ExchangeRouter) -> Arc<Exchange> {
+    /// A new exchange around its plugin state (for a delayed exchange, the inner type's) and,
+    /// for a delayed exchange, its pending messages.
+    pub fn new(
+        id: u64,
+        spec: ExchangeSpec,
+        router: ExchangeRouter,
+        delayed: Option<Arc<Delayed>>,
+    ) -> Arc<Exchange> {
         Arc::new(Exchange {
             id,
             spec,
@@ -103,7 +112,13 @@ impl Exchange {
                 destinations: FxHashMap::default(),
             }),
             incoming: Mutex::new(Vec::new()),
+            delayed,
         })
+    }
+
+    /// The pending messages of an `x-delayed-message` exchange; `None` for other types.
+    pub fn delayed(&self) -> Option<&Arc<Delayed>> {
+        self.delayed.as_ref()
     }
 
     /// The exchange's name.
@@ -123,6 +138,9 @@ impl Exchange {
 
     pub(crate) fn mark_deleted(&self) {
         self.deleted.store(true, Ordering::Release);
+        if let Some(delayed) = &self.delayed {
+            delayed.stop();
+        }
     }
 
     /// Asks the plugin about redeclare arguments.

@@ -3,18 +3,21 @@
 //!
 //! - [`vhost`]: the catalogue (declare, delete, bind) and routing across exchanges.
 //! - [`exchange`]: one exchange — plugin router, bindings, destinations.
+//! - [`delayed`]: the `x-delayed-message` type — held messages, their timer wheel and driver.
 //! - [`queue`]: one queue — ready messages, consumers, round-robin delivery.
 //! - [`consumer`]: consumers and the delivery half of a channel (tags, unacked, prefetch).
 //! - [`message`]: a published message, shared by reference between queues.
 //! - [`args`]: argument equivalence and RabbitMQ's texts; [`names`]: generated names.
 //!
 //! Lock order (never taken in the other direction):
-//! `catalogue` → exchange bindings (`RwLock`) → queue state → channel delivery state → outbox.
+//! `catalogue` → exchange bindings (`RwLock`) → queue state → channel delivery state → outbox;
+//! a delayed exchange's wheel mutex is a leaf (never held while routing).
 //! The publish path takes no catalogue lock: it reads an exchange's `RwLock` (shared), then
 //! locks each destination queue in turn, one at a time.
 
 pub mod args;
 pub mod consumer;
+pub mod delayed;
 pub mod exchange;
 pub mod message;
 pub mod names;
@@ -22,6 +25,7 @@ pub mod queue;
 pub mod vhost;
 
 pub use consumer::{Consumer, DeliveryChannel, Unacked};
+pub use delayed::{Delayed, PendingInfo};
 pub use exchange::{Exchange, ExchangeSpec};
 pub use message::Message;
 pub use queue::{Queue, QueueSpec, Queued};

@@ -7,8 +7,8 @@
 //! Publishing never takes it: the name maps are `RwLock`s read at most once per publish, and
 //! channels cache exchange handles by name, revalidated by their `deleted` flag.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 use amq_protocol::types::{AMQPValue, FieldTable};
 use parking_lot::{Mutex, RwLock};
@@ -19,6 +19,7 @@ use super::args::{
     text_arg, type_name,
 };
 use super::consumer::Consumer;
+use super::delayed::{self, DELAYED_TYPE, DELAYED_TYPE_ARG, Delayed, PendingInfo};
 use super::exchange::{Binding, Destination, Exchange, ExchangeSpec};
 use super::names;
 use super::queue::{ConsumerRemoved, IncomingBinding, Queue, QueueSpec};
@@ -102,18 +103,30 @@ pub struct Broker {
     queues: RwLock<FxHashMap<String, Arc<Queue>>>,
     catalogue: Mutex<()>,
     next_id: AtomicU64,
+    /// Itself, for the delayed exchanges' drivers (which must not keep it alive).
+    me: Weak<Broker>,
 }
 
 impl Broker {
     /// A vhost with the default and `amq.*` exchanges.
     pub fn new(registry: ExchangeTypeRegistry) -> Result<Arc<Broker>, AmqpError> {
-        let broker = Broker {
-            registry,
-            exchanges: RwLock::new(FxHashMap::default()),
-            queues: RwLock::new(FxHashMap::default()),
-            catalogue: Mutex::new(()),
-            next_id: AtomicU64::new(1),
-        };
+        let mut created = Ok(());
+        let broker = Arc::new_cyclic(|me| {
+            let broker = Broker {
+                registry,
+                exchanges: RwLock::new(FxHashMap::default()),
+                queues: RwLock::new(FxHashMap::default()),
+                catalogue: Mutex::new(()),
+                next_id: AtomicU64::new(1),
+                me: me.clone(),
+            };
+            created = broker.predeclare();
+            broker
+        });
+        created.map(|()| broker)
+    }
+
+    fn predeclare(&self) -> Result<(), AmqpError> {
         let predeclared = [
             ("", "direct"),
             ("amq.direct", "direct"),
@@ -132,9 +145,9 @@ impl Broker {
                 arguments: FieldTable::default(),
                 alternate: None,
             };
-            broker.create_exchange(spec, &[])?;
+            self.create_exchange(spec, &[])?;
         }
-        Ok(Arc::new(broker))
+        Ok(())
     }
 
     fn next_id(&self) -> u64 {
@@ -142,16 +155,54 @@ impl Broker {
     }
 
     fn create_exchange(&self, spec: ExchangeSpec, raw_args: &[u8]) -> Result<(), AmqpError> {
+        // A delayed exchange routes through its inner type's plugin.
+        let (router_kind, delayed) = if spec.kind == DELAYED_TYPE {
+            let inner = delayed::inner_type(&spec.arguments, &self.registry)?;
+            (inner, Some(Delayed::new(inner)))
+        } else {
+            (spec.kind.as_str(), None)
+        };
         let ty = self
             .registry
-            .get(&spec.kind)
-            .ok_or_else(|| unknown_type(&spec.kind))?;
+            .get(router_kind)
+            .ok_or_else(|| unknown_type(router_kind))?;
         ty.validate(raw_args)?;
         let router = ty.create(&spec.name, raw_args)?;
         let name = spec.name.clone();
-        let exchange = Exchange::new(self.next_id(), spec, router);
+        let exchange = Exchange::new(self.next_id(), spec, router, delayed.clone());
+        if let Some(delayed) = delayed {
+            delayed::spawn_driver(delayed, Arc::downgrade(&exchange), self.me.clone())?;
+        }
         self.exchanges.write().insert(name, exchange);
         Ok(())
+    }
+
+    /// Pending messages per delayed exchange, by name.
+    pub fn delayed_counts(&self) -> Vec<(String, usize)> {
+        let mut counts: Vec<(String, usize)> = self
+            .exchanges
+            .read()
+            .values()
+            .filter_map(|x| x.delayed().map(|d| (x.name().to_owned(), d.len())))
+            .collect();
+        counts.sort();
+        counts
+    }
+
+    /// The delayed state of exchange `name`: 404 if there is no such exchange, 406 if it is
+    /// not an `x-delayed-message` one.
+    pub fn delayed(&self, name: &str) -> Result<Arc<Delayed>, AmqpError> {
+        let exchange = self.exchange(name).ok_or_else(|| no_exchange(name))?;
+        exchange.delayed().cloned().ok_or_else(|| {
+            AmqpError::precondition_failed(format!(
+                "exchange '{name}' in vhost '/' is not of type '{DELAYED_TYPE}'"
+            ))
+        })
+    }
+
+    /// Pending messages of delayed exchange `name`, by due time.
+    pub fn delayed_list(&self, name: &str) -> Result<Vec<PendingInfo>, AmqpError> {
+        Ok(self.delayed(name)?.list())
     }
 
     /// The exchange named `name`.
@@ -179,7 +230,9 @@ impl Broker {
         if d.name.is_empty() {
             return Err(default_exchange_refused());
         }
-        if self.registry.get(d.kind).is_none() {
+        if d.kind == DELAYED_TYPE {
+            delayed::inner_type(d.arguments, &self.registry)?;
+        } else if self.registry.get(d.kind).is_none() {
             return Err(unknown_type(d.kind));
         }
         let raw = encode_args(d.arguments)?;
@@ -215,6 +268,15 @@ impl Broker {
                 d.arguments,
                 &s.arguments,
             )?;
+            if s.kind == DELAYED_TYPE {
+                check_args_equivalence(
+                    "exchange",
+                    name,
+                    &[DELAYED_TYPE_ARG],
+                    d.arguments,
+                    &s.arguments,
+                )?;
+            }
             return existing.assert_args_equivalence(&raw);
         }
         if d.name.starts_with("amq.") {

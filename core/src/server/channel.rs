@@ -930,6 +930,27 @@ impl Channel {
         };
         let mut routed = std::mem::take(&mut self.routed);
         routed.clear();
+        if let Some(delayed) = exchange.delayed()
+            && let Some(due) = delayed.due(exchange.name(), message.properties.headers())
+        {
+            // `mandatory` is judged against the bindings of now; a message that routes
+            // nowhere now is returned and not held (see `broker::delayed`).
+            if mandatory {
+                ctx.broker
+                    .route(exchange, &request, &mut self.scratch, &mut routed)?;
+                let routable = !routed.is_empty();
+                routed.clear();
+                self.routed = routed;
+                if !routable {
+                    self.send_return(ctx, &message);
+                    return Ok(());
+                }
+            } else {
+                self.routed = routed;
+            }
+            delayed.hold(due, message, extra_keys);
+            return Ok(());
+        }
         if exchange.is_default() && extra_keys.is_empty() {
             match self.default_routes.get(&message.routing_key) {
                 Some(q) if !q.is_deleted() => routed.push(q.clone()),
@@ -952,24 +973,7 @@ impl Channel {
         }
         if routed.is_empty() {
             if mandatory {
-                let method = AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
-                    reply_code: ReplyCode::NoRoute.code(),
-                    reply_text: "NO_ROUTE".into(),
-                    exchange: message.exchange.as_str().into(),
-                    routing_key: message.routing_key.as_str().into(),
-                }));
-                let (number, frame_max) = (self.number, ctx.frame_max);
-                ctx.outbox.push(|out| {
-                    if encode_method(out, number, &method).is_ok() {
-                        encode_content(
-                            out,
-                            number,
-                            frame_max,
-                            &message.properties,
-                            &[&message.body],
-                        );
-                    }
-                });
+                self.send_return(ctx, &message);
             }
         } else {
             for queue in routed.drain(..) {
@@ -981,6 +985,28 @@ impl Channel {
         }
         self.routed = routed;
         Ok(())
+    }
+
+    /// Returns an unroutable `mandatory` message (312 NO_ROUTE).
+    fn send_return(&self, ctx: &ConnCtx, message: &Message) {
+        let method = AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
+            reply_code: ReplyCode::NoRoute.code(),
+            reply_text: "NO_ROUTE".into(),
+            exchange: message.exchange.as_str().into(),
+            routing_key: message.routing_key.as_str().into(),
+        }));
+        let (number, frame_max) = (self.number, ctx.frame_max);
+        ctx.outbox.push(|out| {
+            if encode_method(out, number, &method).is_ok() {
+                encode_content(
+                    out,
+                    number,
+                    frame_max,
+                    &message.properties,
+                    &[&message.body],
+                );
+            }
+        });
     }
 
     /// A backlogged queue published to since the last call, if any (flow control).

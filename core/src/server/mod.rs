@@ -6,6 +6,8 @@
 //! - [`content`]: CC/BCC handling of published messages.
 //! - [`outbox`]: the connection's batched output buffer and its writer task.
 //!
+//! [`start`] also starts the admin HTTP interface ([`crate::admin`]) when configured.
+//!
 //! Shutdown is designed in: [`RunningServer::shutdown`] stops accepting, tells every
 //! connection to close with 320 CONNECTION_FORCED, and waits (bounded) for them to finish.
 
@@ -26,6 +28,10 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::broker::Broker;
 use crate::exchange::ExchangeTypeRegistry;
+
+/// Where the admin interface listens unless told otherwise (RabbitMQ's management port + 1).
+pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 15673);
 
 /// Server settings. Field defaults are RabbitMQ's.
 #[derive(Clone, Debug)]
@@ -53,6 +59,9 @@ pub struct Config {
     pub loopback_only: bool,
     /// How long a client has to complete the handshake.
     pub handshake_timeout: Duration,
+    /// Address of the admin HTTP interface (`None`: not started). Unauthenticated: keep it
+    /// on loopback.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -69,6 +78,7 @@ impl Default for Config {
             default_pass: "guest".to_owned(),
             loopback_only: true,
             handshake_timeout: Duration::from_secs(10),
+            admin_listen: Some(DEFAULT_ADMIN_LISTEN),
         }
     }
 }
@@ -81,12 +91,18 @@ pub struct RunningServer {
     shutdown: watch::Sender<bool>,
     accept_loop: JoinHandle<()>,
     broker: Arc<Broker>,
+    admin: Option<(SocketAddr, JoinHandle<()>)>,
 }
 
 impl RunningServer {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address the admin interface actually bound, if it was started.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(addr, _)| *addr)
     }
 
     /// The broker state (for embedding and tests).
@@ -99,6 +115,9 @@ impl RunningServer {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.accept_loop.await;
+        if let Some((_, admin)) = self.admin {
+            let _ = admin.await;
+        }
     }
 }
 
@@ -115,6 +134,10 @@ pub async fn start(config: Config) -> std::io::Result<RunningServer> {
     let local_addr = listener.local_addr()?;
     tracing::info!(%local_addr, "listening");
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let admin = match config.admin_listen {
+        Some(addr) => Some(crate::admin::start(addr, broker.clone(), shutdown_rx.clone()).await?),
+        None => None,
+    };
     let accept_loop = tokio::spawn(accept_loop(
         listener,
         Arc::new(config),
@@ -126,6 +149,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningServer> {
         shutdown,
         accept_loop,
         broker,
+        admin,
     })
 }
 

@@ -1,0 +1,103 @@
+//! The driver under tokio's paused clock: long delays fire when (virtual) time reaches them,
+//! not before, and deletion stops everything.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use amq_protocol::types::{AMQPValue, FieldTable, LongString};
+use bytes::Bytes;
+
+use crate::broker::vhost::{BindTarget, ExchangeDeclare, QueueDeclare};
+use crate::broker::{Broker, Message};
+use crate::exchange::ExchangeTypeRegistry;
+use crate::protocol::{Properties, ShortStr};
+
+fn setup() -> (
+    Arc<Broker>,
+    Arc<crate::broker::Exchange>,
+    Arc<crate::broker::Queue>,
+) {
+    let broker = Broker::new(ExchangeTypeRegistry::with_builtins()).expect("broker");
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-delayed-type".into(),
+        AMQPValue::LongString(LongString::from("direct")),
+    );
+    broker
+        .declare_exchange(&ExchangeDeclare {
+            name: "d",
+            kind: super::DELAYED_TYPE,
+            passive: false,
+            durable: false,
+            auto_delete: false,
+            internal: false,
+            arguments: &args,
+        })
+        .expect("declare");
+    let queue = broker
+        .declare_queue(
+            1,
+            &QueueDeclare {
+                name: "q",
+                passive: false,
+                durable: false,
+                exclusive: false,
+                auto_delete: false,
+                arguments: &FieldTable::default(),
+            },
+        )
+        .expect("queue");
+    broker
+        .bind(1, BindTarget::Queue("q"), "d", "k", &FieldTable::default())
+        .expect("bind");
+    let exchange = broker.exchange("d").expect("exists");
+    (broker, exchange, queue)
+}
+
+fn message() -> Arc<Message> {
+    Arc::new(Message {
+        exchange: ShortStr::copy_from_str("d").expect("short"),
+        routing_key: ShortStr::copy_from_str("k").expect("short"),
+        properties: Properties::empty(),
+        body: Bytes::from_static(b"m"),
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ten_year_delay_fires_after_ten_years_and_not_before() {
+    let (_broker, exchange, queue) = setup();
+    let delayed = exchange.delayed().expect("delayed").clone();
+    let ten_years = 315_360_000_000_u64;
+    delayed.hold(delayed.now_ms() + ten_years, message(), &[]);
+    tokio::time::sleep(Duration::from_millis(ten_years - 1000)).await;
+    assert_eq!(queue.counts().0, 0, "not yet");
+    assert_eq!(delayed.len(), 1);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(queue.counts().0, 1, "fired");
+    assert!(delayed.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn deleting_the_exchange_drops_pending_and_fires_nothing() {
+    let (broker, exchange, queue) = setup();
+    let delayed = exchange.delayed().expect("delayed").clone();
+    delayed.hold(delayed.now_ms() + 1000, message(), &[]);
+    broker.delete_exchange("d", false).expect("delete");
+    assert!(delayed.is_empty());
+    delayed.hold(delayed.now_ms() + 1000, message(), &[]);
+    assert!(delayed.is_empty(), "nothing is held after deletion");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(queue.counts().0, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_earlier_insert_wakes_the_driver() {
+    let (_broker, exchange, queue) = setup();
+    let delayed = exchange.delayed().expect("delayed").clone();
+    delayed.hold(delayed.now_ms() + 3_600_000, message(), &[]);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    delayed.hold(delayed.now_ms() + 100, message(), &[]);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(queue.counts().0, 1);
+    assert_eq!(delayed.len(), 1);
+}

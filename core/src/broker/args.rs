@@ -5,6 +5,7 @@
 //! in vhost '/': received … but current is …`). Integer widths compare equal (pika sends
 //! 32-bit ints, Java 64-bit ones); a float never equals an integer.
 
+use crate::protocol::type_name;
 use amq_protocol::types::{AMQPValue, FieldTable};
 
 use crate::error::AmqpError;
@@ -31,30 +32,6 @@ pub const QUEUE_EQUIVALENCE_ARGS: &[&str] = &[
 
 /// Exchange arguments RabbitMQ compares on redeclare.
 pub const EXCHANGE_EQUIVALENCE_ARGS: &[&str] = &["alternate-exchange"];
-
-/// RabbitMQ's name for a field value's type.
-pub fn type_name(value: &AMQPValue) -> &'static str {
-    match value {
-        AMQPValue::Boolean(_) => "bool",
-        AMQPValue::ShortShortInt(_) => "byte",
-        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
-        AMQPValue::ShortInt(_) => "short",
-        AMQPValue::ShortUInt(_) => "unsignedshort",
-        AMQPValue::LongInt(_) => "signedint",
-        AMQPValue::LongUInt(_) => "unsignedint",
-        AMQPValue::LongLongInt(_) => "long",
-        AMQPValue::Float(_) => "float",
-        AMQPValue::Double(_) => "double",
-        AMQPValue::DecimalValue(_) => "decimal",
-        AMQPValue::ShortString(_) => "shortstr",
-        AMQPValue::LongString(_) => "longstr",
-        AMQPValue::FieldArray(_) => "array",
-        AMQPValue::Timestamp(_) => "timestamp",
-        AMQPValue::FieldTable(_) => "table",
-        AMQPValue::ByteArray(_) => "binary",
-        AMQPValue::Void => "void",
-    }
-}
 
 /// The value as an integer, whatever its width.
 pub fn as_integer(value: &AMQPValue) -> Option<i128> {

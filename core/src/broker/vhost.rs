@@ -7,6 +7,7 @@
 //! Publishing never takes it: the name maps are `RwLock`s read at most once per publish, and
 //! channels cache exchange handles by name, revalidated by their `deleted` flag.
 
+use crate::protocol::type_name;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -16,7 +17,7 @@ use rustc_hash::FxHashMap;
 
 use super::args::{
     EXCHANGE_EQUIVALENCE_ARGS, QUEUE_EQUIVALENCE_ARGS, check_args_equivalence, inequivalent_flag,
-    text_arg, type_name,
+    text_arg,
 };
 use super::consumer::Consumer;
 use super::delayed::{self, DELAYED_TYPE, DELAYED_TYPE_ARG, Delayed, PendingInfo};

@@ -25,6 +25,7 @@
 //! Integer arguments may use any integer width (`b B s u I i l`); RabbitMQ caps a max
 //! priority of 0 as a one-level priority queue, which behaves like a plain queue.
 
+use crate::protocol::type_name;
 use amq_protocol::types::{AMQPValue, FieldTable};
 
 use crate::error::AmqpError;
@@ -63,29 +64,6 @@ pub struct QueueLimits {
     pub dead_letter_routing_key: Option<String>,
     /// `x-max-priority` (0 … 255).
     pub max_priority: Option<u8>,
-}
-
-/// RabbitMQ's name for a value's type, as its error texts print it.
-pub fn type_name(value: &AMQPValue) -> &'static str {
-    match value {
-        AMQPValue::Boolean(_) => "bool",
-        AMQPValue::ShortShortInt(_) => "byte",
-        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
-        AMQPValue::ShortInt(_) => "short",
-        AMQPValue::ShortUInt(_) => "unsignedshort",
-        AMQPValue::LongInt(_) => "signedint",
-        AMQPValue::LongUInt(_) => "unsignedint",
-        AMQPValue::LongLongInt(_) => "long",
-        AMQPValue::Float(_) => "float",
-        AMQPValue::Double(_) => "double",
-        AMQPValue::DecimalValue(_) => "decimal",
-        AMQPValue::ShortString(_) | AMQPValue::LongString(_) => "longstr",
-        AMQPValue::FieldArray(_) => "array",
-        AMQPValue::Timestamp(_) => "timestamp",
-        AMQPValue::FieldTable(_) => "table",
-        AMQPValue::ByteArray(_) => "binary",
-        AMQPValue::Void => "void",
-    }
 }
 
 fn integer(value: &AMQPValue) -> Option<i128> {

@@ -39,6 +39,7 @@ pub use method::{
 pub use reply_code::ReplyCode;
 pub use shortstr::{ShortStr, ShortStrError};
 pub(crate) use table::skip_value as skip_table_value;
+pub use table::type_name;
 pub use table::{MAX_DEPTH as MAX_TABLE_DEPTH, encode_table_body};
 
 #[cfg(test)]

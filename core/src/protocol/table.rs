@@ -163,6 +163,32 @@ where
         .map_err(|_| super::ProtocolError::Encode("amq-protocol generator failed"))
 }
 
+/// RabbitMQ's name for a field value's type, as its error texts print it (`long`,
+/// `longstr`, `signedint`, …). Shared by every argument check so the texts agree.
+pub fn type_name(value: &AMQPValue) -> &'static str {
+    match value {
+        AMQPValue::Boolean(_) => "bool",
+        AMQPValue::ShortShortInt(_) => "byte",
+        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
+        AMQPValue::ShortInt(_) => "short",
+        AMQPValue::ShortUInt(_) => "unsignedshort",
+        AMQPValue::LongInt(_) => "signedint",
+        AMQPValue::LongUInt(_) => "unsignedint",
+        AMQPValue::LongLongInt(_) => "long",
+        AMQPValue::Float(_) => "float",
+        AMQPValue::Double(_) => "double",
+        AMQPValue::DecimalValue(_) => "decimal",
+        // amq-protocol never decodes a shortstr out of a table; one built locally is sent
+        // as a long string, so it is named as one.
+        AMQPValue::ShortString(_) | AMQPValue::LongString(_) => "longstr",
+        AMQPValue::FieldArray(_) => "array",
+        AMQPValue::Timestamp(_) => "timestamp",
+        AMQPValue::FieldTable(_) => "table",
+        AMQPValue::ByteArray(_) => "binary",
+        AMQPValue::Void => "void",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@
 //! - [`sdk`]: the safe trait, [`ExchangeType`], that a Rust plugin implements.
 //! - [`export_exchange_types!`]: generates the header, the static vtables and panic-catching
 //!   trampolines from a list of types.
+//! - [`testing`]: drive a type from its own unit tests without `unsafe`.
 //! - [`field_table`]: lazy views of AMQP field tables, since headers and arguments cross the
 //!   boundary as the raw bytes the client sent.
 //!
@@ -28,6 +29,7 @@ mod destination_set;
 pub mod export;
 pub mod field_table;
 pub mod sdk;
+pub mod testing;
 
 pub use destination_set::DestinationSet;
 pub use field_table::{FieldArray, FieldTable, FieldValue};

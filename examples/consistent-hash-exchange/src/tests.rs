@@ -1,6 +1,6 @@
 use super::*;
-use warren_plugin_api::abi::{BindingView, ByteView, DestinationsOut, MessageView};
 use warren_plugin_api::reply_code;
+use warren_plugin_api::testing;
 
 const KEYS: usize = 60_000;
 
@@ -27,64 +27,23 @@ fn exchange() -> ConsistentHashExchange {
     exchange_with(&[])
 }
 
-fn view(destination: u64, key: &[u8]) -> BindingView {
-    BindingView {
-        destination,
-        key: ByteView::new(key),
-        arguments: ByteView::EMPTY,
-    }
-}
-
 fn validate(exchange: &ConsistentHashExchange, key: &str) -> Result<(), PluginError> {
-    let view = view(1, key.as_bytes());
-    // SAFETY: the view borrows `key`, alive for the call.
-    exchange.validate_binding(unsafe { Binding::from_view(&view) })
+    testing::validate_binding(exchange, 1, key.as_bytes(), &[])
 }
 
 fn bind(exchange: &mut ConsistentHashExchange, destination: u64, key: &str) {
-    let view = view(destination, key.as_bytes());
-    // SAFETY: as in `validate`.
-    let binding = unsafe { Binding::from_view(&view) };
-    exchange.validate_binding(binding).expect("valid weight");
-    exchange.add_binding(binding).expect("added");
+    testing::validate_binding(exchange, destination, key.as_bytes(), &[]).expect("valid weight");
+    testing::add_binding(exchange, destination, key.as_bytes(), &[]).expect("added");
 }
 
 fn unbind(exchange: &mut ConsistentHashExchange, destination: u64, key: &str) {
-    let views = [view(destination, key.as_bytes())];
-    // SAFETY: as in `validate`.
-    exchange
-        .remove_bindings(unsafe { Binding::from_views(&views) })
-        .expect("removed");
+    testing::remove_binding(exchange, destination, key.as_bytes(), &[]).expect("removed");
 }
 
-/// Routes one message and returns every destination it reached.
+/// Routes one message and returns every destination it reached, duplicates included (each
+/// message must reach exactly one).
 fn route_message(exchange: &ConsistentHashExchange, keys: &[&[u8]], headers: &[u8]) -> Vec<u64> {
-    let keys: Vec<ByteView> = keys.iter().map(|k| ByteView::new(k)).collect();
-    let message = MessageView {
-        exchange: ByteView::new(b"e"),
-        routing_keys: keys.as_ptr(),
-        routing_key_count: keys.len(),
-        headers: ByteView::new(headers),
-    };
-    let mut ids = [0u64; 4];
-    let mut out = DestinationsOut {
-        ids: ids.as_mut_ptr(),
-        capacity: ids.len(),
-        len: 0,
-    };
-    // SAFETY: `out` points at `ids`, 4 writable ids; `message` borrows `keys` and `headers`;
-    // all alive for the call.
-    let (message, mut destinations) = unsafe {
-        (
-            Message::from_view(&message),
-            Destinations::from_raw(&mut out),
-        )
-    };
-    exchange
-        .route(message, &mut destinations)
-        .expect("route succeeds");
-    let len = destinations.len();
-    ids[..len].to_vec()
+    testing::route_raw(exchange, keys, headers).expect("route succeeds")
 }
 
 /// The one destination of a message with routing key `key`.

@@ -1,6 +1,6 @@
 use super::*;
-use warren_plugin_api::abi::{BindingView, ByteView, DestinationsOut, MessageView};
 use warren_plugin_api::reply_code;
+use warren_plugin_api::testing;
 
 /// A field value as a test writes it: the type tag and the big-endian payload.
 #[derive(Clone)]
@@ -72,70 +72,26 @@ fn table(entries: &[(&str, V)]) -> Vec<u8> {
     out
 }
 
-fn binding_view(destination: u64, arguments: &[u8]) -> BindingView {
-    BindingView {
-        destination,
-        key: ByteView::new(b"ignored"),
-        arguments: ByteView::new(arguments),
-    }
-}
+/// Headers bindings ignore their key; a fixed one stands in.
+const KEY: &[u8] = b"ignored";
 
 fn validate(exchange: &HeadersExchange, arguments: &[u8]) -> Result<(), PluginError> {
-    let view = binding_view(1, arguments);
-    // SAFETY: the view borrows `arguments`, alive for the call.
-    exchange.validate_binding(unsafe { Binding::from_view(&view) })
+    testing::validate_binding(exchange, 1, KEY, arguments)
 }
 
 fn bind(exchange: &mut HeadersExchange, destination: u64, arguments: &[u8]) {
-    let view = binding_view(destination, arguments);
-    // SAFETY: as in `validate`.
-    let binding = unsafe { Binding::from_view(&view) };
-    exchange
-        .validate_binding(binding)
-        .expect("binding is valid");
-    exchange.add_binding(binding).expect("binding is added");
+    testing::validate_binding(exchange, destination, KEY, arguments).expect("binding is valid");
+    testing::add_binding(exchange, destination, KEY, arguments).expect("binding is added");
 }
 
 fn unbind(exchange: &mut HeadersExchange, destination: u64, arguments: &[u8]) {
-    let views = [binding_view(destination, arguments)];
-    // SAFETY: as in `validate`.
-    exchange
-        .remove_bindings(unsafe { Binding::from_views(&views) })
-        .expect("binding is removed");
+    testing::remove_binding(exchange, destination, KEY, arguments).expect("binding is removed");
 }
 
-/// Routes a message with `headers` and returns the sorted, de-duplicated destinations.
+/// Routes a message with `headers` (and two routing keys, which headers ignore) and returns
+/// the sorted, de-duplicated destinations.
 fn route(exchange: &HeadersExchange, headers: &[u8]) -> Vec<u64> {
-    let keys = [
-        ByteView::new(b"any.routing.key"),
-        ByteView::new(b"a.cc.key"),
-    ];
-    let view = MessageView {
-        exchange: ByteView::new(b"h"),
-        routing_keys: keys.as_ptr(),
-        routing_key_count: keys.len(),
-        headers: ByteView::new(headers),
-    };
-    let mut ids = vec![0u64; 2048];
-    let mut out = DestinationsOut {
-        ids: ids.as_mut_ptr(),
-        capacity: ids.len(),
-        len: 0,
-    };
-    {
-        // SAFETY: `out` points at `ids`, 2048 writable ids alive for the call; `view` borrows
-        // `keys` and `headers`, alive for the call.
-        let (message, mut destinations) =
-            unsafe { (Message::from_view(&view), Destinations::from_raw(&mut out)) };
-        exchange
-            .route(message, &mut destinations)
-            .expect("route succeeds");
-        assert!(!destinations.overflowed());
-    }
-    let mut found = ids[..out.len].to_vec();
-    found.sort_unstable();
-    found.dedup();
-    found
+    testing::route(exchange, &[b"any.routing.key", b"a.cc.key"], headers).expect("route succeeds")
 }
 
 fn new_exchange() -> HeadersExchange {
@@ -253,11 +209,8 @@ fn malformed_binding_arguments_are_refused_with_406() {
         "{}",
         err.text
     );
-    let view = binding_view(1, &args);
-    // SAFETY: the view borrows `args`, alive for the call.
-    let binding = unsafe { Binding::from_view(&view) };
     let mut exchange = exchange;
-    assert!(exchange.add_binding(binding).is_err());
+    assert!(testing::add_binding(&mut exchange, 1, KEY, &args).is_err());
 }
 
 #[test]

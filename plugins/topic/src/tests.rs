@@ -2,64 +2,22 @@
 
 use super::*;
 
-/// Drives an exchange through the SDK trait with raw views, as the host does.
+/// The test vocabulary: text keys, no binding arguments, no headers.
 mod support {
-    use warren_plugin_api::abi::{BindingView, ByteView, DestinationsOut, MessageView};
-    use warren_plugin_api::{Binding, Destinations, ExchangeType, Message};
-
-    fn view(destination: u64, key: &str) -> BindingView {
-        BindingView {
-            destination,
-            key: ByteView::new(key.as_bytes()),
-            arguments: ByteView::EMPTY,
-        }
-    }
+    use warren_plugin_api::{ExchangeType, testing};
 
     pub fn bind<T: ExchangeType>(x: &mut T, destination: u64, key: &str) {
-        let view = view(destination, key);
-        // SAFETY: `view` borrows `key`, which outlives the call.
-        x.add_binding(unsafe { Binding::from_view(&view) }).unwrap();
+        testing::add_binding(x, destination, key.as_bytes(), &[]).unwrap();
     }
 
     pub fn unbind<T: ExchangeType>(x: &mut T, destination: u64, key: &str) {
-        let views = [view(destination, key)];
-        // SAFETY: as in `bind`.
-        x.remove_bindings(unsafe { Binding::from_views(&views) })
-            .unwrap();
+        testing::remove_binding(x, destination, key.as_bytes(), &[]).unwrap();
     }
 
     /// Sorted, deduplicated destinations of a message with these routing keys.
     pub fn route<T: ExchangeType>(x: &T, keys: &[&str]) -> Vec<u64> {
-        let keys: Vec<ByteView> = keys.iter().map(|k| ByteView::new(k.as_bytes())).collect();
-        let message = MessageView {
-            exchange: ByteView::EMPTY,
-            routing_keys: keys.as_ptr(),
-            routing_key_count: keys.len(),
-            headers: ByteView::EMPTY,
-        };
-        let mut buf = vec![0u64; 1];
-        loop {
-            let mut out = DestinationsOut {
-                ids: buf.as_mut_ptr(),
-                capacity: buf.len(),
-                len: 0,
-            };
-            // SAFETY: `out.ids` holds `capacity` ids and `message` borrows live keys.
-            let (mut dest, message) = unsafe {
-                (
-                    Destinations::from_raw(&mut out),
-                    Message::from_view(&message),
-                )
-            };
-            x.route(message, &mut dest).unwrap();
-            if out.len <= buf.len() {
-                buf.truncate(out.len);
-                buf.sort_unstable();
-                buf.dedup();
-                return buf;
-            }
-            buf.resize(out.len, 0);
-        }
+        let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+        testing::route(x, &keys, &[]).unwrap()
     }
 }
 

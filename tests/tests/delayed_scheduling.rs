@@ -30,13 +30,14 @@ async fn setup(broker: &TestBroker) -> (lapin::Connection, lapin::Channel, Strin
     (conn, ch, x, q)
 }
 
-/// Publishes with `headers`, then checks nothing arrives for `quiet` and it arrives later,
-/// not before `min` after publishing.
-async fn held_for(headers: FieldTable, quiet: Duration, min: Duration) {
+/// Publishes with the headers `headers` makes (called just before publishing, so absolute
+/// times are not eaten by broker start-up), then checks nothing arrives for `quiet` and it
+/// arrives later, not before `min` after publishing.
+async fn held_for(headers: impl FnOnce() -> FieldTable, quiet: Duration, min: Duration) {
     let broker = TestBroker::start().await;
     let (_conn, ch, x, q) = setup(&broker).await;
     let published = Instant::now();
-    publish(&ch, &x, "k", b"m", with_headers(headers)).await;
+    publish(&ch, &x, "k", b"m", with_headers(headers())).await;
     assert_empty_for(&ch, &q, quiet).await;
     let (_, arrived) = wait_get(&ch, &q).await;
     assert!(arrived.duration_since(published) >= min, "arrived early");
@@ -45,7 +46,7 @@ async fn held_for(headers: FieldTable, quiet: Duration, min: Duration) {
 #[tokio::test]
 async fn x_delay_as_a_decimal_string_is_milliseconds() {
     held_for(
-        header("x-delay", text("500")),
+        || header("x-delay", text("500")),
         Duration::from_millis(300),
         Duration::from_millis(500),
     )
@@ -55,7 +56,7 @@ async fn x_delay_as_a_decimal_string_is_milliseconds() {
 #[tokio::test]
 async fn x_delay_as_a_32_bit_integer_is_milliseconds() {
     held_for(
-        header("x-delay", AMQPValue::LongInt(400)),
+        || header("x-delay", AMQPValue::LongInt(400)),
         Duration::from_millis(250),
         Duration::from_millis(400),
     )
@@ -65,7 +66,7 @@ async fn x_delay_as_a_32_bit_integer_is_milliseconds() {
 #[tokio::test]
 async fn x_delay_accepts_human_durations() {
     held_for(
-        header("x-delay", text("600ms")),
+        || header("x-delay", text("600ms")),
         Duration::from_millis(400),
         Duration::from_millis(600),
     )
@@ -92,10 +93,12 @@ async fn x_delay_accepts_human_durations() {
 #[tokio::test]
 async fn x_deliver_at_as_epoch_milliseconds() {
     held_for(
-        header(
-            "x-deliver-at",
-            AMQPValue::LongLongInt((epoch_ms() + 600) as i64),
-        ),
+        || {
+            header(
+                "x-deliver-at",
+                AMQPValue::LongLongInt((epoch_ms() + 600) as i64),
+            )
+        },
         Duration::from_millis(300),
         Duration::from_millis(450),
     )
@@ -104,10 +107,11 @@ async fn x_deliver_at_as_epoch_milliseconds() {
 
 #[tokio::test]
 async fn x_deliver_at_as_rfc3339() {
-    let at = UNIX_EPOCH + Duration::from_millis(epoch_ms() + 700);
-    let rfc = humantime_rfc3339(at);
     held_for(
-        header("x-deliver-at", text(&rfc)),
+        || {
+            let at = UNIX_EPOCH + Duration::from_millis(epoch_ms() + 700);
+            header("x-deliver-at", text(&humantime_rfc3339(at)))
+        },
         Duration::from_millis(300),
         Duration::from_millis(450),
     )

@@ -30,6 +30,8 @@ pub struct Unacked {
     pub queue: Arc<Queue>,
     /// The message.
     pub message: Arc<Message>,
+    /// Its deadline from enqueue (queue clock), kept if it is requeued.
+    pub deadline: u64,
     /// The consumer it went to (`None` for `basic.get`), whose credit an ack restores.
     pub consumer: Option<Arc<Consumer>>,
 }
@@ -157,6 +159,7 @@ impl Consumer {
                 Unacked {
                     queue: queue.clone(),
                     message: message.clone(),
+                    deadline: item.deadline,
                     consumer: Some(self.clone()),
                 },
             );

@@ -4,7 +4,9 @@
 //! - [`vhost`]: the catalogue (declare, delete, bind) and routing across exchanges.
 //! - [`exchange`]: one exchange — plugin router, bindings, destinations.
 //! - [`delayed`]: the `x-delayed-message` type — held messages, their timer wheel and driver.
-//! - [`queue`]: one queue — ready messages, consumers, round-robin delivery.
+//! - [`queue`]: one queue — ready messages by priority, consumers, round-robin delivery,
+//!   TTL, length limits, `x-expires` (its driver task).
+//! - `dead_lettering`: republishing a dead message to its queue's dead-letter exchange.
 //! - [`consumer`]: consumers and the delivery half of a channel (tags, unacked, prefetch).
 //! - [`message`]: a published message, shared by reference between queues.
 //! - [`args`]: argument equivalence and RabbitMQ's texts; [`names`]: generated names.
@@ -17,6 +19,7 @@
 
 pub mod args;
 pub mod consumer;
+mod dead_lettering;
 pub mod delayed;
 pub mod exchange;
 pub mod message;
@@ -28,5 +31,5 @@ pub use consumer::{Consumer, DeliveryChannel, Unacked};
 pub use delayed::{Delayed, PendingInfo};
 pub use exchange::{Exchange, ExchangeSpec};
 pub use message::Message;
-pub use queue::{Queue, QueueSpec, Queued};
+pub use queue::{Dead, Enqueued, Queue, QueueSpec, Queued};
 pub use vhost::{Broker, RouteScratch};

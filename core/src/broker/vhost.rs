@@ -24,6 +24,7 @@ use super::delayed::{self, DELAYED_TYPE, DELAYED_TYPE_ARG, Delayed, PendingInfo}
 use super::exchange::{Binding, Destination, Exchange, ExchangeSpec};
 use super::names;
 use super::queue::{ConsumerRemoved, IncomingBinding, Queue, QueueSpec};
+use crate::dead_letter::QueueLimits;
 use crate::error::AmqpError;
 use crate::exchange::{ExchangeTypeRegistry, RouteRequest};
 use crate::protocol::encode_table_body;
@@ -356,6 +357,7 @@ impl Broker {
         if d.passive {
             let queue = self.queue(d.name).ok_or_else(|| no_queue(d.name))?;
             queue.check_access(connection)?;
+            queue.touch();
             return Ok(queue);
         }
         let generated;
@@ -365,6 +367,7 @@ impl Broker {
         } else {
             d.name
         };
+        let limits = QueueLimits::from_arguments(name, "/", d.arguments)?;
         let single_active = validate_queue_args(name, d)?;
         if let Some(existing) = self.queue(name) {
             existing.check_access(connection)?;
@@ -397,6 +400,7 @@ impl Broker {
                 d.arguments,
                 &s.arguments,
             )?;
+            existing.touch();
             return Ok(existing);
         }
         if name.starts_with("amq.") && d.name == name {
@@ -411,8 +415,9 @@ impl Broker {
             auto_delete: d.auto_delete,
             arguments: d.arguments.clone(),
             single_active,
+            limits,
         };
-        let queue = Queue::new(self.next_id(), spec);
+        let queue = Queue::new(self.next_id(), spec, self.me.clone());
         self.queues.write().insert(name.to_owned(), queue.clone());
         Ok(queue)
     }
@@ -472,6 +477,17 @@ impl Broker {
     pub fn delete_queue_now(&self, queue: &Arc<Queue>) {
         let _catalogue = self.catalogue.lock();
         if !queue.is_deleted() {
+            self.delete_queue_locked(queue);
+        }
+    }
+
+    /// Deletes `queue` for its `x-expires` if it is still unused (its driver saw it idle;
+    /// a consumer or a redeclare may have come in since). Its messages are not
+    /// dead-lettered, as in RabbitMQ.
+    pub(crate) fn expire_unused_queue(&self, queue: &Arc<Queue>) {
+        let _catalogue = self.catalogue.lock();
+        if !queue.is_deleted() && queue.is_unused_for_expires() {
+            tracing::debug!(queue = queue.name(), "queue expired unused (x-expires)");
             self.delete_queue_locked(queue);
         }
     }

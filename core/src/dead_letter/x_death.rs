@@ -1,5 +1,5 @@
 //! The one place that builds `x-death`: the properties a message carries after it dies in a
-//! queue, byte-compatible with RabbitMQ 3.10.
+//! queue, byte-compatible with RabbitMQ 3.10 apart from the two 3.13 improvements below.
 //!
 //! What RabbitMQ 3.10.8 does (`rabbit_dead_letter:make_msg/5`, checked on a live broker; the
 //! captured bytes are the golden tests below):
@@ -18,11 +18,14 @@
 //!   queue, reason, routing-keys, time`). `x-first-death-*` are never touched again, even if
 //!   a client removed them.
 //! - The other entries are first "grouped" (legacy duplicates of one (queue, reason) fold into
-//!   the first, given `count` = number of duplicates when they have none) — and, when there
-//!   are two or more, come out in **reverse order** (a quirk of 3.10's fold). Captured:
-//!   deaths in t1, t2, t3 give `[t3, t1, t2]`; then t4 gives `[t4, t2, t1, t3]`; then t2
-//!   again gives `[t2(count 2), t3, t1, t4]`. Only the head is reliably the latest death.
-//! - There is no `x-last-death-*` in 3.10 (they arrived with 3.13's rewrite); none is written.
+//!   the first, given `count` = number of duplicates when they have none). 3.10 then emits
+//!   them in **reverse order** when there are two or more (a quirk of its fold; captured:
+//!   deaths in t1, t2, t3 give `[t3, t1, t2]`), so only its head is reliably the latest.
+//!   Warren keeps them in order, as the issue asks and RabbitMQ 3.13 does: `[t3, t2, t1]`,
+//!   then t4 gives `[t4, t3, t2, t1]`, then t2 again `[t2(count 2), t4, t3, t1]`.
+//! - 3.10 writes no `x-last-death-*` (they arrived with 3.13's rewrite). Warren sets
+//!   `x-last-death-reason`, `x-last-death-queue`, `x-last-death-exchange` (longstr) on every
+//!   death, as 3.13 does; they sort into the headers like the others.
 //! - The whole top-level `headers` table comes out **sorted by key** (byte order, stable;
 //!   `rabbit_misc:set_table_value` sorts). Nested tables other than the new head entry keep
 //!   their order.
@@ -31,7 +34,7 @@
 //! - An `x-death` that is not an array is replaced by a fresh one-entry array (fields in
 //!   insertion order) without setting `x-first-death-*`.
 //!
-//! Deliberate differences: RabbitMQ decodes and re-encodes every header (turning `L` into `l`
+//! Deliberate differences (besides the order and `x-last-death-*` above): RabbitMQ decodes and re-encodes every header (turning `L` into `l`
 //! and any non-zero `t` into 1); Warren copies untouched values byte-for-byte. Where RabbitMQ
 //! crashes the queue (an `x-death` array holding non-tables, a non-integer `count`), Warren
 //! drops the non-table items and restarts the count at 1.
@@ -143,6 +146,14 @@ pub fn dead_letter_properties(
             store(&mut headers, X_DEATH, head_and_rest.into());
         }
     }
+    let last = [
+        (&b"x-last-death-reason"[..], reason),
+        (b"x-last-death-queue", queue),
+        (b"x-last-death-exchange", death.exchange.as_bytes()),
+    ];
+    for (key, value) in last {
+        store(&mut headers, key, raw::long(b'S', value).into());
+    }
     headers.sort_by(|a, b| a.key.cmp(b.key));
     if death.replaces_routing_key
         && let Some(i) = headers.iter().position(|e| e.key == b"CC")
@@ -236,8 +247,8 @@ fn increment_count(mut table: Vec<Entry<'_>>) -> Vec<Entry<'_>> {
     }
 }
 
-/// `group_by_queue_and_reason/1`, reversal quirk included: with two or more tables the
-/// result is in reverse order of first appearance.
+/// `group_by_queue_and_reason/1` without 3.10's reversal: one table per (queue, reason), in
+/// order of first appearance, so the history stays most recent first.
 fn group_by_queue_and_reason(tables: Vec<Vec<Entry<'_>>>) -> Vec<Vec<Entry<'_>>> {
     if tables.len() < 2 {
         return tables;
@@ -260,7 +271,6 @@ fn group_by_queue_and_reason(tables: Vec<Vec<Entry<'_>>>) -> Vec<Vec<Entry<'_>>>
         }
         grouped.push(table);
     }
-    grouped.reverse();
     grouped
 }
 
@@ -354,54 +364,6 @@ pub(crate) mod tests {
             "0872656a6563746564027a7a53000000046c617374",
         );
 
-        pub const THREE_DISTINCT: &str = concat!(
-            "2000000001a407782d6465617468410000013e460000006505636f756e746c000000000000000108",
-            "65786368616e676553000000000571756575655300000002743306726561736f6e53000000087265",
-            "6a65637465640c726f7574696e672d6b6579734100000007530000000274330474696d6554000000",
-            "006b0425f3460000006505636f756e746c000000000000000106726561736f6e530000000872656a",
-            "6563746564057175657565530000000274310474696d6554000000006b0425f30865786368616e67",
-            "6553000000000c726f7574696e672d6b657973410000000753000000027431460000006505636f75",
-            "6e746c00000000000000010865786368616e67655300000000057175657565530000000274320672",
-            "6561736f6e530000000872656a65637465640c726f7574696e672d6b657973410000000753000000",
-            "0274320474696d6554000000006b0425f316782d66697273742d64656174682d65786368616e6765",
-            "530000000013782d66697273742d64656174682d71756575655300000002743114782d6669727374",
-            "2d64656174682d726561736f6e530000000872656a6563746564",
-        );
-
-        pub const FOUR_DISTINCT: &str = concat!(
-            "20000000020e07782d646561746841000001a8460000006505636f756e746c000000000000000108",
-            "65786368616e676553000000000571756575655300000002743406726561736f6e53000000087265",
-            "6a65637465640c726f7574696e672d6b6579734100000007530000000274340474696d6554000000",
-            "006b0425f3460000006505636f756e746c00000000000000010865786368616e6765530000000005",
-            "71756575655300000002743206726561736f6e530000000872656a65637465640c726f7574696e67",
-            "2d6b6579734100000007530000000274320474696d6554000000006b0425f3460000006505636f75",
-            "6e746c000000000000000106726561736f6e530000000872656a6563746564057175657565530000",
-            "000274310474696d6554000000006b0425f30865786368616e676553000000000c726f7574696e67",
-            "2d6b657973410000000753000000027431460000006505636f756e746c0000000000000001086578",
-            "6368616e676553000000000571756575655300000002743306726561736f6e530000000872656a65",
-            "637465640c726f7574696e672d6b6579734100000007530000000274330474696d6554000000006b",
-            "0425f316782d66697273742d64656174682d65786368616e6765530000000013782d66697273742d",
-            "64656174682d71756575655300000002743114782d66697273742d64656174682d726561736f6e53",
-            "0000000872656a6563746564",
-        );
-
-        pub const T2_AGAIN_OF_FOUR: &str = concat!(
-            "20000000020e07782d646561746841000001a8460000006505636f756e746c000000000000000208",
-            "65786368616e676553000000000571756575655300000002743206726561736f6e53000000087265",
-            "6a65637465640c726f7574696e672d6b6579734100000007530000000274320474696d6554000000",
-            "006b0425f3460000006505636f756e746c00000000000000010865786368616e6765530000000005",
-            "71756575655300000002743306726561736f6e530000000872656a65637465640c726f7574696e67",
-            "2d6b6579734100000007530000000274330474696d6554000000006b0425f3460000006505636f75",
-            "6e746c000000000000000106726561736f6e530000000872656a6563746564057175657565530000",
-            "000274310474696d6554000000006b0425f30865786368616e676553000000000c726f7574696e67",
-            "2d6b657973410000000753000000027431460000006505636f756e746c0000000000000001086578",
-            "6368616e676553000000000571756575655300000002743406726561736f6e530000000872656a65",
-            "637465640c726f7574696e672d6b6579734100000007530000000274340474696d6554000000006b",
-            "0425f316782d66697273742d64656174682d65786368616e6765530000000013782d66697273742d",
-            "64656174682d71756575655300000002743114782d66697273742d64656174682d726561736f6e53",
-            "0000000872656a6563746564",
-        );
-
         pub const EXPIRED_BY_QUEUE_TTL: &str = concat!(
             "2000000001090243434100000008530000000363633107782d64656174684100000092460000008d",
             "05636f756e746c000000000000000106726561736f6e530000000765787069726564057175657565",
@@ -488,13 +450,54 @@ pub(crate) mod tests {
         }
     }
 
+    /// `p` without the `x-last-death-*` headers RabbitMQ 3.10 does not write.
+    fn as_rabbit_3_10(p: &Properties) -> Properties {
+        let Some(headers) = p.headers() else {
+            return p.clone();
+        };
+        let kept: Vec<_> = raw::entries(headers)
+            .unwrap()
+            .into_iter()
+            .filter(|e| !e.key.starts_with(b"x-last-death-"))
+            .collect();
+        let mut body = Vec::new();
+        raw::write_table(&mut body, &kept);
+        p.edit().set_headers(&body).finish().unwrap()
+    }
+
+    /// Byte-for-byte what RabbitMQ 3.10.8 delivered, once Warren's `x-last-death-*` are
+    /// set aside.
     fn assert_same(ours: &Properties, rabbit_hex: &str) {
         let rabbit = props(rabbit_hex);
+        let ours = as_rabbit_3_10(ours);
         assert_eq!(
             ours.raw(),
             rabbit.raw(),
             "\nours:   {ours:?}\nrabbit: {rabbit:?}"
         );
+    }
+
+    /// The `queue` and `count` of each `x-death` entry, in order.
+    fn history_of(p: &Properties) -> Vec<(String, i64)> {
+        let headers = FieldTable::new(p.headers().unwrap());
+        let Some(FieldValue::Array(deaths)) = headers.get(b"x-death") else {
+            panic!("no x-death")
+        };
+        deaths
+            .iter()
+            .map(|d| {
+                let Ok(FieldValue::Table(t)) = d else {
+                    panic!("not a table")
+                };
+                let Some(FieldValue::LongString(q)) = t.get(b"queue") else {
+                    panic!("no queue")
+                };
+                let Some(FieldValue::I64(n)) = t.get(b"count") else {
+                    panic!("no count")
+                };
+                (String::from_utf8(q.to_vec()).unwrap(), n)
+            })
+            .collect()
     }
 
     /// Publish to direct exchange `src` with key `k1`, headers `zz, CC [c1 c2], BCC [b1], aa,
@@ -572,13 +575,17 @@ pub(crate) mod tests {
                 (b"time", FieldValue::Timestamp(1795433966)),
             ]
         );
-        assert_eq!(headers.get(b"x-last-death-reason"), None);
+        assert_eq!(
+            headers.get(b"x-last-death-reason"),
+            Some(FieldValue::LongString(b"rejected"))
+        );
     }
 
     /// Messages published to the default exchange without headers, rejected from t1, then
-    /// republished (headers only) to t2, t3, t4 and t2 again, all in the same second.
+    /// republished (headers only) to t2, t3, t4 and t2 again: most recent first throughout
+    /// (RabbitMQ 3.10 gave `[t3, t1, t2]`, `[t4, t2, t1, t3]`, `[t2 (2), t3, t1, t4]`).
     #[test]
-    fn older_entries_come_out_in_rabbitmq_3_10_order() {
+    fn older_entries_stay_most_recent_first() {
         let time = 1795433971;
         let mut current = Properties::empty();
         let mut step = |queue: &str| {
@@ -586,13 +593,40 @@ pub(crate) mod tests {
             current =
                 dead_letter_properties(&current, &death(queue, Reason::Rejected, "", &keys, time))
                     .unwrap();
-            current.clone()
+            history_of(&current)
         };
+        let one = |q: &str| (q.to_owned(), 1);
         step("t1");
         step("t2");
-        assert_same(&step("t3"), golden::THREE_DISTINCT); // [t3, t1, t2]
-        assert_same(&step("t4"), golden::FOUR_DISTINCT); // [t4, t2, t1, t3]
-        assert_same(&step("t2"), golden::T2_AGAIN_OF_FOUR); // [t2 (2), t3, t1, t4]
+        assert_eq!(step("t3"), [one("t3"), one("t2"), one("t1")]);
+        assert_eq!(step("t4"), [one("t4"), one("t3"), one("t2"), one("t1")]);
+        assert_eq!(
+            step("t2"),
+            [("t2".to_owned(), 2), one("t4"), one("t3"), one("t1")]
+        );
+    }
+
+    #[test]
+    fn last_death_headers_name_the_latest_death() {
+        let keys = ["q"];
+        let first = dead_letter_properties(
+            &Properties::empty(),
+            &death("q1", Reason::Expired, "src", &keys, 1),
+        )
+        .unwrap();
+        let second =
+            dead_letter_properties(&first, &death("q2", Reason::Maxlen, "dlx", &keys, 2)).unwrap();
+        let headers = FieldTable::new(second.headers().unwrap());
+        let text = |key: &[u8]| match headers.get(key) {
+            Some(FieldValue::LongString(v)) => String::from_utf8(v.to_vec()).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(text(b"x-last-death-reason"), "maxlen");
+        assert_eq!(text(b"x-last-death-queue"), "q2");
+        assert_eq!(text(b"x-last-death-exchange"), "dlx");
+        assert_eq!(text(b"x-first-death-reason"), "expired");
+        assert_eq!(text(b"x-first-death-queue"), "q1");
+        assert_eq!(text(b"x-first-death-exchange"), "src");
     }
 
     #[test]
@@ -698,8 +732,8 @@ pub(crate) mod tests {
                 crate::dead_letter::PastDeath::NotTable => None,
             })
             .collect();
-        // c (binary queue, so not a longstr for the cycle view) first, then a, b reversed.
-        assert_eq!(heads, vec![None, Some(&b"b"[..]), Some(&b"a"[..])]);
+        // c (binary queue, so not a longstr for the cycle view) first, then a, b in order.
+        assert_eq!(heads, vec![None, Some(&b"a"[..]), Some(&b"b"[..])]);
         let headers = FieldTable::new(out.headers().unwrap());
         let Some(FieldValue::Array(deaths)) = headers.get(b"x-death") else {
             panic!()
@@ -715,8 +749,8 @@ pub(crate) mod tests {
             counts,
             vec![
                 Some(FieldValue::I64(5)),
-                Some(FieldValue::I64(1)),
-                Some(FieldValue::I64(2))
+                Some(FieldValue::I64(2)),
+                Some(FieldValue::I64(1))
             ]
         );
         // No x-first-death-* once x-death exists.

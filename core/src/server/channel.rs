@@ -22,13 +22,15 @@ use super::content::distribution;
 use super::outbox::Outbox;
 use crate::broker::vhost::{BindTarget, ExchangeDeclare, QueueDeclare, no_exchange, no_queue};
 use crate::broker::{
-    Broker, Consumer, DeliveryChannel, Exchange, Message, Queue, RouteScratch, Unacked, names,
+    Broker, Consumer, DeliveryChannel, Enqueued, Exchange, Message, Queue, RouteScratch, Unacked,
+    names,
 };
+use crate::dead_letter::parse_expiration;
 use crate::error::AmqpError;
 use crate::exchange::RouteRequest;
 use crate::protocol::{
-    ContentHeader, Publish, RawMethod, ReplyCode, ShortStr, encode_basic_ack, encode_content,
-    encode_method,
+    ContentHeader, Publish, RawMethod, ReplyCode, ShortStr, encode_basic_ack, encode_basic_nack,
+    encode_content, encode_method,
 };
 
 /// What a channel needs from its connection.
@@ -583,6 +585,7 @@ impl Channel {
                 Unacked {
                     queue: queue.clone(),
                     message: message.clone(),
+                    deadline: item.deadline,
                     consumer: None,
                 },
             );
@@ -625,8 +628,10 @@ impl Channel {
                 c.unacked.fetch_sub(1, Ordering::Relaxed);
             }
         }
-        if requeue == Some(true) {
-            requeue_all(removed);
+        match requeue {
+            Some(true) => requeue_all(removed),
+            Some(false) => reject_all(removed),
+            None => {}
         }
         self.drain_consumers();
         Ok(())
@@ -697,7 +702,13 @@ impl Channel {
                             extra_keys,
                             mandatory,
                         } => {
-                            self.route_and_enqueue(ctx, &exchange, message, &extra_keys, mandatory)?
+                            self.route_and_enqueue(
+                                ctx,
+                                &exchange,
+                                message,
+                                &extra_keys,
+                                mandatory,
+                            )?;
                         }
                         TxOp::Ack { tag, multiple } => self.settle(ctx, tag, multiple, None)?,
                         TxOp::Reject {
@@ -882,6 +893,11 @@ impl Channel {
                 properties = p;
             }
         }
+        if let Some(raw) = properties.expiration()
+            && let Err(e) = parse_expiration(raw)
+        {
+            return Err(e.to_amqp_error(raw).during(60, 40));
+        }
         let message = Arc::new(Message {
             exchange: publish.exchange,
             routing_key: publish.routing_key,
@@ -902,9 +918,29 @@ impl Channel {
         if let Some((seq, _)) = &mut self.confirm {
             *seq += 1;
         }
-        result.map_err(|e| e.during(60, 40))
+        if let Ok(true) = result {
+            self.nack_last(&ctx.outbox);
+        }
+        result.map(drop).map_err(|e| e.during(60, 40))
     }
 
+    /// In confirm mode, nacks the publish just numbered (a queue refused it), after acking
+    /// everything before it so confirms stay in order.
+    fn nack_last(&mut self, outbox: &Outbox) {
+        if let Some((seq, acked)) = &mut self.confirm {
+            let (tag, number) = (*seq, self.number);
+            let before = tag - 1;
+            if before > *acked {
+                let multiple = before - *acked > 1;
+                outbox.push(|out| encode_basic_ack(out, number, before, multiple));
+            }
+            outbox.push(|out| encode_basic_nack(out, number, tag, false, false));
+            *acked = tag;
+        }
+    }
+
+    /// Routes and enqueues one message; `Ok(true)` if a full `reject-publish` queue
+    /// refused it (its publisher gets a nack in confirm mode).
     fn route_and_enqueue(
         &mut self,
         ctx: &ConnCtx,
@@ -912,7 +948,7 @@ impl Channel {
         message: Arc<Message>,
         extra_keys: &[Vec<u8>],
         mandatory: bool,
-    ) -> Result<(), AmqpError> {
+    ) -> Result<bool, AmqpError> {
         let single = [message.routing_key.as_bytes()];
         let many: Vec<&[u8]>;
         let keys: &[&[u8]] = if extra_keys.is_empty() {
@@ -943,13 +979,13 @@ impl Channel {
                 self.routed = routed;
                 if !routable {
                     self.send_return(ctx, &message);
-                    return Ok(());
+                    return Ok(false);
                 }
             } else {
                 self.routed = routed;
             }
             delayed.hold(due, message, extra_keys);
-            return Ok(());
+            return Ok(false);
         }
         if exchange.is_default() && extra_keys.is_empty() {
             match self.default_routes.get(&message.routing_key) {
@@ -971,20 +1007,21 @@ impl Channel {
             ctx.broker
                 .route(exchange, &request, &mut self.scratch, &mut routed)?;
         }
+        let mut refused = false;
         if routed.is_empty() {
             if mandatory {
                 self.send_return(ctx, &message);
             }
         } else {
             for queue in routed.drain(..) {
-                queue.enqueue(message.clone());
+                refused |= queue.enqueue(message.clone()) == Enqueued::Refused;
                 if queue.is_backlogged() {
                     self.backlogged = Some(queue);
                 }
             }
         }
         self.routed = routed;
-        Ok(())
+        Ok(refused)
     }
 
     /// Returns an unroutable `mandatory` message (312 NO_ROUTE).
@@ -1082,16 +1119,32 @@ fn take_unacked(
     }
 }
 
-/// Puts messages back into their queues, oldest first, grouped per queue.
-fn requeue_all(unacked: Vec<Unacked>) {
-    let mut groups: Vec<(Arc<Queue>, Vec<Arc<Message>>)> = Vec::new();
+/// Settled deliveries of one queue, oldest first: each message with its deadline.
+type QueueGroup = (Arc<Queue>, Vec<(Arc<Message>, u64)>);
+
+/// Groups settled deliveries by the queue they came from.
+fn by_queue(unacked: Vec<Unacked>) -> Vec<QueueGroup> {
+    let mut groups: Vec<QueueGroup> = Vec::new();
     for u in unacked {
+        let item = (u.message, u.deadline);
         match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
-            Some((_, msgs)) => msgs.push(u.message),
-            None => groups.push((u.queue, vec![u.message])),
+            Some((_, items)) => items.push(item),
+            None => groups.push((u.queue, vec![item])),
         }
     }
-    for (queue, messages) in groups {
-        queue.requeue(messages.into_iter());
+    groups
+}
+
+/// Puts messages back into their queues, oldest first, with their deadlines.
+fn requeue_all(unacked: Vec<Unacked>) {
+    for (queue, items) in by_queue(unacked) {
+        queue.requeue(items.into_iter());
+    }
+}
+
+/// Dead-letters rejected messages (reject/nack without requeue) through their queues.
+fn reject_all(unacked: Vec<Unacked>) {
+    for (queue, items) in by_queue(unacked) {
+        queue.reject(items.into_iter().map(|(message, _)| message));
     }
 }

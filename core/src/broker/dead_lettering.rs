@@ -1,0 +1,154 @@
+//! Dead-lettering: republishing a message that died in a queue to the queue's
+//! `x-dead-letter-exchange`, with the properties [`crate::dead_letter`] computes.
+//!
+//! What RabbitMQ users rely on, and how it is kept here:
+//! - The new message is published to the dead-letter exchange with the queue's
+//!   `x-dead-letter-routing-key` if it has one (and then the `CC` header is dropped), else
+//!   with *all* the message's routing keys (its key plus `CC`), and carries the updated
+//!   `x-death` history; the body is shared, never copied.
+//! - A target queue the message already died in, with no rejection since, is skipped (the
+//!   cycle rule of [`crate::dead_letter::cycle`]); other targets still get it.
+//! - A missing dead-letter exchange drops the message with a log line (once per queue at
+//!   warn, so a misconfigured queue under load does not flood the log); the publisher never
+//!   hears of it.
+//! - A death caused by dead-lettering (a full target queue dropping its head, a TTL 0 target)
+//!   is handled by the same loop from a work list, not by recursion, so a long chain of
+//!   dead-letter queues cannot exhaust the stack.
+//!
+//! Called only with no queue lock held (see `queue`'s module docs): routing takes exchange
+//! locks and each target queue's lock in turn.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::message::Message;
+use super::queue::{Dead, Queue};
+use super::vhost::{Broker, RouteScratch};
+use crate::dead_letter::{Death, dead_letter_properties, death_routing_keys, drops_as_cycle};
+use crate::exchange::RouteRequest;
+use crate::protocol::ShortStr;
+
+impl Broker {
+    /// Dead-letters messages that died in `source`, and whatever dies in turn in the queues
+    /// they reach.
+    pub(crate) fn dead_letter(&self, source: &Queue, dead: Vec<Dead>) {
+        let mut scratch = RouteScratch::default();
+        let mut routed = Vec::new();
+        let mut later: Vec<(Arc<Queue>, Vec<Dead>)> = Vec::new();
+        for d in dead {
+            self.dead_letter_one(source, d, &mut scratch, &mut routed, &mut later);
+        }
+        while let Some((queue, dead)) = later.pop() {
+            for d in dead {
+                self.dead_letter_one(&queue, d, &mut scratch, &mut routed, &mut later);
+            }
+        }
+    }
+
+    fn dead_letter_one(
+        &self,
+        source: &Queue,
+        dead: Dead,
+        scratch: &mut RouteScratch,
+        routed: &mut Vec<Arc<Queue>>,
+        later: &mut Vec<(Arc<Queue>, Vec<Dead>)>,
+    ) {
+        let limits = &source.spec.limits;
+        let Some(dlx) = limits.dead_letter_exchange.as_deref() else {
+            return;
+        };
+        let Some(exchange) = self.exchange(dlx) else {
+            source.warn_once(|| {
+                tracing::warn!(
+                    queue = source.name(),
+                    exchange = dlx,
+                    "dead-letter exchange does not exist; dead letters of this queue are dropped"
+                );
+            });
+            return;
+        };
+        let Some(message) = dead_letter_message(source, &dead, dlx) else {
+            return;
+        };
+        let death_keys;
+        let own_key;
+        let keys: Vec<&[u8]> = if limits.dead_letter_routing_key.is_some() {
+            own_key = [message.routing_key.as_bytes()];
+            own_key.to_vec()
+        } else {
+            death_keys =
+                death_routing_keys(message.routing_key.as_str(), message.properties.headers());
+            death_keys.iter().map(|k| k.as_bytes()).collect()
+        };
+        let request = RouteRequest {
+            exchange: message.exchange.as_bytes(),
+            routing_keys: &keys,
+            headers: message.properties.headers().unwrap_or_default(),
+        };
+        if let Err(e) = self.route(&exchange, &request, scratch, routed) {
+            tracing::warn!(
+                queue = source.name(),
+                exchange = dlx,
+                "dead letter not routed: {e}"
+            );
+            return;
+        }
+        for target in routed.drain(..) {
+            if drops_as_cycle(
+                dead.reason,
+                message.properties.headers(),
+                target.name().as_bytes(),
+            ) {
+                tracing::debug!(
+                    queue = source.name(),
+                    target = target.name(),
+                    "dead letter dropped: dead-letter queues cycle"
+                );
+                continue;
+            }
+            let mut more = Vec::new();
+            target.enqueue_collecting(message.clone(), &mut more);
+            if !more.is_empty() {
+                later.push((target, more));
+            }
+        }
+    }
+}
+
+/// The message as the dead-letter exchange receives it; `None` (logged) if its properties
+/// cannot be rebuilt, which a parsed message rules out.
+fn dead_letter_message(source: &Queue, dead: &Dead, dlx: &str) -> Option<Arc<Message>> {
+    let original = &dead.message;
+    let limits = &source.spec.limits;
+    let keys = death_routing_keys(original.routing_key.as_str(), original.properties.headers());
+    let death = Death {
+        queue: source.name(),
+        reason: dead.reason,
+        exchange: original.exchange.as_str(),
+        routing_keys: &keys,
+        time_secs: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        replaces_routing_key: limits.dead_letter_routing_key.is_some(),
+    };
+    let properties = dead_letter_properties(&original.properties, &death).ok();
+    let routing_key = match &limits.dead_letter_routing_key {
+        Some(key) => ShortStr::copy_from_str(key).ok(),
+        None => Some(original.routing_key.clone()),
+    };
+    match (properties, routing_key, ShortStr::copy_from_str(dlx).ok()) {
+        (Some(properties), Some(routing_key), Some(exchange)) => Some(Arc::new(Message {
+            exchange,
+            routing_key,
+            properties,
+            body: original.body.clone(),
+        })),
+        _ => {
+            tracing::warn!(
+                queue = source.name(),
+                "dead letter dropped: cannot rebuild it"
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! The ready messages of one queue: delivery order, priorities, and expiry deadlines that
+//! fire on time wherever the message sits.
+//!
+//! Shape, and why:
+//! - **One FIFO per priority level** (one level for a plain queue). Delivery takes the head
+//!   of the highest non-empty level; a requeued message goes back to the front of its level.
+//!   That is RabbitMQ's priority-queue order: higher first, FIFO within a priority.
+//! - **Positions are sequence numbers.** Each level numbers its slots consecutively (a push at
+//!   the back takes `tail`, a push at the front takes `head - 1`), so a slot is found from
+//!   its number in O(1) without storing the number in it.
+//! - **Expiry is a timer wheel over those numbers.** A message with a deadline arms one
+//!   [`TimerWheel`] entry naming (level, number). When it fires, the slot becomes a
+//!   *tombstone* (the message leaves at once, counts and bytes drop) even in the middle of a
+//!   level: RabbitMQ only drops per-message-TTL messages at the head, Warren on time. A
+//!   message that leaves any other way cancels its entry, so the wheel only ever holds live
+//!   messages (a long TTL on a busy queue does not pile up stale timers).
+//! - **Tombstones** are popped when they reach either end. A level whose tombstones
+//!   outnumber its live messages is compacted and renumbered, re-pointing the wheel entries
+//!   of the messages that moved (amortised O(1) per expiry).
+//! - The wheel is created with the first deadline: a queue without TTLs pays nothing for it.
+//!
+//! Time is the queue's millisecond clock (see `queue::now_ms`); a deadline `<= now` is due.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::broker::message::Message;
+use crate::scheduler::{TimerId, TimerWheel};
+
+/// "No deadline".
+pub const NEVER: u64 = u64::MAX;
+
+/// A message waiting in a queue.
+#[derive(Clone, Debug)]
+pub struct Queued {
+    /// The message.
+    pub message: Arc<Message>,
+    /// When it expires (queue clock, ms), or [`NEVER`]. Fixed at enqueue, kept on requeue.
+    pub deadline: u64,
+    /// Delivered before and requeued.
+    pub redelivered: bool,
+    /// Its expiry timer while it is ready.
+    timer: Option<TimerId>,
+}
+
+impl Queued {
+    /// A message entering the queue.
+    pub fn new(message: Arc<Message>, deadline: u64, redelivered: bool) -> Queued {
+        Queued {
+            message,
+            deadline,
+            redelivered,
+            timer: None,
+        }
+    }
+}
+
+/// First sequence number of a level: room for 2^55 pushes either way.
+const START: u64 = 1 << 55;
+
+/// A wheel payload: level in the top byte, sequence number below.
+fn key(level: usize, seq: u64) -> u64 {
+    ((level as u64) << 56) | seq
+}
+
+fn unkey(key: u64) -> (usize, u64) {
+    ((key >> 56) as usize, key & ((1 << 56) - 1))
+}
+
+#[derive(Debug)]
+struct Level {
+    slots: VecDeque<Option<Queued>>,
+    /// Sequence number of `slots[0]`.
+    head: u64,
+    live: usize,
+}
+
+impl Level {
+    fn new() -> Level {
+        Level {
+            slots: VecDeque::new(),
+            head: START,
+            live: 0,
+        }
+    }
+
+    fn index(&self, seq: u64) -> Option<usize> {
+        let i = usize::try_from(seq.checked_sub(self.head)?).ok()?;
+        (i < self.slots.len()).then_some(i)
+    }
+
+    /// Drops tombstones at both ends, so a non-empty level starts and ends with a message.
+    fn trim(&mut self) {
+        while matches!(self.slots.front(), Some(None)) {
+            self.slots.pop_front();
+            self.head += 1;
+        }
+        while matches!(self.slots.back(), Some(None)) {
+            self.slots.pop_back();
+        }
+    }
+}
+
+/// Ready messages by priority, with their expiry timers. See the module docs.
+#[derive(Debug)]
+pub struct Ready {
+    levels: Box<[Level]>,
+    live: usize,
+    bytes: u64,
+    timers: Option<Box<TimerWheel<u64>>>,
+}
+
+impl Ready {
+    /// Empty, with `levels` priority levels (1 for a plain queue, `x-max-priority + 1`).
+    pub fn new(levels: usize) -> Ready {
+        Ready {
+            levels: (0..levels.max(1)).map(|_| Level::new()).collect(),
+            live: 0,
+            bytes: 0,
+            timers: None,
+        }
+    }
+
+    /// Ready messages.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// Whether none are ready.
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Body bytes of the ready messages (`x-max-length-bytes`).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The level of `message`: its `priority` capped at the top level (RabbitMQ treats a
+    /// priority above `x-max-priority` as the maximum); no priority is 0.
+    fn level_of(&self, message: &Message) -> usize {
+        usize::from(message.properties.priority().unwrap_or(0)).min(self.levels.len() - 1)
+    }
+
+    fn arm(&mut self, item: &mut Queued, level: usize, seq: u64, now: u64) {
+        if item.deadline == NEVER {
+            return;
+        }
+        let wheel = self
+            .timers
+            .get_or_insert_with(|| Box::new(TimerWheel::new(now)));
+        item.timer = Some(wheel.insert(item.deadline, key(level, seq)));
+    }
+
+    fn disarm(&mut self, item: &mut Queued) {
+        if let (Some(id), Some(wheel)) = (item.timer.take(), self.timers.as_mut()) {
+            wheel.cancel(id);
+        }
+    }
+
+    fn counted_in(&mut self, item: &Queued) {
+        self.live += 1;
+        self.bytes += item.message.body_len() as u64;
+    }
+
+    fn counted_out(&mut self, item: &Queued) {
+        self.live -= 1;
+        self.bytes -= item.message.body_len() as u64;
+    }
+
+    /// Appends at the back of its priority level. `now` starts the wheel if this is the
+    /// first deadline.
+    pub fn push_back(&mut self, mut item: Queued, now: u64) {
+        let level = self.level_of(&item.message);
+        let l = &self.levels[level];
+        let seq = l.head + l.slots.len() as u64;
+        self.arm(&mut item, level, seq, now);
+        self.counted_in(&item);
+        let l = &mut self.levels[level];
+        l.slots.push_back(Some(item));
+        l.live += 1;
+    }
+
+    /// Puts back at the front of its priority level (requeue).
+    pub fn push_front(&mut self, mut item: Queued, now: u64) {
+        let level = self.level_of(&item.message);
+        let seq = self.levels[level].head - 1;
+        self.arm(&mut item, level, seq, now);
+        self.counted_in(&item);
+        let l = &mut self.levels[level];
+        l.slots.push_front(Some(item));
+        l.head = seq;
+        l.live += 1;
+    }
+
+    fn top_level(&self) -> Option<usize> {
+        self.levels.iter().rposition(|l| l.live > 0)
+    }
+
+    /// The next message to deliver, if any.
+    pub fn front(&self) -> Option<&Queued> {
+        let level = self.top_level()?;
+        // A level with live messages starts with one (see `Level::trim`).
+        self.levels[level].slots.front()?.as_ref()
+    }
+
+    /// Takes the next message to deliver.
+    pub fn pop_front(&mut self) -> Option<Queued> {
+        let level = self.top_level()?;
+        let l = &mut self.levels[level];
+        let mut item = l.slots.pop_front()??;
+        l.head += 1;
+        l.live -= 1;
+        l.trim();
+        self.counted_out(&item);
+        self.disarm(&mut item);
+        Some(item)
+    }
+
+    /// When to look again: never later than the earliest deadline among ready messages
+    /// (possibly earlier, see [`TimerWheel::next_due`]).
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.timers.as_ref()?.next_due()
+    }
+
+    /// Removes every message whose deadline is `<= now`, wherever it is, passing each to
+    /// `expired` in deadline order (ties in the order they got their deadline).
+    pub fn expire(&mut self, now: u64, mut expired: impl FnMut(Queued)) {
+        let Some(wheel) = self.timers.as_mut() else {
+            return;
+        };
+        if wheel.next_due().is_none_or(|due| due > now) {
+            return;
+        }
+        let mut fired = Vec::new();
+        wheel.advance(now, |_, _, key| fired.push(key));
+        let mut touched = Vec::new();
+        for key in fired {
+            let (level, seq) = unkey(key);
+            let l = &mut self.levels[level];
+            let Some(mut item) = l.index(seq).and_then(|i| l.slots[i].take()) else {
+                continue;
+            };
+            l.live -= 1;
+            item.timer = None;
+            self.counted_out(&item);
+            if !touched.contains(&level) {
+                touched.push(level);
+            }
+            expired(item);
+        }
+        for level in touched {
+            self.levels[level].trim();
+            if self.levels[level].slots.len() > 2 * self.levels[level].live + 64 {
+                self.compact(level);
+            }
+        }
+    }
+
+    /// Squeezes the tombstones out of `level` and re-points the moved messages' timers.
+    fn compact(&mut self, level: usize) {
+        let l = &mut self.levels[level];
+        l.slots.retain(Option::is_some);
+        if let Some(wheel) = self.timers.as_mut() {
+            for (i, slot) in l.slots.iter().enumerate() {
+                if let Some(Queued {
+                    timer: Some(id), ..
+                }) = slot
+                    && let Some(payload) = wheel.get_mut(*id)
+                {
+                    *payload = key(level, l.head + i as u64);
+                }
+            }
+        }
+    }
+
+    /// Removes everything, returning how many messages were ready.
+    pub fn clear(&mut self) -> usize {
+        let n = self.live;
+        let levels = self.levels.len();
+        *self = Ready::new(levels);
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Properties, ShortStr};
+    use bytes::Bytes;
+
+    fn message(body: &'static str, priority: Option<u8>) -> Arc<Message> {
+        let empty = Properties::empty();
+        let properties = match priority {
+            Some(p) => empty
+                .edit()
+                .set_octet(crate::protocol::Property::Priority, p)
+                .finish()
+                .unwrap(),
+            None => empty,
+        };
+        Arc::new(Message {
+            exchange: ShortStr::empty(),
+            routing_key: ShortStr::from_static("q"),
+            properties,
+            body: Bytes::from_static(body.as_bytes()),
+        })
+    }
+
+    fn item(body: &'static str, deadline: u64) -> Queued {
+        Queued::new(message(body, None), deadline, false)
+    }
+
+    fn bodies(ready: &mut Ready) -> Vec<String> {
+        std::iter::from_fn(|| ready.pop_front())
+            .map(|q| String::from_utf8(q.message.body.to_vec()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn fifo_with_requeue_at_the_front() {
+        let mut r = Ready::new(1);
+        r.push_back(item("a", NEVER), 0);
+        r.push_back(item("b", NEVER), 0);
+        let a = r.pop_front().unwrap();
+        r.push_back(item("c", NEVER), 0);
+        r.push_front(a, 0);
+        assert_eq!(r.len(), 3);
+        assert_eq!(r.bytes(), 3);
+        assert_eq!(bodies(&mut r), ["a", "b", "c"]);
+        assert!(r.is_empty());
+        assert_eq!(r.bytes(), 0);
+    }
+
+    #[test]
+    fn higher_priorities_first_fifo_within_and_capped_at_the_top() {
+        let mut r = Ready::new(6); // x-max-priority 5
+        for (body, p) in [
+            ("p0", None),
+            ("p9", Some(9)),
+            ("p3", Some(3)),
+            ("p5", Some(5)),
+        ] {
+            r.push_back(Queued::new(message(body, p), NEVER, false), 0);
+        }
+        r.push_back(item("p0b", NEVER), 0);
+        // 9 counts as 5 and came first among the fives.
+        assert_eq!(bodies(&mut r), ["p9", "p5", "p3", "p0", "p0b"]);
+    }
+
+    #[test]
+    fn a_message_in_the_middle_expires_on_time() {
+        let mut r = Ready::new(1);
+        r.push_back(item("long", 1000), 0);
+        r.push_back(item("short", 10), 0);
+        r.push_back(item("none", NEVER), 0);
+        let mut gone = Vec::new();
+        r.expire(9, |q| gone.push(q.message.body.clone()));
+        assert!(gone.is_empty());
+        r.expire(10, |q| gone.push(q.message.body.clone()));
+        assert_eq!(gone, [Bytes::from_static(b"short")]);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r.bytes(), 8);
+        // A safe lower bound (the wheel's slot start), never after the real deadline.
+        assert!(r.next_deadline().is_some_and(|t| t > 10 && t <= 1000));
+        assert_eq!(bodies(&mut r), ["long", "none"]);
+    }
+
+    #[test]
+    fn delivered_messages_disarm_their_timers() {
+        let mut r = Ready::new(1);
+        r.push_back(item("a", 50), 0);
+        let a = r.pop_front().unwrap();
+        assert_eq!(r.next_deadline(), None);
+        // Requeued with its deadline kept: it arms again and still expires at 50.
+        r.push_front(a, 20);
+        let mut gone = 0;
+        r.expire(50, |_| gone += 1);
+        assert_eq!(gone, 1);
+        assert!(r.front().is_none());
+    }
+
+    #[test]
+    fn compaction_keeps_order_and_timers() {
+        let mut r = Ready::new(1);
+        r.push_back(item("head", NEVER), 0);
+        for _ in 0..500 {
+            r.push_back(item("dies", 5), 0);
+        }
+        r.push_back(item("tail", 7), 0);
+        r.push_back(item("last", NEVER), 0);
+        let mut gone = 0;
+        r.expire(5, |_| gone += 1);
+        assert_eq!(gone, 500);
+        // Compacted (500 tombstones against 3 live); "tail"'s timer followed it.
+        assert!(r.levels[0].slots.len() < 10);
+        let mut late = Vec::new();
+        r.expire(7, |q| late.push(q.message.body.clone()));
+        assert_eq!(late, [Bytes::from_static(b"tail")]);
+        assert_eq!(bodies(&mut r), ["head", "last"]);
+    }
+
+    #[test]
+    fn equal_deadlines_expire_in_arrival_order() {
+        let mut r = Ready::new(1);
+        for body in ["1", "2", "3"] {
+            r.push_back(item(body, 5), 0);
+        }
+        let mut order = Vec::new();
+        r.expire(100, |q| order.push(q.message.body.clone()));
+        assert_eq!(order, [&b"1"[..], b"2", b"3"]);
+    }
+}

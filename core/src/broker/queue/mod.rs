@@ -741,6 +741,10 @@ mod tests {
     use bytes::Bytes;
 
     fn queue(single_active: bool) -> Arc<Queue> {
+        queue_with(single_active, QueueLimits::default())
+    }
+
+    fn queue_with(single_active: bool, limits: QueueLimits) -> Arc<Queue> {
         Queue::new(
             1,
             QueueSpec {
@@ -750,7 +754,7 @@ mod tests {
                 auto_delete: true,
                 arguments: FieldTable::default(),
                 single_active,
-                limits: QueueLimits::default(),
+                limits,
             },
             Weak::new(),
         )
@@ -824,5 +828,78 @@ mod tests {
         let (first, left) = q.get().expect("a message");
         assert!(first.redelivered);
         assert_eq!(left, 1);
+    }
+
+    fn body(item: &Queued) -> &[u8] {
+        &item.message.body
+    }
+
+    fn numbered(n: u8) -> Arc<Message> {
+        Arc::new(Message {
+            exchange: ShortStr::empty(),
+            routing_key: ShortStr::from_static("q"),
+            properties: Properties::empty(),
+            body: Bytes::from(vec![n; usize::from(n)]),
+        })
+    }
+
+    #[test]
+    fn drop_head_keeps_the_newest_within_both_limits() {
+        let limits = QueueLimits {
+            max_length: Some(3),
+            max_length_bytes: Some(8),
+            ..QueueLimits::default()
+        };
+        let q = queue_with(false, limits);
+        for n in 1..=4 {
+            assert_eq!(q.enqueue(numbered(n)), Enqueued::Accepted);
+        }
+        // Four messages of 1..4 bytes: the length limit drops 1, the byte limit then 2.
+        let left: Vec<u8> = std::iter::from_fn(|| q.get()).map(|(i, _)| body(&i)[0]).collect();
+        assert_eq!(left, [3, 4]);
+    }
+
+    #[test]
+    fn reject_publish_refuses_once_full_and_unacked_do_not_count() {
+        let limits = QueueLimits {
+            max_length: Some(1),
+            overflow: Overflow::RejectPublish,
+            ..QueueLimits::default()
+        };
+        let q = queue_with(false, limits);
+        assert_eq!(q.enqueue(message()), Enqueued::Accepted);
+        assert_eq!(q.enqueue(message()), Enqueued::Refused);
+        // Taken out (as by basic.get without ack): no longer ready, so room again.
+        let _unacked = q.get().expect("a message");
+        assert_eq!(q.enqueue(message()), Enqueued::Accepted);
+        assert_eq!(q.message_count(), 1);
+    }
+
+    #[test]
+    fn ttl_zero_goes_to_a_waiting_consumer_or_nowhere() {
+        let limits = QueueLimits {
+            message_ttl: Some(0),
+            ..QueueLimits::default()
+        };
+        let q = queue_with(false, limits);
+        q.enqueue(message());
+        assert_eq!(q.message_count(), 0, "nobody waiting: expired at once");
+        let a = consumer(&q, "a", 1);
+        q.add_consumer(a.clone()).expect("added");
+        q.enqueue(message());
+        assert_eq!(a.unacked.load(Ordering::Relaxed), 1, "delivered to the waiting consumer");
+        q.enqueue(message());
+        assert_eq!(q.message_count(), 0, "no credit left: expired, not queued");
+    }
+
+    #[test]
+    fn a_requeued_message_keeps_its_deadline() {
+        let q = queue(false);
+        let now = now_ms();
+        q.requeue(vec![(message(), now.saturating_sub(1)), (message(), now + 60_000)].into_iter());
+        // The first was already past its deadline when it came back.
+        let (item, left) = q.get().expect("one message");
+        assert_eq!((item.deadline, left), (now + 60_000, 0));
+        assert!(item.redelivered);
     }
 }

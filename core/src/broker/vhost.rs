@@ -367,8 +367,8 @@ impl Broker {
         } else {
             d.name
         };
-        let limits = QueueLimits::from_arguments(name, "/", d.arguments)?;
-        let single_active = validate_queue_args(name, d)?;
+        // A redeclare is only compared with the queue (RabbitMQ validates arguments only when
+        // it creates the queue).
         if let Some(existing) = self.queue(name) {
             existing.check_access(connection)?;
             let s = &existing.spec;
@@ -393,13 +393,16 @@ impl Broker {
                     s.auto_delete,
                 ));
             }
-            check_args_equivalence(
-                "queue",
-                name,
-                QUEUE_EQUIVALENCE_ARGS,
-                d.arguments,
-                &s.arguments,
-            )?;
+            let keys: Vec<&str> = if same_queue_type(d.arguments, &s.arguments) {
+                QUEUE_EQUIVALENCE_ARGS
+                    .iter()
+                    .copied()
+                    .filter(|k| *k != "x-queue-type")
+                    .collect()
+            } else {
+                QUEUE_EQUIVALENCE_ARGS.to_vec()
+            };
+            check_args_equivalence("queue", name, &keys, d.arguments, &s.arguments)?;
             existing.touch();
             return Ok(existing);
         }
@@ -408,6 +411,8 @@ impl Broker {
                 "queue name '{name}' contains reserved prefix 'amq.*'"
             )));
         }
+        let limits = QueueLimits::from_arguments(name, "/", d.arguments)?;
+        let single_active = validate_queue_args(name, d)?;
         let spec = QueueSpec {
             name: name.to_owned(),
             durable: d.durable,
@@ -667,6 +672,18 @@ fn unknown_type(kind: &str) -> AmqpError {
 fn encode_args(arguments: &FieldTable) -> Result<bytes::Bytes, AmqpError> {
     encode_table_body(arguments)
         .map_err(|e| AmqpError::precondition_failed(format!("invalid arguments: {e}")))
+}
+
+/// Whether two declarations name the same queue type, an absent `x-queue-type` being
+/// `classic` (as RabbitMQ 3.10 treats it on redeclare).
+fn same_queue_type(a: &FieldTable, b: &FieldTable) -> bool {
+    fn kind(t: &FieldTable) -> Option<&str> {
+        match t.inner().get("x-queue-type") {
+            None => Some("classic"),
+            Some(v) => super::args::as_text(v),
+        }
+    }
+    matches!((kind(a), kind(b)), (Some(x), Some(y)) if x == y)
 }
 
 /// Checks the queue arguments Warren acts on; returns whether single-active-consumer is on.

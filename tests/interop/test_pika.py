@@ -320,3 +320,51 @@ def test_deleting_a_queue_cancels_its_consumer(conn):
     conn.channel().queue_delete(q)
     conn.process_data_events(time_limit=0.5)
     assert cancelled == [tag]
+
+
+def test_retry_through_a_ttl_queue_counts_deaths_in_x_death(ch):
+    """The retry-with-backoff pattern client libraries build on dead-lettering: a rejected
+    message waits in a TTL'd retry queue that dead-letters it back to the work queue, and the
+    x-death entry for (work, rejected) counts the attempts."""
+    work, retry = unique("work"), unique("retry")
+    ch.queue_declare(
+        work,
+        arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": retry},
+    )
+    ch.queue_declare(
+        retry,
+        arguments={
+            "x-message-ttl": 50,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": work,
+        },
+    )
+    ch.basic_publish("", work, b"job", pika.BasicProperties(headers={"attempt": "first"}))
+    counts = []
+    for _ in range(3):
+        for _ in range(200):
+            method, props, body = ch.basic_get(work)
+            if method is not None:
+                break
+            ch.connection.sleep(0.02)
+        assert method is not None, "the message came back from the retry queue"
+        assert body == b"job"
+        deaths = (props.headers or {}).get("x-death", [])
+        counts.append([(d["queue"], d["reason"], d["count"]) for d in deaths])
+        ch.basic_reject(method.delivery_tag, requeue=False)
+    assert counts[0] == []
+    assert counts[1] == [(retry, "expired", 1), (work, "rejected", 1)]
+    assert counts[2] == [(retry, "expired", 2), (work, "rejected", 2)]
+    assert props.headers["x-first-death-reason"] == "rejected"
+    assert props.headers["x-first-death-queue"] == work
+    assert props.headers["attempt"] == "first"
+
+
+def test_max_length_reject_publish_nacks_confirmed_publishes(ch):
+    q = unique("full")
+    ch.queue_declare(q, arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+    ch.confirm_delivery()
+    ch.basic_publish("", q, b"fits")
+    with pytest.raises(pika.exceptions.NackError):
+        ch.basic_publish("", q, b"refused")
+    assert drain(ch, q) == [b"fits"]

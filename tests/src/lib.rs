@@ -6,6 +6,7 @@
 pub mod broker;
 pub mod delayed;
 pub mod dylibs;
+pub mod queues;
 pub mod raw;
 pub mod tables;
 pub mod workloads;

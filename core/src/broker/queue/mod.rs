@@ -855,7 +855,9 @@ mod tests {
             assert_eq!(q.enqueue(numbered(n)), Enqueued::Accepted);
         }
         // Four messages of 1..4 bytes: the length limit drops 1, the byte limit then 2.
-        let left: Vec<u8> = std::iter::from_fn(|| q.get()).map(|(i, _)| body(&i)[0]).collect();
+        let left: Vec<u8> = std::iter::from_fn(|| q.get())
+            .map(|(i, _)| body(&i)[0])
+            .collect();
         assert_eq!(left, [3, 4]);
     }
 
@@ -887,7 +889,11 @@ mod tests {
         let a = consumer(&q, "a", 1);
         q.add_consumer(a.clone()).expect("added");
         q.enqueue(message());
-        assert_eq!(a.unacked.load(Ordering::Relaxed), 1, "delivered to the waiting consumer");
+        assert_eq!(
+            a.unacked.load(Ordering::Relaxed),
+            1,
+            "delivered to the waiting consumer"
+        );
         q.enqueue(message());
         assert_eq!(q.message_count(), 0, "no credit left: expired, not queued");
     }
@@ -896,7 +902,13 @@ mod tests {
     fn a_requeued_message_keeps_its_deadline() {
         let q = queue(false);
         let now = now_ms();
-        q.requeue(vec![(message(), now.saturating_sub(1)), (message(), now + 60_000)].into_iter());
+        q.requeue(
+            vec![
+                (message(), now.saturating_sub(1)),
+                (message(), now + 60_000),
+            ]
+            .into_iter(),
+        );
         // The first was already past its deadline when it came back.
         let (item, left) = q.get().expect("one message");
         assert_eq!((item.deadline, left), (now + 60_000, 0));

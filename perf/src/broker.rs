@@ -38,7 +38,17 @@ pub async fn connect(uri: &str, name: &str) -> Result<Connection, Failure> {
 
 /// Closes a connection politely, without letting a dead broker stall the shutdown.
 pub async fn close(connection: &Connection) {
-    let _ = tokio::time::timeout(Duration::from_secs(1), connection.close(200, "OK")).await;
+    close_within(connection, Duration::from_secs(1)).await;
+}
+
+/// Closes a connection and says whether the broker answered the close in time. The broker
+/// answers only after it has read everything sent before the close, so `true` also means
+/// every publish on this connection reached it.
+pub async fn close_within(connection: &Connection, grace: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(grace, connection.close(200, "OK")).await,
+        Ok(Ok(()))
+    )
 }
 
 /// The URI with its password masked, for error messages.

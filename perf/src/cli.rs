@@ -19,9 +19,14 @@ pub struct Cli {
     )]
     pub uri: String,
 
-    /// What to measure: steady throughput and latency, or delayed-message firing accuracy.
+    /// What to measure: steady throughput and latency, delayed-message firing accuracy, or
+    /// TTL expiry into a dead-letter queue.
     #[arg(long, value_enum, default_value_t = Mode::Throughput)]
     pub mode: Mode,
+
+    /// The mode as a word (`warren-perf ttl ...`), the same as --mode.
+    #[arg(value_enum, conflicts_with = "mode", value_name = "MODE")]
+    pub mode_word: Option<Mode>,
 
     /// Publishing connections, one channel each.
     #[arg(long, default_value_t = 1)]
@@ -94,6 +99,24 @@ pub struct Cli {
     #[arg(long, default_value_t = 40_000)]
     pub delay_max_ms: u64,
 
+    /// TTL mode: messages published as fast as possible into the TTL queue before the
+    /// "keep publishing" phase (split evenly over the producers).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub messages: u64,
+
+    /// TTL mode: the source queue's x-message-ttl in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub ttl_ms: u64,
+
+    /// TTL mode: keep publishing this many seconds after the first --messages are out
+    /// [default: until all of them have been dead-lettered, plus 1 s].
+    #[arg(long)]
+    pub keep_publishing_secs: Option<u64>,
+
+    /// TTL mode: length of the measurement windows in milliseconds.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..))]
+    pub window_ms: u64,
+
     /// Print the final summary as one JSON line on stdout (per-second lines go to stderr).
     #[arg(long)]
     pub json: bool,
@@ -105,6 +128,9 @@ pub enum Mode {
     Throughput,
     /// Publish --pmessages through an x-delayed-message exchange; report firing lateness.
     Delayed,
+    /// Publish --messages into a queue with x-message-ttl that dead-letters into a second
+    /// queue, and keep publishing; report expiry rate and publisher rate during expiry.
+    Ttl,
 }
 
 impl Mode {
@@ -112,6 +138,7 @@ impl Mode {
         match self {
             Mode::Throughput => "throughput",
             Mode::Delayed => "delayed",
+            Mode::Ttl => "ttl",
         }
     }
 }
@@ -156,14 +183,38 @@ pub struct Plan {
     pub pmessages: Option<u64>,
     /// Delayed mode: inclusive x-delay range in milliseconds.
     pub delay_ms: Option<(u64, u64)>,
+    /// TTL mode only.
+    pub expiry: Option<ExpiryPlan>,
     pub json: bool,
+}
+
+/// What the TTL mode needs beyond the common settings.
+#[derive(Clone, Debug)]
+pub struct ExpiryPlan {
+    /// The first batch, published unpaced; the run is about when these expire.
+    pub messages: u64,
+    pub ttl: Duration,
+    /// Publishing time after the first batch; `None` = until the batch has expired + 1 s.
+    pub keep_publishing: Option<Duration>,
+    pub window: Duration,
+    /// Where expired messages are dead-lettered (the plan's `queue` is the source queue).
+    pub dead_letter_queue: String,
 }
 
 const DEFAULT_DELAYED_EXCHANGE: &str = "warren-perf-delayed";
 const DEFAULT_DELAYED_MESSAGES: u64 = 10_000;
+/// TTL mode: a whole-run limit, so a broker that never expires anything cannot keep the
+/// publishers filling its memory forever (the run also gives up sooner, see `expiry`).
+const DEFAULT_TTL_RUN_SECS: u64 = 300;
 
 impl Cli {
-    pub fn into_plan(self) -> Result<Plan, String> {
+    pub fn into_plan(mut self) -> Result<Plan, String> {
+        if let Some(mode) = self.mode_word.take() {
+            self.mode = mode;
+        }
+        if self.mode == Mode::Ttl {
+            return self.into_ttl_plan();
+        }
         if !self.rate.is_finite() || self.rate < 0.0 {
             return Err(format!("--rate must be 0 or positive, got {}", self.rate));
         }
@@ -186,6 +237,7 @@ impl Cli {
 
         let min_size = if delayed { DELAYED_LEN } else { STAMP_LEN };
         let exchange = match (&self.mode, self.exchange) {
+            (Mode::Ttl, _) => unreachable!("TTL mode is planned by into_ttl_plan"),
             (Mode::Delayed, name) => ExchangeSetup::Delayed {
                 name: name.unwrap_or_else(|| DEFAULT_DELAYED_EXCHANGE.into()),
             },
@@ -234,6 +286,60 @@ impl Cli {
                 self.pmessages
             },
             delay_ms: delayed.then_some((self.delay_min_ms, self.delay_max_ms)),
+            expiry: None,
+            json: self.json,
+        })
+    }
+
+    /// TTL mode has its own topology: two fresh queues named for this run (so a previous
+    /// run's leftovers, still expiring, cannot be counted), no consumers on the source
+    /// queue, and producers that never stop on a count.
+    fn into_ttl_plan(self) -> Result<Plan, String> {
+        if !self.rate.is_finite() || self.rate < 0.0 {
+            return Err(format!("--rate must be 0 or positive, got {}", self.rate));
+        }
+        if self.producers == 0 {
+            return Err("ttl mode needs at least one producer".into());
+        }
+        if self.messages < self.producers as u64 {
+            return Err(format!(
+                "--messages ({}) must be at least --producers ({})",
+                self.messages, self.producers
+            ));
+        }
+        let run_id = format!("{}-{}", std::process::id(), crate::stamp::now_nanos());
+        let queue = format!("warren-perf-ttl-{run_id}");
+        let dead_letter_queue = format!("warren-perf-ttl-dlq-{run_id}");
+        Ok(Plan {
+            uri: self.uri,
+            mode: Mode::Ttl,
+            producers: self.producers,
+            consumers: 0,
+            size: self.size.max(STAMP_LEN),
+            rate: self.rate,
+            max_unconfirmed: self
+                .confirm
+                .then(|| usize::try_from(self.max_unconfirmed).unwrap_or(usize::MAX)),
+            persistent: self.persistent,
+            manual_ack: false,
+            prefetch: 0,
+            duration: Duration::from_secs(self.duration.unwrap_or(DEFAULT_TTL_RUN_SECS)),
+            target: Target {
+                exchange: String::new(),
+                routing_key: queue.clone(),
+            },
+            queue,
+            keep_queue: self.keep_queue,
+            exchange: ExchangeSetup::Default,
+            pmessages: None,
+            delay_ms: None,
+            expiry: Some(ExpiryPlan {
+                messages: self.messages,
+                ttl: Duration::from_millis(self.ttl_ms),
+                keep_publishing: self.keep_publishing_secs.map(Duration::from_secs),
+                window: Duration::from_millis(self.window_ms),
+                dead_letter_queue,
+            }),
             json: self.json,
         })
     }
@@ -284,6 +390,27 @@ mod tests {
         assert_eq!(plan.duration, Duration::from_secs(12));
         assert_eq!(plan.pmessages, Some(10_000));
         assert_eq!(plan.target.exchange, "warren-perf-delayed");
+    }
+
+    #[test]
+    fn ttl_mode_as_a_word_uses_fresh_queues_and_no_consumers() {
+        let ttl = plan(&["ttl", "--messages", "1000", "--producers", "2"]).unwrap();
+        assert_eq!(ttl.mode, Mode::Ttl);
+        assert_eq!(ttl.consumers, 0);
+        assert!(ttl.pmessages.is_none());
+        assert_eq!(ttl.target.exchange, "");
+        assert_eq!(ttl.target.routing_key, ttl.queue);
+        let expiry = ttl.expiry.unwrap();
+        assert_eq!(expiry.messages, 1000);
+        assert_eq!(expiry.ttl, Duration::from_secs(1));
+        assert_eq!(expiry.window, Duration::from_millis(100));
+        assert!(ttl.queue.starts_with("warren-perf-ttl-"));
+        assert_ne!(expiry.dead_letter_queue, ttl.queue);
+        assert_eq!(
+            plan(&["--mode", "ttl"]).unwrap().mode,
+            Mode::Ttl,
+            "--mode ttl is the same"
+        );
     }
 
     #[test]

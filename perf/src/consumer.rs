@@ -139,7 +139,7 @@ impl Consumer {
         }
         stats.consumed.fetch_add(1, Ordering::Relaxed);
         let due = match self.mode {
-            Mode::Throughput => published,
+            Mode::Throughput | Mode::Ttl => published,
             Mode::Delayed => match stamp::read_delay(body) {
                 Some(delay_ms) => published.saturating_add(delay_ms.saturating_mul(1_000_000)),
                 None => return,

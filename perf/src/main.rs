@@ -5,15 +5,20 @@
 mod broker;
 mod cli;
 mod consumer;
+mod dead_letters;
 mod delay;
 mod error;
+mod expiry;
+mod expiry_report;
 mod in_flight;
 mod producer;
 mod report;
 mod run;
+mod stall;
 mod stamp;
 mod stats;
 mod stop;
+mod timeline;
 
 use clap::Parser;
 use std::process::ExitCode;

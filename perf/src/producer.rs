@@ -12,6 +12,7 @@ use crate::cli::{Plan, Target};
 use crate::delay::DelayPicker;
 use crate::error::{Context, Failure};
 use crate::in_flight::InFlight;
+use crate::stall::GapWatch;
 use crate::stamp;
 use crate::stats::Stats;
 use crate::stop::StopSignal;
@@ -29,6 +30,13 @@ use tokio::time::Instant;
 /// How long a stopped producer waits for its outstanding confirms before giving up on them.
 const CONFIRM_GRACE: Duration = Duration::from_secs(2);
 
+/// How long a stopped producer waits for the broker to answer its connection close.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// The same in TTL mode, whose count check needs every publish to have reached the broker:
+/// a broker that throttles publishers may still have megabytes of them to read from the
+/// socket, and dropping the connection would throw those away.
+const TTL_CLOSE_GRACE: Duration = Duration::from_secs(30);
+
 /// Without confirms, how many publishes may wait for lapin to write them.
 const WRITE_WINDOW: usize = 256;
 
@@ -44,7 +52,11 @@ pub struct Producer {
     window: usize,
     persistent: bool,
     limit: Option<u64>,
+    /// Published as fast as possible before `rate` applies (TTL mode's first batch).
+    unpaced_first: u64,
     delays: Option<DelayPicker>,
+    index: usize,
+    close_grace: Duration,
 }
 
 impl Producer {
@@ -73,16 +85,33 @@ impl Producer {
             window: plan.max_unconfirmed.unwrap_or(WRITE_WINDOW),
             persistent: plan.persistent,
             limit: plan.pmessages,
+            unpaced_first: plan
+                .expiry
+                .as_ref()
+                .map_or(0, |expiry| share(expiry.messages, plan.producers, index)),
             delays: plan
                 .delay_ms
                 .map(|(min, max)| DelayPicker::new(min, max, index as u64 + 1)),
+            index,
+            close_grace: if plan.expiry.is_some() {
+                TTL_CLOSE_GRACE
+            } else {
+                CLOSE_GRACE
+            },
         })
     }
 
     /// Publishes until stopped or `--pmessages` is reached, then closes the connection.
     pub async fn run(mut self, stats: Arc<Stats>, stop: StopSignal) -> Result<(), Failure> {
         let result = self.publish(&stats, &stop).await;
-        broker::close(&self.connection).await;
+        if !broker::close_within(&self.connection, self.close_grace).await && result.is_ok() {
+            eprintln!(
+                "producer {}: the broker did not answer the connection close within {} s; \
+                 some of its last publishes may never have reached it",
+                self.index,
+                self.close_grace.as_secs()
+            );
+        }
         result
     }
 
@@ -96,14 +125,19 @@ impl Producer {
         };
         let stopped = stop.stopped();
         tokio::pin!(stopped);
-        let start = Instant::now();
+        let mut paced_from = Instant::now();
         let mut sent: u64 = 0;
+        let mut gaps = GapWatch::new(stats.start_nanos(), self.rate);
 
         while !stop.is_stopped() && self.limit.is_none_or(|limit| sent < limit) {
-            if self.rate > 0.0 {
+            if sent == self.unpaced_first && sent > 0 {
+                paced_from = Instant::now();
+            }
+            if self.rate > 0.0 && sent >= self.unpaced_first {
                 // Due times come from the start, not the previous send, so timer slop turns
                 // into a short burst rather than a lower rate.
-                let due = start + Duration::from_secs_f64(sent as f64 / self.rate);
+                let paced = sent - self.unpaced_first;
+                let due = paced_from + Duration::from_secs_f64(paced as f64 / self.rate);
                 if due > Instant::now() {
                     tokio::select! {
                         () = tokio::time::sleep_until(due) => {}
@@ -123,7 +157,9 @@ impl Producer {
                 );
                 properties = properties.with_headers(headers);
             }
-            stamp::write_stamp(&mut body, stamp::now_nanos());
+            let now = stamp::now_nanos();
+            gaps.publishing(now, &stats.stalls);
+            stamp::write_stamp(&mut body, now);
 
             let channel = self.channel.clone();
             let target = self.target.clone();
@@ -165,6 +201,13 @@ impl Producer {
     }
 }
 
+/// Producer `index`'s part of `total` messages; the first ones take the remainder.
+fn share(total: u64, producers: usize, index: usize) -> u64 {
+    let producers = producers.max(1) as u64;
+    let index = index as u64;
+    total / producers + u64::from(index < total % producers)
+}
+
 /// Books one finished publish: a confirm (when confirms are on), or an error.
 fn settle(outcome: Result<Option<Confirmation>, Failure>, stats: &Stats) -> Result<(), Failure> {
     match outcome? {
@@ -177,4 +220,21 @@ fn settle(outcome: Result<Option<Confirmation>, Failure>, stats: &Stats) -> Resu
         None => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share;
+
+    #[test]
+    fn shares_add_up_to_the_total() {
+        assert_eq!(
+            (0..3).map(|i| share(10, 3, i)).collect::<Vec<_>>(),
+            [4, 3, 3]
+        );
+        assert_eq!(
+            (0..2).map(|i| share(1_000_000, 2, i)).sum::<u64>(),
+            1_000_000
+        );
+    }
 }

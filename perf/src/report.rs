@@ -60,7 +60,7 @@ impl Reporter {
 
     fn measure_name(&self) -> &'static str {
         match self.mode {
-            Mode::Throughput => "latency",
+            Mode::Throughput | Mode::Ttl => "latency",
             Mode::Delayed => "lateness",
         }
     }
@@ -174,11 +174,11 @@ impl Summary<'_> {
             self.consume_rate(),
             match plan.mode {
                 Mode::Delayed => format!(", missing {}", c.published.saturating_sub(c.consumed)),
-                Mode::Throughput => String::new(),
+                Mode::Throughput | Mode::Ttl => String::new(),
             }
         );
         let name = match plan.mode {
-            Mode::Throughput => "latency",
+            Mode::Throughput | Mode::Ttl => "latency",
             Mode::Delayed => "firing lateness",
         };
         match self.quantiles_ms() {
@@ -234,7 +234,7 @@ impl Summary<'_> {
             self.consume_rate(),
         );
         let prefix = match plan.mode {
-            Mode::Throughput => "latency",
+            Mode::Throughput | Mode::Ttl => "latency",
             Mode::Delayed => "lateness",
         };
         let quantiles = self.quantiles_ms();

@@ -26,6 +26,10 @@ const TASK_GRACE: Duration = Duration::from_secs(3);
 const CHECK_EVERY: Duration = Duration::from_millis(20);
 
 pub async fn run(plan: Plan) -> Result<(), Failure> {
+    if plan.expiry.is_some() {
+        // TTL mode has its own topology and end condition.
+        return crate::expiry::run(plan).await;
+    }
     let setup = broker::connect(&plan.uri, "warren-perf setup").await?;
     let setup_channel = setup
         .create_channel()
@@ -96,7 +100,7 @@ pub async fn run(plan: Plan) -> Result<(), Failure> {
     };
 
     stop_producers.trigger();
-    finish_all(producer_tasks).await;
+    finish_all(producer_tasks, TASK_GRACE).await;
     let publish_elapsed = stats.publish_elapsed();
     if outcome.is_ok() {
         let deadline = tokio::time::Instant::now() + DRAIN;
@@ -106,7 +110,7 @@ pub async fn run(plan: Plan) -> Result<(), Failure> {
     }
     let consume_elapsed = stats.elapsed();
     stop_consumers.trigger();
-    finish_all(consumer_tasks).await;
+    finish_all(consumer_tasks, TASK_GRACE).await;
 
     // A failure while stopping (a confirm that errored, a consumer that lost its
     // connection) still makes the numbers untrustworthy.
@@ -156,7 +160,7 @@ fn report_publishing(plan: &Plan, stats: &Stats) {
 
 /// Spawns a producer or consumer, forwarding its failure (if any) to the run loop so one
 /// broken connection ends the run instead of silently lowering the numbers.
-fn spawn_reporting(
+pub fn spawn_reporting(
     task: impl Future<Output = Result<(), Failure>> + Send + 'static,
     failures: mpsc::UnboundedSender<Failure>,
 ) -> JoinHandle<()> {
@@ -168,9 +172,9 @@ fn spawn_reporting(
 }
 
 /// Waits for stopped tasks, abandoning any stuck on a broker that no longer answers.
-async fn finish_all(tasks: Vec<JoinHandle<()>>) {
+pub async fn finish_all(tasks: Vec<JoinHandle<()>>, grace: Duration) {
     for mut task in tasks {
-        if tokio::time::timeout(TASK_GRACE, &mut task).await.is_err() {
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
             task.abort();
         }
     }

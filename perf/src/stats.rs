@@ -5,6 +5,7 @@
 //! takes each lock once a second to move the samples out, which makes every sample land in
 //! exactly one per-second line and in the final total.
 
+use crate::stall::Stalls;
 use crate::stamp;
 use hdrhistogram::Histogram;
 use std::sync::{
@@ -38,6 +39,8 @@ pub struct Stats {
     /// Nanoseconds after `start` at which the last producer finished.
     publish_end_nanos: AtomicU64,
     sinks: Mutex<Vec<LatencySink>>,
+    /// Long gaps between a producer's publishes (see `stall`).
+    pub stalls: Stalls,
 }
 
 /// A point-in-time copy of the counters.
@@ -79,6 +82,7 @@ impl Stats {
             producers_done: AtomicUsize::new(0),
             publish_end_nanos: AtomicU64::new(0),
             sinks: Mutex::new(Vec::new()),
+            stalls: Stalls::default(),
         }
     }
 

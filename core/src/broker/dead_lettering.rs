@@ -24,7 +24,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::message::Message;
 use super::queue::{Dead, Queue};
 use super::vhost::{Broker, RouteScratch};
-use crate::dead_letter::{Death, dead_letter_properties, death_routing_keys, drops_as_cycle};
+use crate::dead_letter::{
+    Death, QueueLimits, dead_letter_properties, death_routing_keys, drops_as_cycle,
+};
 use crate::exchange::RouteRequest;
 use crate::protocol::ShortStr;
 
@@ -53,44 +55,42 @@ impl Broker {
         routed: &mut Vec<Arc<Queue>>,
         later: &mut Vec<(Arc<Queue>, Vec<Dead>)>,
     ) {
-        let limits = &source.spec.limits;
-        let Some(dlx) = limits.dead_letter_exchange.as_deref() else {
+        let Some(names) = source.dead_letter_names() else {
             return;
         };
-        let Some(exchange) = self.exchange(dlx) else {
+        let Some(exchange) = self.exchange(names.exchange.as_str()) else {
             source.warn_once(|| {
                 tracing::warn!(
                     queue = source.name(),
-                    exchange = dlx,
+                    exchange = names.exchange.as_str(),
                     "dead-letter exchange does not exist; dead letters of this queue are dropped"
                 );
             });
             return;
         };
-        let Some(message) = dead_letter_message(source, &dead, dlx) else {
+        let original = &dead.message;
+        // The routes the message had (its key and CC): recorded in x-death, and routed on
+        // again unless the queue names its own dead-letter routing key.
+        let keys = death_routing_keys(original.routing_key.as_str(), original.properties.headers());
+        let Some(message) = dead_letter_message(source, &dead, names, &keys) else {
             return;
         };
-        let death_keys;
         let own_key;
-        let keys: Vec<&[u8]> = if limits.dead_letter_routing_key.is_some() {
+        let original_keys: Vec<&[u8]>;
+        let route_keys: &[&[u8]] = if names.routing_key.is_some() {
             own_key = [message.routing_key.as_bytes()];
-            own_key.to_vec()
+            &own_key
         } else {
-            death_keys =
-                death_routing_keys(message.routing_key.as_str(), message.properties.headers());
-            death_keys.iter().map(|k| k.as_bytes()).collect()
+            original_keys = keys.iter().map(|k| k.as_bytes()).collect();
+            &original_keys
         };
         let request = RouteRequest {
             exchange: message.exchange.as_bytes(),
-            routing_keys: &keys,
+            routing_keys: route_keys,
             headers: message.properties.headers().unwrap_or_default(),
         };
         if let Err(e) = self.route(&exchange, &request, scratch, routed) {
-            tracing::warn!(
-                queue = source.name(),
-                exchange = dlx,
-                "dead letter not routed: {e}"
-            );
+            tracing::warn!(queue = source.name(), "dead letter not routed: {e}");
             return;
         }
         for target in routed.drain(..) {
@@ -115,39 +115,73 @@ impl Broker {
     }
 }
 
+/// Where a queue's dead letters go, as the shortstrs a republished message carries: built
+/// once per queue, not per dead letter.
+#[derive(Debug)]
+pub struct DeadLetterNames {
+    /// `x-dead-letter-exchange`.
+    pub exchange: ShortStr,
+    /// `x-dead-letter-routing-key`, if set.
+    pub routing_key: Option<ShortStr>,
+}
+
+impl DeadLetterNames {
+    /// From a queue's limits; `None` without a dead-letter exchange, or (logged) when a name
+    /// is longer than 255 bytes, which no exchange can have and no routing key can be.
+    pub fn of(queue: &str, limits: &QueueLimits) -> Option<DeadLetterNames> {
+        let exchange = limits.dead_letter_exchange.as_deref()?;
+        let names = ShortStr::copy_from_str(exchange).ok().and_then(|exchange| {
+            let routing_key = match limits.dead_letter_routing_key.as_deref() {
+                Some(key) => Some(ShortStr::copy_from_str(key).ok()?),
+                None => None,
+            };
+            Some(DeadLetterNames {
+                exchange,
+                routing_key,
+            })
+        });
+        if names.is_none() {
+            tracing::warn!(
+                queue,
+                "dead-letter exchange or routing key longer than 255 bytes; dead letters of \
+                 this queue are dropped"
+            );
+        }
+        names
+    }
+}
+
 /// The message as the dead-letter exchange receives it; `None` (logged) if its properties
 /// cannot be rebuilt, which a parsed message rules out.
-fn dead_letter_message(source: &Queue, dead: &Dead, dlx: &str) -> Option<Arc<Message>> {
+fn dead_letter_message(
+    source: &Queue,
+    dead: &Dead,
+    names: &DeadLetterNames,
+    keys: &[&str],
+) -> Option<Arc<Message>> {
     let original = &dead.message;
-    let limits = &source.spec.limits;
-    let keys = death_routing_keys(original.routing_key.as_str(), original.properties.headers());
     let death = Death {
         queue: source.name(),
         reason: dead.reason,
         exchange: original.exchange.as_str(),
-        routing_keys: &keys,
+        routing_keys: keys,
         time_secs: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
-        replaces_routing_key: limits.dead_letter_routing_key.is_some(),
+        replaces_routing_key: names.routing_key.is_some(),
     };
-    let properties = dead_letter_properties(&original.properties, &death).ok();
-    let routing_key = match &limits.dead_letter_routing_key {
-        Some(key) => ShortStr::copy_from_str(key).ok(),
-        None => Some(original.routing_key.clone()),
-    };
-    match (properties, routing_key, ShortStr::copy_from_str(dlx).ok()) {
-        (Some(properties), Some(routing_key), Some(exchange)) => Some(Arc::new(Message {
-            exchange,
-            routing_key,
+    match dead_letter_properties(&original.properties, &death) {
+        Ok(properties) => Some(Arc::new(Message {
+            exchange: names.exchange.clone(),
+            routing_key: names
+                .routing_key
+                .clone()
+                .unwrap_or_else(|| original.routing_key.clone()),
             properties,
             body: original.body.clone(),
         })),
-        _ => {
-            tracing::warn!(
-                queue = source.name(),
-                "dead letter dropped: cannot rebuild it"
-            );
+        Err(e) => {
+            tracing::warn!(queue = source.name(), "dead letter dropped: {e}");
             None
         }
     }

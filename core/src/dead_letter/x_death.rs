@@ -161,7 +161,11 @@ pub fn dead_letter_properties(
         headers.remove(i);
     }
 
-    let mut body = Vec::new();
+    let size: usize = headers
+        .iter()
+        .map(|e| 1 + e.key.len() + e.value.len())
+        .sum();
+    let mut body = Vec::with_capacity(size);
     raw::write_table(&mut body, &headers);
     original
         .edit()

@@ -540,7 +540,16 @@ impl<'a> PropertiesEditor<'a> {
 
     /// Writes the new property bytes and validates them.
     pub fn finish(self) -> Result<Properties, ProtocolError> {
-        let mut out = BytesMut::with_capacity(self.base.len() + 64);
+        // Sized for the result (new values included), so it is written without regrowing.
+        let added: usize = self
+            .changes
+            .iter()
+            .map(|c| match c {
+                Change::Set(Value::Bytes(b)) => b.len() + 4,
+                _ => 8,
+            })
+            .sum();
+        let mut out = BytesMut::with_capacity(self.base.len() + added);
         out.put_u16(0); // flags, patched below
         let mut flags = 0u16;
         for p in Property::ALL {

@@ -27,9 +27,9 @@
 //!   only occupied slots, never empty milliseconds.
 //! - **Slab + intrusive lists.** Entries live in one `Vec` with a free list; each slot is a
 //!   doubly-linked list threaded through the entries by `u32` indices. Insert and cancel are
-//!   O(1) with no per-entry allocation, and an entry with a `u64` (or `Arc`) payload is 32
-//!   bytes. The payload is the caller's: the delayed exchange stores a handle to a body held
-//!   once, never a copy.
+//!   O(1) with no per-entry allocation, and an entry with an 8-byte payload (a `u64`, an
+//!   `Arc`, the delayed exchange's one-pointer packed message) is 32 bytes. The payload is
+//!   the caller's; the wheel never allocates for it.
 //! - **Generation-checked ids.** A [`TimerId`] is a slab index plus the generation of that
 //!   slot; freeing bumps the generation, and a slot whose generation is exhausted is retired
 //!   rather than reused, so a stale id can never cancel or read someone else's entry.

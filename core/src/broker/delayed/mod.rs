@@ -22,16 +22,20 @@
 //! - Pending messages can be counted, listed and cancelled ([`Delayed::list`],
 //!   [`Delayed::cancel`]); deleting the exchange drops them.
 //!
-//! Invariants: a held message is the publish's `Arc<Message>` (the body is never copied);
-//! the wheel's lock is never held while routing (the driver takes the fired entries out
+//! Invariants: a held message is packed into one allocation ([`held`]) so that it does not
+//! keep the connection's read buffer alive; a body over [`held::MAX_PACKED_BODY`] is shared
+//! rather than copied, and a fired message is rebuilt once and shared by every queue. The
+//! wheel's lock is never held while routing (the driver takes the fired entries out
 //! first), so it is a leaf lock next to the exchange's bindings. Time in the wheel is epoch
 //! milliseconds derived from a monotonic clock fixed at exchange creation, so `x-deliver-at`
 //! compares directly and `tokio::time::pause` drives it in tests.
 
 pub mod due;
+mod held;
+mod thin;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use amq_protocol::types::FieldTable;
@@ -45,8 +49,10 @@ use super::message::Message;
 use super::vhost::{Broker, RouteScratch};
 use crate::error::AmqpError;
 use crate::exchange::{ExchangeTypeRegistry, RouteRequest};
+use crate::protocol::ShortStr;
 use crate::scheduler::{TimerId, TimerWheel};
 use due::When;
+use held::Held;
 
 /// The type name.
 pub const DELAYED_TYPE: &str = "x-delayed-message";
@@ -79,13 +85,6 @@ pub fn inner_type<'a>(
         })
 }
 
-/// A held message and the extra (CC/BCC) routing keys it was published with.
-#[derive(Debug)]
-struct Held {
-    message: Arc<Message>,
-    extra_keys: Option<Box<[Vec<u8>]>>,
-}
-
 #[derive(Debug)]
 struct Pending {
     wheel: TimerWheel<Held>,
@@ -115,6 +114,9 @@ pub struct Delayed {
     epoch_base: u128,
     instant_base: Instant,
     pending: Mutex<Pending>,
+    /// The exchange's name as the first held message carried it, so that held messages need
+    /// not store it (see [`held`]).
+    exchange_name: OnceLock<ShortStr>,
     wake: Notify,
     warned: AtomicBool,
 }
@@ -135,6 +137,7 @@ impl Delayed {
                 wheel: TimerWheel::new(ms(epoch_base / NANOS_PER_MS)),
                 stopped: false,
             }),
+            exchange_name: OnceLock::new(),
             wake: Notify::new(),
             warned: AtomicBool::new(false),
         })
@@ -190,13 +193,14 @@ impl Delayed {
         }
     }
 
-    /// Holds `message` until `due`. A message arriving while the exchange is being deleted
-    /// is dropped with it.
+    /// Holds `message` until `due`, packed (the publish's buffers are let go). A message
+    /// arriving while the exchange is being deleted is dropped with it.
     pub fn hold(&self, due: u64, message: Arc<Message>, extra_keys: &[Vec<u8>]) {
-        let held = Held {
-            message,
-            extra_keys: (!extra_keys.is_empty()).then(|| extra_keys.to_vec().into_boxed_slice()),
-        };
+        let name = self
+            .exchange_name
+            .get_or_init(|| message.exchange.compact());
+        let held = Held::pack(&message, extra_keys, name);
+        drop(message);
         let earlier = {
             let mut pending = self.pending.lock();
             if pending.stopped {
@@ -231,8 +235,8 @@ impl Delayed {
                 .map(|(id, due, held)| PendingInfo {
                     id: id.to_bits(),
                     due_ms: due,
-                    routing_key: held.message.routing_key.as_str().to_owned(),
-                    body_size: held.message.body_len(),
+                    routing_key: held.routing_key().to_owned(),
+                    body_size: held.body_len(),
                 })
                 .collect()
         };
@@ -295,8 +299,9 @@ pub(crate) fn spawn_driver(
                 let (Some(exchange), Some(broker)) = (exchange.upgrade(), broker.upgrade()) else {
                     return;
                 };
+                let name = delayed.exchange_name.get().cloned().unwrap_or_default();
                 for held in fired.drain(..) {
-                    deliver(&broker, &exchange, &held, &mut scratch, &mut routed);
+                    deliver(&broker, &exchange, &name, held, &mut scratch, &mut routed);
                 }
                 // Routing took time: look again before sleeping.
                 continue;
@@ -320,18 +325,30 @@ pub(crate) fn spawn_driver(
 fn deliver(
     broker: &Broker,
     exchange: &Arc<Exchange>,
-    held: &Held,
+    name: &ShortStr,
+    held: Held,
     scratch: &mut RouteScratch,
     routed: &mut Vec<Arc<super::Queue>>,
 ) {
-    let message = &held.message;
+    let unpacked = match held.into_parts(name) {
+        Ok(unpacked) => unpacked,
+        Err(e) => {
+            // Packed from validated parts, so this is a packing bug, not client input.
+            tracing::error!(
+                exchange = exchange.name(),
+                "delayed message could not be unpacked: {e}"
+            );
+            return;
+        }
+    };
+    let message = &unpacked.message;
     let single = [message.routing_key.as_bytes()];
     let many: Vec<&[u8]>;
-    let keys: &[&[u8]] = match &held.extra_keys {
+    let keys: &[&[u8]] = match &unpacked.extra_keys {
         None => &single,
         Some(extra) => {
             many = std::iter::once(message.routing_key.as_bytes())
-                .chain(extra.iter().map(Vec::as_slice))
+                .chain(held::extra_keys(extra))
                 .collect();
             &many
         }

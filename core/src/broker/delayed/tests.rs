@@ -101,3 +101,23 @@ async fn an_earlier_insert_wakes_the_driver() {
     assert_eq!(queue.counts().0, 1);
     assert_eq!(delayed.len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn extra_keys_route_at_fire_time_and_list_shows_the_packed_message() {
+    let (_broker, exchange, queue) = setup();
+    let delayed = exchange.delayed().expect("delayed").clone();
+    let unrouted = Arc::new(Message {
+        exchange: ShortStr::copy_from_str("d").expect("short"),
+        routing_key: ShortStr::copy_from_str("elsewhere").expect("short"),
+        properties: Properties::empty(),
+        body: Bytes::from_static(b"sixteen byte msg"),
+    });
+    delayed.hold(delayed.now_ms() + 1000, unrouted, &[b"k".to_vec()]);
+    let listed = delayed.list();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].routing_key, "elsewhere");
+    assert_eq!(listed[0].body_size, 16);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(queue.counts().0, 1, "routed by its CC key");
+    assert!(delayed.is_empty());
+}

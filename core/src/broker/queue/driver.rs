@@ -19,10 +19,18 @@ use super::{NEVER, Queue, epoch};
 /// timer whole.
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
 
+/// Messages expired per visit at most (give or take one millisecond's worth): a backlog
+/// that came due at once is expired and dead-lettered in slices, with a yield to the
+/// runtime between them, so neither the queue's lock nor a worker thread is held for long
+/// and publishers keep going while it drains.
+pub(super) const SLICE: usize = 1024;
+
 /// What a visit found.
 pub(super) enum Visit {
     /// The queue is gone: stop.
     Deleted,
+    /// More is due already: yield, then visit again.
+    Again,
     /// Unused for its `x-expires`: delete it, then stop.
     Unused,
     /// Come back at this time (queue clock), or when woken if [`NEVER`].
@@ -51,8 +59,13 @@ pub(super) fn spawn(queue: &Arc<Queue>) -> bool {
                         }
                         return;
                     }
-                    Visit::Next(next) => next,
+                    Visit::Again => None,
+                    Visit::Next(next) => Some(next),
                 }
+            };
+            let Some(next) = next else {
+                tokio::task::yield_now().await;
+                continue;
             };
             if next == NEVER {
                 wake.notified().await;

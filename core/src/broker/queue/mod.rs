@@ -43,6 +43,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::consumer::Consumer;
+use super::dead_lettering::DeadLetterNames;
 use super::message::Message;
 use super::vhost::Broker;
 use crate::dead_letter::{Overflow, QueueLimits, Reason, parse_expiration};
@@ -137,6 +138,8 @@ pub struct Queue {
     pub spec: QueueSpec,
     /// Where dead letters are routed.
     broker: Weak<Broker>,
+    /// The dead-letter exchange and routing key, ready to put in a message.
+    dead_letter_names: Option<DeadLetterNames>,
     deleted: AtomicBool,
     state: Mutex<QueueState>,
     /// Mirrors of the ready count and consumer count, for lock-free flow checks.
@@ -181,10 +184,12 @@ impl Queue {
     pub fn new(id: u64, spec: QueueSpec, broker: Weak<Broker>) -> Arc<Queue> {
         let levels = spec.limits.max_priority.map_or(1, |p| usize::from(p) + 1);
         let now = now_ms();
+        let dead_letter_names = DeadLetterNames::of(&spec.name, &spec.limits);
         let queue = Arc::new(Queue {
             id,
             spec,
             broker,
+            dead_letter_names,
             deleted: AtomicBool::new(false),
             state: Mutex::new(QueueState {
                 ready: Ready::new(levels),
@@ -257,6 +262,11 @@ impl Queue {
         }
     }
 
+    /// The dead-letter exchange and routing key, if the queue dead-letters.
+    pub(crate) fn dead_letter_names(&self) -> Option<&DeadLetterNames> {
+        self.dead_letter_names.as_ref()
+    }
+
     /// Runs `log` the first time only: a misconfiguration is reported once per queue, not
     /// once per message.
     pub(crate) fn warn_once(&self, log: impl FnOnce()) {
@@ -287,22 +297,28 @@ impl Queue {
         }
     }
 
-    /// Removes every message whose deadline has passed.
-    fn expire_locked(&self, st: &mut QueueState) {
+    /// Removes the messages whose deadline has passed, up to about `limit` (whole
+    /// milliseconds); returns whether more are due.
+    fn expire_some(&self, st: &mut QueueState, limit: usize) -> bool {
         if st.ready.next_deadline().is_none() {
-            return;
+            return false;
         }
         let now = now_ms();
         let dead_lettering = self.spec.limits.dead_letter_exchange.is_some();
         let QueueState { ready, dead, .. } = st;
-        ready.expire(now, |item| {
+        ready.expire(now, limit, |item| {
             if dead_lettering {
                 dead.push(Dead {
                     message: item.message,
                     reason: Reason::Expired,
                 });
             }
-        });
+        })
+    }
+
+    /// Removes every message whose deadline has passed (before delivering or counting).
+    fn expire_locked(&self, st: &mut QueueState) {
+        self.expire_some(st, usize::MAX);
     }
 
     /// Makes sure the driver looks at the queue by `at` (queue clock).
@@ -593,15 +609,19 @@ impl Queue {
         })
     }
 
-    /// The driver's visit: expires what is due; reports whether the queue expired unused,
-    /// otherwise when to come back (queue clock, [`NEVER`] for "when woken").
+    /// The driver's visit: expires (and dead-letters) a slice of what is due; reports
+    /// whether the queue expired unused, whether more is due at once, or when to come back
+    /// (queue clock, [`NEVER`] for "when woken").
     fn tick(&self) -> driver::Visit {
         self.with_state(|st| {
             if self.is_deleted() {
                 return driver::Visit::Deleted;
             }
-            self.expire_locked(st);
+            let more = self.expire_some(st, driver::SLICE);
             self.counts_changed(st);
+            if more {
+                return driver::Visit::Again;
+            }
             let idle_at = match self.spec.limits.expires {
                 Some(expires) if st.consumers.is_empty() => st.last_used.saturating_add(expires),
                 _ => NEVER,

@@ -223,17 +223,23 @@ impl Ready {
         self.timers.as_ref()?.next_due()
     }
 
-    /// Removes every message whose deadline is `<= now`, wherever it is, passing each to
-    /// `expired` in deadline order (ties in the order they got their deadline).
-    pub fn expire(&mut self, now: u64, mut expired: impl FnMut(Queued)) {
+    /// Removes messages whose deadline is `<= now`, wherever they are, passing each to
+    /// `expired` in deadline order (ties in the order they got their deadline). Stops after
+    /// the millisecond in which `limit` is reached, so a large backlog is expired in slices
+    /// that keep the queue's lock short; returns whether more are due.
+    pub fn expire(&mut self, now: u64, limit: usize, mut expired: impl FnMut(Queued)) -> bool {
         let Some(wheel) = self.timers.as_mut() else {
-            return;
+            return false;
         };
-        if wheel.next_due().is_none_or(|due| due > now) {
-            return;
-        }
         let mut fired = Vec::new();
-        wheel.advance(now, |_, _, key| fired.push(key));
+        // `next_due` is a lower bound that is exact for the cursor's own 64 ms block, so
+        // advancing to it fires at most one millisecond's worth (or only cascades).
+        while fired.len() < limit
+            && let Some(due) = wheel.next_due().filter(|due| *due <= now)
+        {
+            wheel.advance(due, |_, _, key| fired.push(key));
+        }
+        let more = wheel.next_due().is_some_and(|due| due <= now);
         let mut touched = Vec::new();
         for key in fired {
             let (level, seq) = unkey(key);
@@ -255,6 +261,7 @@ impl Ready {
                 self.compact(level);
             }
         }
+        more
     }
 
     /// Squeezes the tombstones out of `level` and re-points the moved messages' timers.
@@ -355,9 +362,9 @@ mod tests {
         r.push_back(item("short", 10), 0);
         r.push_back(item("none", NEVER), 0);
         let mut gone = Vec::new();
-        r.expire(9, |q| gone.push(q.message.body.clone()));
+        r.expire(9, usize::MAX, |q| gone.push(q.message.body.clone()));
         assert!(gone.is_empty());
-        r.expire(10, |q| gone.push(q.message.body.clone()));
+        r.expire(10, usize::MAX, |q| gone.push(q.message.body.clone()));
         assert_eq!(gone, [Bytes::from_static(b"short")]);
         assert_eq!(r.len(), 2);
         assert_eq!(r.bytes(), 8);
@@ -375,7 +382,7 @@ mod tests {
         // Requeued with its deadline kept: it arms again and still expires at 50.
         r.push_front(a, 20);
         let mut gone = 0;
-        r.expire(50, |_| gone += 1);
+        r.expire(50, usize::MAX, |_| gone += 1);
         assert_eq!(gone, 1);
         assert!(r.front().is_none());
     }
@@ -390,12 +397,12 @@ mod tests {
         r.push_back(item("tail", 7), 0);
         r.push_back(item("last", NEVER), 0);
         let mut gone = 0;
-        r.expire(5, |_| gone += 1);
+        r.expire(5, usize::MAX, |_| gone += 1);
         assert_eq!(gone, 500);
         // Compacted (500 tombstones against 3 live); "tail"'s timer followed it.
         assert!(r.levels[0].slots.len() < 10);
         let mut late = Vec::new();
-        r.expire(7, |q| late.push(q.message.body.clone()));
+        r.expire(7, usize::MAX, |q| late.push(q.message.body.clone()));
         assert_eq!(late, [Bytes::from_static(b"tail")]);
         assert_eq!(bodies(&mut r), ["head", "last"]);
     }
@@ -407,7 +414,21 @@ mod tests {
             r.push_back(item(body, 5), 0);
         }
         let mut order = Vec::new();
-        r.expire(100, |q| order.push(q.message.body.clone()));
+        r.expire(100, usize::MAX, |q| order.push(q.message.body.clone()));
         assert_eq!(order, [&b"1"[..], b"2", b"3"]);
+    }
+
+    #[test]
+    fn a_backlog_expires_in_slices_of_whole_milliseconds() {
+        let mut r = Ready::new(1);
+        for due in [3, 3, 3, 4, 5] {
+            r.push_back(item("x", due), 0);
+        }
+        let mut gone = 0;
+        // The limit is reached inside millisecond 3, which still fires completely.
+        assert!(r.expire(10, 2, |_| gone += 1));
+        assert_eq!(gone, 3);
+        assert!(!r.expire(10, 100, |_| gone += 1));
+        assert_eq!((gone, r.len()), (5, 0));
     }
 }

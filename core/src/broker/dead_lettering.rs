@@ -37,24 +37,27 @@ impl Broker {
         let mut scratch = RouteScratch::default();
         let mut routed = Vec::new();
         let mut later: Vec<(Arc<Queue>, Vec<Dead>)> = Vec::new();
+        // One `time` for the batch: x-death has whole seconds.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut work = Work {
+            time_secs: now,
+            scratch: &mut scratch,
+            routed: &mut routed,
+            later: &mut later,
+        };
         for d in dead {
-            self.dead_letter_one(source, d, &mut scratch, &mut routed, &mut later);
+            self.dead_letter_one(source, d, &mut work);
         }
-        while let Some((queue, dead)) = later.pop() {
+        while let Some((queue, dead)) = work.later.pop() {
             for d in dead {
-                self.dead_letter_one(&queue, d, &mut scratch, &mut routed, &mut later);
+                self.dead_letter_one(&queue, d, &mut work);
             }
         }
     }
 
-    fn dead_letter_one(
-        &self,
-        source: &Queue,
-        dead: Dead,
-        scratch: &mut RouteScratch,
-        routed: &mut Vec<Arc<Queue>>,
-        later: &mut Vec<(Arc<Queue>, Vec<Dead>)>,
-    ) {
+    fn dead_letter_one(&self, source: &Queue, dead: Dead, work: &mut Work<'_>) {
         let Some(names) = source.dead_letter_names() else {
             return;
         };
@@ -72,7 +75,7 @@ impl Broker {
         // The routes the message had (its key and CC): recorded in x-death, and routed on
         // again unless the queue names its own dead-letter routing key.
         let keys = death_routing_keys(original.routing_key.as_str(), original.properties.headers());
-        let Some(message) = dead_letter_message(source, &dead, names, &keys) else {
+        let Some(message) = dead_letter_message(source, &dead, names, &keys, work.time_secs) else {
             return;
         };
         let own_key;
@@ -89,11 +92,11 @@ impl Broker {
             routing_keys: route_keys,
             headers: message.properties.headers().unwrap_or_default(),
         };
-        if let Err(e) = self.route(&exchange, &request, scratch, routed) {
+        if let Err(e) = self.route(&exchange, &request, work.scratch, work.routed) {
             tracing::warn!(queue = source.name(), "dead letter not routed: {e}");
             return;
         }
-        for target in routed.drain(..) {
+        for target in work.routed.drain(..) {
             if drops_as_cycle(
                 dead.reason,
                 message.properties.headers(),
@@ -109,10 +112,19 @@ impl Broker {
             let mut more = Vec::new();
             target.enqueue_collecting(message.clone(), &mut more);
             if !more.is_empty() {
-                later.push((target, more));
+                work.later.push((target, more));
             }
         }
     }
+}
+
+/// What one `dead_letter` call carries from message to message.
+struct Work<'a> {
+    time_secs: u64,
+    scratch: &'a mut RouteScratch,
+    routed: &'a mut Vec<Arc<Queue>>,
+    /// Deaths caused by dead-lettering, by the queue they happened in.
+    later: &'a mut Vec<(Arc<Queue>, Vec<Dead>)>,
 }
 
 /// Where a queue's dead letters go, as the shortstrs a republished message carries: built
@@ -158,6 +170,7 @@ fn dead_letter_message(
     dead: &Dead,
     names: &DeadLetterNames,
     keys: &[&str],
+    time_secs: u64,
 ) -> Option<Arc<Message>> {
     let original = &dead.message;
     let death = Death {
@@ -165,9 +178,7 @@ fn dead_letter_message(
         reason: dead.reason,
         exchange: original.exchange.as_str(),
         routing_keys: keys,
-        time_secs: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        time_secs,
         replaces_routing_key: names.routing_key.is_some(),
     };
     match dead_letter_properties(&original.properties, &death) {

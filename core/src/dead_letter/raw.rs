@@ -132,22 +132,45 @@ pub(super) fn write_table(out: &mut Vec<u8>, entries: &[Entry<'_>]) {
 /// An encoded value: `tag`, then a 32-bit length and `body`.
 pub(super) fn long(tag: u8, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(5 + body.len());
+    put_long(&mut out, tag, body);
+    out
+}
+
+/// Appends `tag`, a 32-bit length and `body` (a longstr, array or table value).
+pub(super) fn put_long(out: &mut Vec<u8>, tag: u8, body: &[u8]) {
     out.push(tag);
     out.extend_from_slice(&(body.len() as u32).to_be_bytes());
     out.extend_from_slice(body);
-    out
+}
+
+/// Appends a table key (length-prefixed).
+pub(super) fn put_key(out: &mut Vec<u8>, key: &[u8]) {
+    out.push(key.len() as u8);
+    out.extend_from_slice(key);
+}
+
+/// Starts a `tag`ged value whose length is not known yet; [`end_long`] patches it.
+pub(super) fn begin_long(out: &mut Vec<u8>, tag: u8) -> usize {
+    out.push(tag);
+    out.extend_from_slice(&[0; 4]);
+    out.len()
+}
+
+/// Writes the length of the value started by [`begin_long`] at `start`.
+pub(super) fn end_long(out: &mut [u8], start: usize) {
+    let len = (out.len() - start) as u32;
+    out[start - 4..start].copy_from_slice(&len.to_be_bytes());
 }
 
 /// An encoded `l` (long) value.
 pub(super) fn long_int(v: i64) -> Vec<u8> {
-    let mut out = vec![b'l'];
-    out.extend_from_slice(&v.to_be_bytes());
+    let mut out = Vec::with_capacity(9);
+    put_long_int(&mut out, v);
     out
 }
 
-/// An encoded `T` (timestamp) value.
-pub(super) fn timestamp(v: u64) -> Vec<u8> {
-    let mut out = vec![b'T'];
+/// Appends an `l` (long) value.
+pub(super) fn put_long_int(out: &mut Vec<u8>, v: i64) {
+    out.push(b'l');
     out.extend_from_slice(&v.to_be_bytes());
-    out
 }

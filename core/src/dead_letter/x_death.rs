@@ -100,60 +100,64 @@ pub fn dead_letter_properties(
     original: &Properties,
     death: &Death<'_>,
 ) -> Result<Properties, ProtocolError> {
-    let mut headers = match original.headers() {
-        Some(body) => raw::entries(body).ok_or(ProtocolError::Encode("malformed headers"))?,
-        None => Vec::new(),
-    };
-    let info = death_info(original, death);
     let reason = death.reason.as_str().as_bytes();
     let queue = death.queue.as_bytes();
-
-    match original.headers().and_then(|h| raw::get(h, X_DEATH)) {
-        None => {
-            let first = [
-                (&b"x-first-death-reason"[..], reason),
-                (b"x-first-death-queue", queue),
-                (b"x-first-death-exchange", death.exchange.as_bytes()),
-            ];
-            for (key, value) in first {
-                store(&mut headers, key, raw::long(b'S', value).into());
-            }
-            let head = with_count(1, info);
-            store(&mut headers, X_DEATH, array_of_tables([head]).into());
+    let exchange = death.exchange.as_bytes();
+    // This death's fields as one encoded table (count 1, RabbitMQ's field order).
+    let mut fresh = Vec::with_capacity(128);
+    write_death_table(&mut fresh, original, death);
+    let previous = original.headers().and_then(|h| raw::get(h, X_DEATH));
+    let x_death = match previous.map(|value| raw::nested(value, b'A')) {
+        // The common case, a first death: the array is written without building entries.
+        None | Some(None) => {
+            let mut out = Vec::with_capacity(fresh.len() + 10);
+            let array = raw::begin_long(&mut out, b'A');
+            let table = raw::begin_long(&mut out, b'F');
+            out.extend_from_slice(&fresh);
+            raw::end_long(&mut out, table);
+            raw::end_long(&mut out, array);
+            out
         }
-        Some(value) => {
-            let head_and_rest = match raw::nested(value, b'A') {
-                Some(array) => {
-                    let tables = raw::items(array)
-                        .ok_or(ProtocolError::Encode("malformed x-death"))?
-                        .into_iter()
-                        .filter_map(|item| raw::entries(raw::nested(item, b'F')?))
-                        .collect();
-                    let grouped = group_by_queue_and_reason(tables);
-                    let (matches, others): (Vec<_>, Vec<_>) = grouped
-                        .into_iter()
-                        .partition(|t| matches_death(t, queue, reason));
-                    let mut head = match matches.into_iter().next() {
-                        Some(previous) => increment_count(previous),
-                        None => with_count(1, info),
-                    };
-                    // rabbit_misc:sort_field_table/1 (lists:keysort, stable).
-                    head.sort_by(|a, b| a.key.cmp(b.key));
-                    array_of_tables(std::iter::once(head).chain(others))
-                }
-                None => array_of_tables([with_count(1, info)]),
+        Some(Some(array)) => {
+            let tables = raw::items(array)
+                .ok_or(ProtocolError::Encode("malformed x-death"))?
+                .into_iter()
+                .filter_map(|item| raw::entries(raw::nested(item, b'F')?))
+                .collect();
+            let grouped = group_by_queue_and_reason(tables);
+            let (matches, others): (Vec<_>, Vec<_>) = grouped
+                .into_iter()
+                .partition(|t| matches_death(t, queue, reason));
+            let mut head = match matches.into_iter().next() {
+                Some(previous) => increment_count(previous),
+                None => raw::entries(&fresh).ok_or(ProtocolError::Encode("malformed death"))?,
             };
-            store(&mut headers, X_DEATH, head_and_rest.into());
+            // rabbit_misc:sort_field_table/1 (lists:keysort, stable).
+            head.sort_by(|a, b| a.key.cmp(b.key));
+            array_of_tables(std::iter::once(head).chain(others))
         }
+    };
+    // The `x-first/last-death-*` values, encoded into one buffer the entries borrow from.
+    let mut names = Vec::with_capacity(15 + reason.len() + queue.len() + exchange.len());
+    for value in [reason, queue, exchange] {
+        raw::put_long(&mut names, b'S', value);
     }
-    let last = [
-        (&b"x-last-death-reason"[..], reason),
-        (b"x-last-death-queue", queue),
-        (b"x-last-death-exchange", death.exchange.as_bytes()),
-    ];
-    for (key, value) in last {
-        store(&mut headers, key, raw::long(b'S', value).into());
+    let (reason_value, rest) = names.split_at(5 + reason.len());
+    let (queue_value, exchange_value) = rest.split_at(5 + queue.len());
+
+    let mut headers = match original.headers() {
+        Some(body) => raw::entries(body).ok_or(ProtocolError::Encode("malformed headers"))?,
+        None => Vec::with_capacity(7),
+    };
+    if previous.is_none() {
+        store(&mut headers, b"x-first-death-reason", reason_value);
+        store(&mut headers, b"x-first-death-queue", queue_value);
+        store(&mut headers, b"x-first-death-exchange", exchange_value);
     }
+    store(&mut headers, X_DEATH, &x_death);
+    store(&mut headers, b"x-last-death-reason", reason_value);
+    store(&mut headers, b"x-last-death-queue", queue_value);
+    store(&mut headers, b"x-last-death-exchange", exchange_value);
     headers.sort_by(|a, b| a.key.cmp(b.key));
     if death.replaces_routing_key
         && let Some(i) = headers.iter().position(|e| e.key == b"CC")
@@ -174,23 +178,30 @@ pub fn dead_letter_properties(
         .finish()
 }
 
-/// This death's fields, without `count`, in RabbitMQ's order.
-fn death_info<'a>(original: &'a Properties, death: &Death<'a>) -> Vec<Entry<'a>> {
-    let mut keys = Vec::new();
+/// Appends this death's `x-death` entry as a table body: `count` 1, then its fields in
+/// RabbitMQ's order, `original-expiration` only if the message had an `expiration`.
+fn write_death_table(out: &mut Vec<u8>, original: &Properties, death: &Death<'_>) {
+    raw::put_key(out, b"count");
+    raw::put_long_int(out, 1);
+    raw::put_key(out, b"reason");
+    raw::put_long(out, b'S', death.reason.as_str().as_bytes());
+    raw::put_key(out, b"queue");
+    raw::put_long(out, b'S', death.queue.as_bytes());
+    raw::put_key(out, b"time");
+    out.push(b'T');
+    out.extend_from_slice(&death.time_secs.to_be_bytes());
+    raw::put_key(out, b"exchange");
+    raw::put_long(out, b'S', death.exchange.as_bytes());
+    raw::put_key(out, b"routing-keys");
+    let keys = raw::begin_long(out, b'A');
     for key in death.routing_keys {
-        keys.extend_from_slice(&raw::long(b'S', key.as_bytes()));
+        raw::put_long(out, b'S', key.as_bytes());
     }
-    let mut info = vec![
-        entry(b"reason", raw::long(b'S', death.reason.as_str().as_bytes())),
-        entry(b"queue", raw::long(b'S', death.queue.as_bytes())),
-        entry(b"time", raw::timestamp(death.time_secs)),
-        entry(b"exchange", raw::long(b'S', death.exchange.as_bytes())),
-        entry(b"routing-keys", raw::long(b'A', &keys)),
-    ];
+    raw::end_long(out, keys);
     if let Some(expiration) = original.expiration() {
-        info.push(entry(b"original-expiration", raw::long(b'S', expiration)));
+        raw::put_key(out, b"original-expiration");
+        raw::put_long(out, b'S', expiration);
     }
-    info
 }
 
 fn entry<'a>(key: &'a [u8], value: Vec<u8>) -> Entry<'a> {
@@ -210,10 +221,13 @@ fn with_count(n: i64, info: Vec<Entry<'_>>) -> Vec<Entry<'_>> {
 
 /// `rabbit_misc:set_table_value` without its sort: replace the first `key` in place, or
 /// append.
-fn store<'a>(headers: &mut Vec<Entry<'a>>, key: &'a [u8], value: Cow<'a, [u8]>) {
+fn store<'a>(headers: &mut Vec<Entry<'a>>, key: &'a [u8], value: &'a [u8]) {
     match headers.iter_mut().find(|e| e.key == key) {
-        Some(e) => e.value = value,
-        None => headers.push(Entry { key, value }),
+        Some(e) => e.value = Cow::Borrowed(value),
+        None => headers.push(Entry {
+            key,
+            value: Cow::Borrowed(value),
+        }),
     }
 }
 

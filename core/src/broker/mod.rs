@@ -13,7 +13,9 @@
 //!
 //! Lock order (never taken in the other direction):
 //! `catalogue` → exchange bindings (`RwLock`) → queue state → channel delivery state → outbox;
-//! a delayed exchange's wheel mutex is a leaf (never held while routing).
+//! a delayed exchange's wheel mutex is a leaf (never held while routing). A queue's lock is
+//! never held while dead-lettering (which routes and locks other queues, or the same one):
+//! what dies under it is collected and dead-lettered after it is released.
 //! The publish path takes no catalogue lock: it reads an exchange's `RwLock` (shared), then
 //! locks each destination queue in turn, one at a time.
 

@@ -139,7 +139,11 @@ impl Ready {
     /// The level of `message`: its `priority` capped at the top level (RabbitMQ treats a
     /// priority above `x-max-priority` as the maximum); no priority is 0.
     fn level_of(&self, message: &Message) -> usize {
-        usize::from(message.properties.priority().unwrap_or(0)).min(self.levels.len() - 1)
+        let top = self.levels.len() - 1;
+        if top == 0 {
+            return 0;
+        }
+        usize::from(message.properties.priority().unwrap_or(0)).min(top)
     }
 
     fn arm(&mut self, item: &mut Queued, level: usize, seq: u64, now: u64) {

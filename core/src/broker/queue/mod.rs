@@ -251,10 +251,15 @@ impl Queue {
         result
     }
 
-    /// Dead-letters `dead` through the queue's `x-dead-letter-exchange` (dropped without
-    /// one). Never called with the queue's lock held.
-    pub fn bury(&self, dead: Vec<Dead>) {
-        if dead.is_empty() || self.spec.limits.dead_letter_exchange.is_none() {
+    /// Whether messages dying here are dead-lettered (else they are just dropped).
+    fn dead_letters(&self) -> bool {
+        self.dead_letter_names.is_some()
+    }
+
+    /// Dead-letters `dead` through the queue's `x-dead-letter-exchange`. Never called with
+    /// the queue's lock held.
+    fn bury(&self, dead: Vec<Dead>) {
+        if dead.is_empty() || !self.dead_letters() {
             return;
         }
         if let Some(broker) = self.broker.upgrade() {
@@ -278,7 +283,7 @@ impl Queue {
     /// Dead-letters messages a client rejected (`basic.reject` / `basic.nack` without
     /// requeue).
     pub fn reject(&self, messages: impl IntoIterator<Item = Arc<Message>>) {
-        if self.spec.limits.dead_letter_exchange.is_none() {
+        if !self.dead_letters() {
             return;
         }
         let dead = messages
@@ -291,9 +296,10 @@ impl Queue {
         self.bury(dead);
     }
 
-    fn kill(&self, st: &mut QueueState, message: Arc<Message>, reason: Reason) {
-        if self.spec.limits.dead_letter_exchange.is_some() {
-            st.dead.push(Dead { message, reason });
+    /// Records a message that died under the lock, for [`Queue::bury`] once it is released.
+    fn kill(&self, dead: &mut Vec<Dead>, message: Arc<Message>, reason: Reason) {
+        if self.dead_letters() {
+            dead.push(Dead { message, reason });
         }
     }
 
@@ -303,16 +309,9 @@ impl Queue {
         if st.ready.next_deadline().is_none() {
             return false;
         }
-        let now = now_ms();
-        let dead_lettering = self.spec.limits.dead_letter_exchange.is_some();
         let QueueState { ready, dead, .. } = st;
-        ready.expire(now, limit, |item| {
-            if dead_lettering {
-                dead.push(Dead {
-                    message: item.message,
-                    reason: Reason::Expired,
-                });
-            }
+        ready.expire(now_ms(), limit, |item| {
+            self.kill(dead, item.message, Reason::Expired);
         })
     }
 
@@ -378,7 +377,7 @@ impl Queue {
             let Some(item) = st.ready.pop_front() else {
                 break;
             };
-            self.kill(st, item.message, Reason::Maxlen);
+            self.kill(&mut st.dead, item.message, Reason::Maxlen);
         }
     }
 
@@ -443,7 +442,7 @@ impl Queue {
             && self.would_overflow(st, message.body_len())
         {
             if self.spec.limits.overflow == Overflow::RejectPublishDlx {
-                self.kill(st, message, Reason::Maxlen);
+                self.kill(&mut st.dead, message, Reason::Maxlen);
             }
             return Enqueued::Refused;
         }
@@ -467,7 +466,7 @@ impl Queue {
                 self.counts_changed(st);
                 return Enqueued::Accepted;
             }
-            self.kill(st, item.message, Reason::Expired);
+            self.kill(&mut st.dead, item.message, Reason::Expired);
             return Enqueued::Accepted;
         }
         st.ready.push_back(item, now);
@@ -494,7 +493,7 @@ impl Queue {
             let mut earliest = NEVER;
             for (message, deadline) in messages.rev() {
                 if deadline <= now {
-                    self.kill(st, message, Reason::Expired);
+                    self.kill(&mut st.dead, message, Reason::Expired);
                     continue;
                 }
                 earliest = earliest.min(deadline);
@@ -593,11 +592,6 @@ impl Queue {
     /// Ready messages.
     pub fn message_count(&self) -> usize {
         self.counts().0
-    }
-
-    /// Consumers.
-    pub fn consumer_count(&self) -> usize {
-        self.state.lock().consumers.len()
     }
 
     /// (ready messages, consumers), after expiring what is due.

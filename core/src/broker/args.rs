@@ -122,7 +122,10 @@ pub fn check_args_equivalence(
         let same = match (r, c) {
             (None, None) => true,
             (Some(r), Some(c)) => values_equivalent(r, c),
-            _ => false,
+            // RabbitMQ 3.10 takes a missing `x-queue-type` as its default, `classic`.
+            (Some(v), None) | (None, Some(v)) => {
+                *key == "x-queue-type" && as_text(v) == Some("classic")
+            }
         };
         if !same {
             // RabbitMQ 3.10's wording: values only when both sides have one, the value and
@@ -196,6 +199,17 @@ mod tests {
             e.text
                 .ends_with("received none but current is the value '10' of type 'signedint'")
         );
+    }
+
+    #[test]
+    fn a_missing_queue_type_is_classic() {
+        let classic = table(&[("x-queue-type", AMQPValue::LongString("classic".into()))]);
+        let quorum = table(&[("x-queue-type", AMQPValue::LongString("quorum".into()))]);
+        let none = FieldTable::default();
+        let check = |a, b| check_args_equivalence("queue", "q", QUEUE_EQUIVALENCE_ARGS, a, b);
+        assert!(check(&classic, &none).is_ok());
+        assert!(check(&none, &classic).is_ok());
+        assert!(check(&quorum, &none).is_err());
     }
 
     #[test]

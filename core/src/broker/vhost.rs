@@ -393,16 +393,13 @@ impl Broker {
                     s.auto_delete,
                 ));
             }
-            let keys: Vec<&str> = if same_queue_type(d.arguments, &s.arguments) {
-                QUEUE_EQUIVALENCE_ARGS
-                    .iter()
-                    .copied()
-                    .filter(|k| *k != "x-queue-type")
-                    .collect()
-            } else {
-                QUEUE_EQUIVALENCE_ARGS.to_vec()
-            };
-            check_args_equivalence("queue", name, &keys, d.arguments, &s.arguments)?;
+            check_args_equivalence(
+                "queue",
+                name,
+                QUEUE_EQUIVALENCE_ARGS,
+                d.arguments,
+                &s.arguments,
+            )?;
             existing.touch();
             return Ok(existing);
         }
@@ -672,18 +669,6 @@ fn unknown_type(kind: &str) -> AmqpError {
 fn encode_args(arguments: &FieldTable) -> Result<bytes::Bytes, AmqpError> {
     encode_table_body(arguments)
         .map_err(|e| AmqpError::precondition_failed(format!("invalid arguments: {e}")))
-}
-
-/// Whether two declarations name the same queue type, an absent `x-queue-type` being
-/// `classic` (as RabbitMQ 3.10 treats it on redeclare).
-fn same_queue_type(a: &FieldTable, b: &FieldTable) -> bool {
-    fn kind(t: &FieldTable) -> Option<&str> {
-        match t.inner().get("x-queue-type") {
-            None => Some("classic"),
-            Some(v) => super::args::as_text(v),
-        }
-    }
-    matches!((kind(a), kind(b)), (Some(x), Some(y)) if x == y)
 }
 
 /// Checks the queue arguments Warren acts on; returns whether single-active-consumer is on.

@@ -2,10 +2,10 @@
 
 pub mod admin;
 pub mod broker;
+pub mod clock;
 pub mod config;
-pub mod dead_letter;
 pub mod error;
-pub mod exchange;
+pub mod plugin;
 pub mod protocol;
 pub mod scheduler;
 pub mod server;

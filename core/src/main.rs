@@ -6,8 +6,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod cli;
+
 use clap::{Parser, Subcommand};
-use warren::admin::client;
+use cli::scheduled as client;
 use warren::config::{FileConfig, Overrides, resolve};
 
 /// An AMQP 0-9-1 message broker.

@@ -8,7 +8,7 @@
 
 use std::hint::black_box;
 use std::time::Instant;
-use warren::exchange::ExchangeTypeRegistry;
+use warren::plugin::ExchangeTypeRegistry;
 use warren_tests::{dylibs, workloads};
 
 const ROUNDS: usize = 31;

@@ -7,7 +7,7 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
-use warren::exchange::ExchangeTypeRegistry;
+use warren::plugin::ExchangeTypeRegistry;
 use warren_tests::{dylibs, workloads};
 
 fn bench_routing(c: &mut Criterion) {

@@ -141,37 +141,80 @@ pub fn admin_url(broker: &TestBroker) -> String {
         .expect("in-process Warren has an admin interface")
 }
 
-/// Pending count of exchange `x` from `GET /api/delayed` (0 if not listed).
-pub async fn pending_count(admin: &str, x: &str) -> usize {
-    let (admin, x) = (admin.to_owned(), x.to_owned());
+/// Why an admin call failed: the status and `error` text the server answered with (0 when
+/// it could not be reached).
+#[derive(Debug)]
+pub struct AdminError {
+    /// HTTP status.
+    pub status: u16,
+    /// The server's error text, or why the call failed.
+    pub message: String,
+}
+
+impl std::fmt::Display for AdminError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.status, self.message)
+    }
+}
+
+/// One admin call (blocking, so run it on a blocking thread): the body of a 2xx answer.
+fn admin_call(method: &str, url: &str) -> Result<String, AdminError> {
+    let failed = |message: String| AdminError { status: 0, message };
+    match ureq::request(method, url).call() {
+        Ok(answer) => answer.into_string().map_err(|e| failed(e.to_string())),
+        Err(ureq::Error::Status(status, answer)) => {
+            let body = answer.into_string().unwrap_or_default();
+            let message = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| Some(v.get("error")?.as_str()?.to_owned()))
+                .unwrap_or(body);
+            Err(AdminError { status, message })
+        }
+        Err(e) => Err(failed(e.to_string())),
+    }
+}
+
+/// `{admin}/api/delayed/%2f/{x}` with the exchange name percent-encoded.
+fn exchange_url(admin: &str, x: &str) -> String {
+    let mut url = format!("{}/api/delayed/%2f/", admin.trim_end_matches('/'));
+    for b in x.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            url.push(char::from(b));
+        } else {
+            url.push_str(&format!("%{b:02X}"));
+        }
+    }
+    url
+}
+
+async fn admin_json<T: serde::de::DeserializeOwned + Send + 'static>(url: String) -> T {
     tokio::task::spawn_blocking(move || {
-        warren::admin::client::counts(&admin)
-            .expect("admin counts")
-            .into_iter()
-            .find(|c| c.exchange == x)
-            .map_or(0, |c| c.pending)
+        let body = admin_call("GET", &url).expect("admin call");
+        serde_json::from_str(&body).expect("admin JSON")
     })
     .await
     .expect("admin call")
 }
 
+/// Pending count of exchange `x` from `GET /api/delayed` (0 if not listed).
+pub async fn pending_count(admin: &str, x: &str) -> usize {
+    let url = format!("{}/api/delayed", admin.trim_end_matches('/'));
+    let counts: Vec<warren::admin::DelayedCount> = admin_json(url).await;
+    counts
+        .into_iter()
+        .find(|c| c.exchange == x)
+        .map_or(0, |c| c.pending)
+}
+
 /// `GET /api/delayed/%2f/{x}`.
 pub async fn pending_list(admin: &str, x: &str) -> Vec<warren::broker::PendingInfo> {
-    let (admin, x) = (admin.to_owned(), x.to_owned());
-    tokio::task::spawn_blocking(move || warren::admin::client::list(&admin, &x))
-        .await
-        .expect("admin call")
-        .expect("admin list")
+    admin_json(exchange_url(admin, x)).await
 }
 
 /// `DELETE /api/delayed/%2f/{x}/{id}`: whether it was cancelled.
-pub async fn cancel(
-    admin: &str,
-    x: &str,
-    id: u64,
-) -> Result<(), warren::admin::client::ClientError> {
-    let (admin, x) = (admin.to_owned(), x.to_owned());
-    tokio::task::spawn_blocking(move || warren::admin::client::cancel(&admin, &x, id))
+pub async fn cancel(admin: &str, x: &str, id: u64) -> Result<(), AdminError> {
+    let url = format!("{}/{id}", exchange_url(admin, x));
+    tokio::task::spawn_blocking(move || admin_call("DELETE", &url).map(drop))
         .await
         .expect("admin call")
 }

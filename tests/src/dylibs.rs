@@ -119,8 +119,8 @@ pub fn plugins_dir(scenario: &str, packages: &[&str]) -> PathBuf {
 
 /// A registry holding only the built-in types, loaded from their release shared libraries:
 /// the benchmarks' "dylib" side.
-pub fn release_builtins() -> warren::exchange::ExchangeTypeRegistry {
-    let mut registry = warren::exchange::ExchangeTypeRegistry::empty();
+pub fn release_builtins() -> warren::plugin::ExchangeTypeRegistry {
+    let mut registry = warren::plugin::ExchangeTypeRegistry::empty();
     for package in &PLUGIN_PACKAGES[..4] {
         registry
             .load_library(&library(package, true))

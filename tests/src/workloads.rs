@@ -1,7 +1,7 @@
 //! Routing workloads for the benchmarks, generated from fixed seeds so that runs compare.
 
 use crate::tables::{AMQPValue, encode, string, table};
-use warren::exchange::{ExchangeRouter, ExchangeTypeRegistry, RouteRequest};
+use warren::plugin::{ExchangeRouter, ExchangeTypeRegistry, RouteRequest};
 
 /// xorshift64*: deterministic inputs without a dependency.
 pub struct Rng(pub u64);

@@ -56,13 +56,7 @@ async fn cancelling_an_unknown_id_is_404() {
     let err = cancel(&admin, &x, 12345)
         .await
         .expect_err("nothing to cancel");
-    assert!(
-        matches!(
-            err,
-            warren::admin::client::ClientError::Status { status: 404, .. }
-        ),
-        "{err}"
-    );
+    assert!(err.status == 404, "{err}");
     let err = cancel(&admin, "no-such-exchange", 1)
         .await
         .expect_err("no exchange");

@@ -1,12 +1,12 @@
 //! Loading exchange-type libraries: good ones register, bad ones are refused with a text that
 //! says which and why, and a plugin that panics fails one call without taking anything down.
 
-use warren::exchange::{ExchangeTypeRegistry, LoadError, RouteRequest};
+use warren::plugin::{ExchangeTypeRegistry, LoadError, RouteRequest};
 use warren::protocol::ReplyCode;
 use warren_tests::dylibs::{self, library};
 
 fn route(
-    router: &warren::exchange::ExchangeRouter,
+    router: &warren::plugin::ExchangeRouter,
     key: &str,
 ) -> Result<Vec<u64>, warren::error::AmqpError> {
     let keys = [key.as_bytes()];

@@ -2,7 +2,7 @@
 //! into the broker and through their shared-library builds loaded from a plugins directory.
 //! Both go through the C vtable; the two runs must agree with the table and with each other.
 
-use warren::exchange::{ExchangeTypeRegistry, RouteRequest};
+use warren::plugin::{ExchangeTypeRegistry, RouteRequest};
 use warren::protocol::ReplyCode;
 use warren_tests::dylibs;
 use warren_tests::tables::{AMQPValue, encode, string, table};

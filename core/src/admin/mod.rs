@@ -1,19 +1,17 @@
 //! The admin interface: a small HTTP/JSON API next to the AMQP listener, for what AMQP
 //! itself cannot express — today, seeing and cancelling scheduled (delayed) messages.
 //!
-//! It is deliberately thin: every route is one call on [`Broker`], so the same operations
+//! It is deliberately thin: every route is one call on a [`VHost`], so the same operations
 //! can later be exposed elsewhere without duplicating rules. It listens on loopback by
 //! default (`--admin-listen`, 127.0.0.1:15673) and has no authentication yet, which is why
 //! it must not be bound to a public address.
 //!
-//! Routes (the vhost is always `/`, written `%2f` as in RabbitMQ's management API):
+//! Routes (a vhost is written URL-encoded, `/` as `%2f`, as in RabbitMQ's management API):
 //! - `GET /api/delayed` → `[{"vhost", "exchange", "pending"}]`
 //! - `GET /api/delayed/{vhost}/{exchange}` → `[{"id", "due_ms", "routing_key", "body_size"}]`
 //! - `DELETE /api/delayed/{vhost}/{exchange}/{id}` → 204, or 404 if nothing pending has it.
 //!
 //! Errors are `{"error": "<reply text>"}` with 404 for a missing exchange and 400 otherwise.
-
-pub mod client;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,14 +26,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::broker::{Broker, PendingInfo};
+use crate::broker::{Broker, PendingInfo, VHost};
 use crate::error::AmqpError;
 use crate::protocol::ReplyCode;
 
 /// Pending count of one delayed exchange.
 #[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct DelayedCount {
-    /// Always `/`.
+    /// The vhost.
     pub vhost: String,
     /// Exchange name.
     pub exchange: String,
@@ -63,45 +61,49 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn check_vhost(vhost: &str) -> Result<(), ApiError> {
-    if vhost == "/" {
-        Ok(())
-    } else {
-        Err(ApiError(
+fn find_vhost(broker: &Broker, vhost: &str) -> Result<Arc<VHost>, ApiError> {
+    broker.vhost(vhost).ok_or_else(|| {
+        ApiError(
             StatusCode::NOT_FOUND,
             format!("NOT_FOUND - no vhost '{vhost}'"),
-        ))
-    }
+        )
+    })
 }
 
 async fn counts(State(broker): State<Arc<Broker>>) -> axum::Json<Vec<DelayedCount>> {
-    axum::Json(
-        broker
-            .delayed_counts()
-            .into_iter()
-            .map(|(exchange, pending)| DelayedCount {
-                vhost: "/".to_owned(),
-                exchange,
-                pending,
-            })
-            .collect(),
-    )
+    let mut all = Vec::new();
+    for name in broker.vhost_names() {
+        let Some(vhost) = broker.vhost(&name) else {
+            continue;
+        };
+        all.extend(
+            vhost
+                .delayed_counts()
+                .into_iter()
+                .map(|(exchange, pending)| DelayedCount {
+                    vhost: name.clone(),
+                    exchange,
+                    pending,
+                }),
+        );
+    }
+    axum::Json(all)
 }
 
 async fn list(
     State(broker): State<Arc<Broker>>,
     Path((vhost, exchange)): Path<(String, String)>,
 ) -> Result<axum::Json<Vec<PendingInfo>>, ApiError> {
-    check_vhost(&vhost)?;
-    Ok(axum::Json(broker.delayed_list(&exchange)?))
+    Ok(axum::Json(
+        find_vhost(&broker, &vhost)?.delayed_list(&exchange)?,
+    ))
 }
 
 async fn cancel(
     State(broker): State<Arc<Broker>>,
     Path((vhost, exchange, id)): Path<(String, String, u64)>,
 ) -> Result<StatusCode, ApiError> {
-    check_vhost(&vhost)?;
-    if broker.delayed(&exchange)?.cancel(id) {
+    if find_vhost(&broker, &vhost)?.delayed(&exchange)?.cancel(id) {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError(

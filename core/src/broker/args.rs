@@ -8,27 +8,8 @@
 use crate::protocol::type_name;
 use amq_protocol::types::{AMQPValue, FieldTable};
 
+use super::replies;
 use crate::error::AmqpError;
-
-/// Queue arguments RabbitMQ compares on redeclare; others are ignored.
-pub const QUEUE_EQUIVALENCE_ARGS: &[&str] = &[
-    "x-expires",
-    "x-message-ttl",
-    "x-dead-letter-exchange",
-    "x-dead-letter-routing-key",
-    "x-max-length",
-    "x-max-length-bytes",
-    "x-max-in-memory-length",
-    "x-max-in-memory-bytes",
-    "x-max-priority",
-    "x-overflow",
-    "x-queue-mode",
-    "x-queue-type",
-    "x-queue-version",
-    "x-single-active-consumer",
-    "x-quorum-initial-group-size",
-    "x-delivery-limit",
-];
 
 /// Exchange arguments RabbitMQ compares on redeclare.
 pub const EXCHANGE_EQUIVALENCE_ARGS: &[&str] = &["alternate-exchange"];
@@ -95,22 +76,10 @@ fn describe(value: Option<&AMQPValue>) -> String {
     }
 }
 
-/// 406 for a boolean property (`durable`, `auto_delete`, …) that differs on redeclare.
-pub fn inequivalent_flag(
-    what: &str,
-    flag: &str,
-    name: &str,
-    received: impl std::fmt::Display,
-    current: impl std::fmt::Display,
-) -> AmqpError {
-    AmqpError::precondition_failed(format!(
-        "inequivalent arg '{flag}' for {what} '{name}' in vhost '/': received '{received}' but current is '{current}'"
-    ))
-}
-
 /// Compares the listed arguments of a redeclare with the current ones.
 pub fn check_args_equivalence(
     what: &str,
+    vhost: &str,
     name: &str,
     keys: &[&str],
     received: &FieldTable,
@@ -137,9 +106,9 @@ pub fn check_args_equivalence(
                 ),
                 _ => (describe(r), describe(c)),
             };
-            return Err(AmqpError::precondition_failed(format!(
-                "inequivalent arg '{key}' for {what} '{name}' in vhost '/': received {received} but current is {current}"
-            )));
+            return Err(replies::inequivalent_arg(
+                what, vhost, name, key, &received, &current,
+            ));
         }
     }
     Ok(())
@@ -153,6 +122,7 @@ pub fn text_arg<'a>(table: &'a FieldTable, key: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::queue::arguments::QUEUE_EQUIVALENCE_ARGS;
 
     fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
         let mut t = FieldTable::default();
@@ -166,21 +136,21 @@ mod tests {
     fn integer_widths_compare_equal() {
         let a = table(&[("x-message-ttl", AMQPValue::LongInt(10))]);
         let b = table(&[("x-message-ttl", AMQPValue::LongLongInt(10))]);
-        assert!(check_args_equivalence("queue", "q", QUEUE_EQUIVALENCE_ARGS, &a, &b).is_ok());
+        assert!(check_args_equivalence("queue", "/", "q", QUEUE_EQUIVALENCE_ARGS, &a, &b).is_ok());
     }
 
     #[test]
     fn float_is_not_an_integer() {
         let a = table(&[("x-message-ttl", AMQPValue::Double(10.0))]);
         let b = table(&[("x-message-ttl", AMQPValue::LongLongInt(10))]);
-        assert!(check_args_equivalence("queue", "q", QUEUE_EQUIVALENCE_ARGS, &a, &b).is_err());
+        assert!(check_args_equivalence("queue", "/", "q", QUEUE_EQUIVALENCE_ARGS, &a, &b).is_err());
     }
 
     #[test]
     fn inequivalent_text_is_rabbitmqs() {
         let a = table(&[("x-message-ttl", AMQPValue::LongLongInt(20))]);
         let b = table(&[("x-message-ttl", AMQPValue::LongLongInt(10))]);
-        let e = check_args_equivalence("queue", "q", QUEUE_EQUIVALENCE_ARGS, &a, &b)
+        let e = check_args_equivalence("queue", "/", "q", QUEUE_EQUIVALENCE_ARGS, &a, &b)
             .expect_err("differs");
         assert_eq!(
             e.reply_text(),
@@ -193,7 +163,7 @@ mod tests {
     fn a_missing_side_is_described_with_its_type() {
         let a = FieldTable::default();
         let b = table(&[("x-message-ttl", AMQPValue::LongInt(10))]);
-        let e = check_args_equivalence("queue", "q", QUEUE_EQUIVALENCE_ARGS, &a, &b)
+        let e = check_args_equivalence("queue", "/", "q", QUEUE_EQUIVALENCE_ARGS, &a, &b)
             .expect_err("differs");
         assert!(
             e.text
@@ -206,7 +176,7 @@ mod tests {
         let classic = table(&[("x-queue-type", AMQPValue::LongString("classic".into()))]);
         let quorum = table(&[("x-queue-type", AMQPValue::LongString("quorum".into()))]);
         let none = FieldTable::default();
-        let check = |a, b| check_args_equivalence("queue", "q", QUEUE_EQUIVALENCE_ARGS, a, b);
+        let check = |a, b| check_args_equivalence("queue", "/", "q", QUEUE_EQUIVALENCE_ARGS, a, b);
         assert!(check(&classic, &none).is_ok());
         assert!(check(&none, &classic).is_ok());
         assert!(check(&quorum, &none).is_err());
@@ -216,15 +186,6 @@ mod tests {
     fn unlisted_arguments_are_ignored() {
         let a = table(&[("x-foo", AMQPValue::LongLongInt(1))]);
         let b = FieldTable::default();
-        assert!(check_args_equivalence("queue", "q", QUEUE_EQUIVALENCE_ARGS, &a, &b).is_ok());
-    }
-
-    #[test]
-    fn flag_text_is_rabbitmqs() {
-        let e = inequivalent_flag("queue", "durable", "q", true, false);
-        assert_eq!(
-            e.reply_text(),
-            "PRECONDITION_FAILED - inequivalent arg 'durable' for queue 'q' in vhost '/': received 'true' but current is 'false'"
-        );
+        assert!(check_args_equivalence("queue", "/", "q", QUEUE_EQUIVALENCE_ARGS, &a, &b).is_ok());
     }
 }

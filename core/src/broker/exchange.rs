@@ -1,23 +1,23 @@
-//! An exchange: its declared properties, its plugin router and the bindings the broker owns.
+//! An exchange: its declared properties, its plugin router, and the map from the destination
+//! ids the router answers with to the queues and exchanges they name.
 //!
-//! The plugin decides *which* destination ids a message goes to; the broker keeps the
-//! bindings themselves (destination, key, arguments) and the map from id to queue or
-//! exchange, inside the same `RwLock` as the router. Publishing takes that lock for reading
-//! only, once per exchange traversed, and resolves ids while holding it; binding changes take
-//! it for writing. No lock is shared between exchanges.
+//! The plugin decides *which* destination ids a message goes to; the vhost's binding table
+//! (`vhost::bindings`) is the record of the bindings themselves (source, destination, key,
+//! arguments). What routing needs — the router and the id map — sits behind one `RwLock`:
+//! publishing takes it for reading only, once per exchange traversed, and resolves ids while
+//! holding it; binding changes take it for writing. No lock is shared between exchanges.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use amq_protocol::types::FieldTable;
-use bytes::Bytes;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use rustc_hash::FxHashMap;
 
 use super::delayed::Delayed;
-use super::queue::{IncomingBinding, Queue};
+use super::queue::Queue;
 use crate::error::AmqpError;
-use crate::exchange::{ExchangeRouter, RouteRequest};
+use crate::plugin::{ExchangeRouter, RouteRequest};
 
 /// Declared properties of an exchange.
 #[derive(Clone, Debug)]
@@ -57,23 +57,9 @@ impl Destination {
     }
 }
 
-/// One binding with this exchange as source.
-#[derive(Clone, Debug)]
-pub struct Binding {
-    /// Destination id.
-    pub destination: u64,
-    /// Binding key.
-    pub key: String,
-    /// Arguments (normalised: re-encoded from the decoded table, keys sorted).
-    pub arguments: FieldTable,
-    /// The same arguments as the plugin sees them.
-    pub raw_arguments: Bytes,
-}
-
 #[derive(Debug)]
 struct Inner {
     router: ExchangeRouter,
-    bindings: Vec<Binding>,
     /// Destination and how many bindings lead to it.
     destinations: FxHashMap<u64, (Destination, usize)>,
 }
@@ -87,8 +73,6 @@ pub struct Exchange {
     pub spec: ExchangeSpec,
     deleted: AtomicBool,
     inner: RwLock<Inner>,
-    /// Bindings where this exchange is the destination.
-    incoming: Mutex<Vec<IncomingBinding>>,
     /// Pending messages, for an `x-delayed-message` exchange.
     delayed: Option<Arc<Delayed>>,
 }
@@ -108,10 +92,8 @@ impl Exchange {
             deleted: AtomicBool::new(false),
             inner: RwLock::new(Inner {
                 router,
-                bindings: Vec::new(),
                 destinations: FxHashMap::default(),
             }),
-            incoming: Mutex::new(Vec::new()),
             delayed,
         })
     }
@@ -165,102 +147,42 @@ impl Exchange {
         Ok(())
     }
 
-    /// Whether any binding has this exchange as source.
-    pub fn has_bindings(&self) -> bool {
-        !self.inner.read().bindings.is_empty()
-    }
-
-    /// Whether any binding has this exchange as destination.
-    pub fn has_incoming(&self) -> bool {
-        !self.incoming.lock().is_empty()
-    }
-
-    /// Adds a binding (idempotent: an identical one is not added twice).
+    /// Adds a binding to the router (the vhost's table checked it is new), after the plugin
+    /// validated it.
     pub fn add_binding(
         &self,
         destination: Destination,
-        binding: Binding,
-    ) -> Result<bool, AmqpError> {
+        key: &str,
+        raw_arguments: &[u8],
+    ) -> Result<(), AmqpError> {
+        let id = destination.id();
         let mut inner = self.inner.write();
-        if inner.bindings.iter().any(|b| {
-            b.destination == binding.destination
-                && b.key == binding.key
-                && b.arguments == binding.arguments
-        }) {
-            return Ok(false);
-        }
-        inner.router.validate_binding(
-            binding.destination,
-            binding.key.as_bytes(),
-            &binding.raw_arguments,
-        )?;
-        inner.router.add_binding(
-            binding.destination,
-            binding.key.as_bytes(),
-            &binding.raw_arguments,
-        )?;
         inner
-            .destinations
-            .entry(binding.destination)
-            .or_insert((destination, 0))
-            .1 += 1;
-        inner.bindings.push(binding);
-        Ok(true)
+            .router
+            .validate_binding(id, key.as_bytes(), raw_arguments)?;
+        inner
+            .router
+            .add_binding(id, key.as_bytes(), raw_arguments)?;
+        inner.destinations.entry(id).or_insert((destination, 0)).1 += 1;
+        Ok(())
     }
 
-    /// Removes bindings matching `keep == false`; returns them.
-    pub fn remove_bindings(&self, mut matches: impl FnMut(&Binding) -> bool) -> Vec<Binding> {
-        let mut inner = self.inner.write();
-        let (removed, kept): (Vec<Binding>, Vec<Binding>) = std::mem::take(&mut inner.bindings)
-            .into_iter()
-            .partition(|b| matches(b));
-        inner.bindings = kept;
+    /// Removes bindings from the router: `(destination id, key, raw arguments)` each.
+    pub fn remove_bindings<'a>(&self, removed: &[(u64, &'a [u8], &'a [u8])]) {
         if removed.is_empty() {
-            return removed;
+            return;
         }
-        if let Err(e) = inner.router.remove_bindings(
-            removed
-                .iter()
-                .map(|b| (b.destination, b.key.as_bytes(), &b.raw_arguments[..])),
-        ) {
+        let mut inner = self.inner.write();
+        if let Err(e) = inner.router.remove_bindings(removed.iter().copied()) {
             tracing::error!(exchange = %self.spec.name, "plugin failed to remove bindings: {e}");
         }
-        for b in &removed {
-            if let Some(entry) = inner.destinations.get_mut(&b.destination) {
+        for (id, _, _) in removed {
+            if let Some(entry) = inner.destinations.get_mut(id) {
                 entry.1 -= 1;
                 if entry.1 == 0 {
-                    inner.destinations.remove(&b.destination);
+                    inner.destinations.remove(id);
                 }
             }
         }
-        removed
-    }
-
-    /// Every destination currently bound (for deletion bookkeeping).
-    pub fn destinations(&self) -> Vec<Destination> {
-        self.inner
-            .read()
-            .destinations
-            .values()
-            .map(|(d, _)| d.clone())
-            .collect()
-    }
-
-    pub(crate) fn add_incoming(&self, binding: IncomingBinding) {
-        self.incoming.lock().push(binding);
-    }
-
-    pub(crate) fn remove_incoming(&self, source: &str, key: &str, arguments: &FieldTable) {
-        self.incoming
-            .lock()
-            .retain(|b| !(b.exchange == source && b.key == key && &b.arguments == arguments));
-    }
-
-    pub(crate) fn remove_incoming_from(&self, source: &str) {
-        self.incoming.lock().retain(|b| b.exchange != source);
-    }
-
-    pub(crate) fn take_incoming(&self) -> Vec<IncomingBinding> {
-        std::mem::take(&mut *self.incoming.lock())
     }
 }

@@ -1,37 +1,113 @@
-//! The broker's state: one virtual host (`/`) of exchanges, queues and bindings, and the
-//! operations AMQP methods perform on them.
+//! The broker's state and the operations AMQP methods perform on it.
 //!
-//! - [`vhost`]: the catalogue (declare, delete, bind) and routing across exchanges.
-//! - [`exchange`]: one exchange — plugin router, bindings, destinations.
-//! - [`delayed`]: the `x-delayed-message` type — held messages, their timer wheel and driver.
-//! - [`queue`]: one queue — ready messages by priority, consumers, round-robin delivery,
-//!   TTL, length limits, `x-expires` (its driver task).
-//! - `dead_lettering`: republishing a dead message to its queue's dead-letter exchange.
-//! - [`consumer`]: consumers and the delivery half of a channel (tags, unacked, prefetch).
-//! - [`message`]: a published message, shared by reference between queues.
-//! - [`args`]: argument equivalence and RabbitMQ's texts; [`names`]: generated names.
+//! - [`Broker`] (this file): the process-level node — the exchange-type registry, the vhosts
+//!   by name, and (with the storage issue) the store, users and permissions.
+//! - [`vhost`]: one virtual host — its exchanges, queues and binding table, the catalogue
+//!   operations (declare, delete, bind), and routing across exchanges.
+//! - [`publish`]: the one publish path every message enters queues through.
+//! - [`routing_keys`]: the keys a message is routed with (its key, `CC`, `BCC`).
+//! - [`exchange`]: one exchange — plugin router, destinations.
+//! - [`queue`]: one queue — ready messages by priority, consumers and the channel side of
+//!   deliveries, TTL, length limits, `x-expires`, and its argument rules.
+//! - [`dead_letter`]: what a dead message becomes (`x-death`, the cycle rule).
+//! - [`delayed`]: the `x-delayed-message` type — held messages and their timer wheel.
+//! - [`drivers`]: the tasks that act when time passes (queue expiry, delayed firing).
+//! - [`replies`]: every reply text, in RabbitMQ's words.
+//! - [`message`], [`args`] (argument equivalence), [`names`] (generated names).
+//!
+//! Dependencies point down: vhost → publish → {exchange, queue, delayed, dead_letter} →
+//! message. A queue never calls up: it returns what happened (deaths, "unused now") and its
+//! caller acts on it.
 //!
 //! Lock order (never taken in the other direction):
-//! `catalogue` → exchange bindings (`RwLock`) → queue state → channel delivery state → outbox;
-//! a delayed exchange's wheel mutex is a leaf (never held while routing). A queue's lock is
-//! never held while dead-lettering (which routes and locks other queues, or the same one):
-//! what dies under it is collected and dead-lettered after it is released.
-//! The publish path takes no catalogue lock: it reads an exchange's `RwLock` (shared), then
-//! locks each destination queue in turn, one at a time.
+//! vhost catalogue (with its binding table) → exchange router (`RwLock`) → queue state →
+//! channel delivery state → outbox; a delayed exchange's wheel mutex is a leaf (never held
+//! while routing). A queue's lock is never held while dead-lettering (which routes and locks
+//! other queues, or the same one): what dies under it is handed back and dead-lettered after
+//! it is released. The publish path takes no catalogue lock: it reads an exchange's
+//! `RwLock` (shared), then locks each destination queue in turn, one at a time.
 
 pub mod args;
-pub mod consumer;
-mod dead_lettering;
+pub mod dead_letter;
 pub mod delayed;
+pub mod drivers;
 pub mod exchange;
 pub mod message;
 pub mod names;
+pub mod publish;
 pub mod queue;
+pub mod replies;
+pub mod routing_keys;
 pub mod vhost;
 
-pub use consumer::{Consumer, DeliveryChannel, Unacked};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use rustc_hash::FxHashMap;
+
+use crate::error::AmqpError;
+use crate::plugin::ExchangeTypeRegistry;
 pub use delayed::{Delayed, PendingInfo};
 pub use exchange::{Exchange, ExchangeSpec};
 pub use message::Message;
-pub use queue::{Dead, Enqueued, Queue, QueueSpec, Queued};
-pub use vhost::{Broker, RouteScratch};
+pub use publish::{Confirm, Origin, Outcome, Publish, PublishScratch, Routed};
+pub use queue::{
+    Consumer, Dead, Deaths, DeliveryChannel, DeliverySink, Enqueued, Queue, QueueSpec, Queued,
+    Unacked,
+};
+pub use routing_keys::RoutingKeys;
+pub use vhost::{RouteScratch, VHost};
+
+/// The vhost every broker starts with.
+pub const DEFAULT_VHOST: &str = "/";
+
+/// The broker node: what is shared by every vhost, and the vhosts themselves.
+#[derive(Debug)]
+pub struct Broker {
+    registry: Arc<ExchangeTypeRegistry>,
+    vhosts: RwLock<FxHashMap<String, Arc<VHost>>>,
+}
+
+impl Broker {
+    /// A broker with the default vhost `/`, routing through `registry`'s exchange types.
+    /// Call inside a tokio runtime (the vhost's timers run on it).
+    pub fn new(registry: ExchangeTypeRegistry) -> Result<Arc<Broker>, AmqpError> {
+        let broker = Broker {
+            registry: Arc::new(registry),
+            vhosts: RwLock::new(FxHashMap::default()),
+        };
+        broker.add_vhost(DEFAULT_VHOST)?;
+        Ok(Arc::new(broker))
+    }
+
+    /// The exchange types every vhost routes through.
+    pub fn registry(&self) -> &ExchangeTypeRegistry {
+        &self.registry
+    }
+
+    /// The vhost named `name`.
+    pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
+        self.vhosts.read().get(name).cloned()
+    }
+
+    /// The names of every vhost, sorted.
+    pub fn vhost_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.vhosts.read().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Creates vhost `name` (with its predeclared exchanges) unless it exists; returns it.
+    pub fn add_vhost(&self, name: &str) -> Result<Arc<VHost>, AmqpError> {
+        if let Some(existing) = self.vhost(name) {
+            return Ok(existing);
+        }
+        let vhost = VHost::new(name, self.registry.clone())?;
+        Ok(self
+            .vhosts
+            .write()
+            .entry(name.to_owned())
+            .or_insert(vhost)
+            .clone())
+    }
+}

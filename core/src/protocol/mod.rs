@@ -21,6 +21,7 @@
 pub mod content;
 mod error;
 pub mod frame;
+pub(crate) mod headers;
 pub mod method;
 pub mod reply_code;
 mod shortstr;

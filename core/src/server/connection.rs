@@ -30,7 +30,7 @@ use super::Config;
 use super::channel::{Channel, ConnCtx, Outcome, Phase as ChannelPhase};
 use super::outbox::Outbox;
 use crate::broker::args::as_text;
-use crate::broker::{Broker, Queue};
+use crate::broker::{Broker, Queue, replies};
 use crate::error::AmqpError;
 use crate::protocol::{CodecError, Frame, FrameCodec, PROTOCOL_HEADER, RawMethod, ReplyCode};
 
@@ -73,6 +73,7 @@ pub async fn serve(
         ctx: ConnCtx {
             id,
             broker,
+            vhost: None,
             outbox: outbox.clone(),
             frame_max: config.frame_max,
             max_message_size: config.max_message_size,
@@ -170,7 +171,7 @@ impl Connection {
                         return;
                     }
                     for channel in self.channels.values() {
-                        channel.resume();
+                        channel.resume(&self.ctx);
                     }
                 }
                 _ = tick.tick() => {
@@ -281,8 +282,11 @@ impl Connection {
 
     fn cleanup(&mut self) {
         self.cleanup_channels();
-        for queue in std::mem::take(&mut self.ctx.exclusive_queues) {
-            self.ctx.broker.delete_queue_now(&queue);
+        let exclusive = std::mem::take(&mut self.ctx.exclusive_queues);
+        if let Some(vhost) = &self.ctx.vhost {
+            for queue in exclusive {
+                vhost.delete_queue_now(&queue);
+            }
         }
     }
 
@@ -393,13 +397,13 @@ impl Connection {
                 self.phase = Phase::Open;
             }
             (Phase::Open, AMQPClass::Connection(M::Open(o))) => {
-                if o.virtual_host.as_str() != "/" {
-                    return Err(AmqpError::not_allowed(format!(
-                        "vhost {} not found",
-                        o.virtual_host.as_str()
-                    ))
-                    .during(10, 40));
-                }
+                let name = o.virtual_host.as_str();
+                let vhost = self
+                    .ctx
+                    .broker
+                    .vhost(name)
+                    .ok_or_else(|| replies::no_vhost(name).during(10, 40))?;
+                self.ctx.vhost = Some(vhost);
                 self.send(0, AMQPClass::Connection(M::OpenOk(connection::OpenOk {})));
                 self.phase = Phase::Running;
             }

@@ -3,7 +3,6 @@
 //!
 //! - [`connection`]: handshake, frame dispatch, heartbeats, connection-level errors.
 //! - [`channel`]: one channel's methods (declare, bind, publish, consume, ack, tx, confirm).
-//! - [`content`]: CC/BCC handling of published messages.
 //! - [`outbox`]: the connection's batched output buffer and its writer task.
 //!
 //! [`start`] also starts the admin HTTP interface ([`crate::admin`]) when configured.
@@ -13,7 +12,6 @@
 
 pub mod channel;
 pub mod connection;
-pub mod content;
 pub mod outbox;
 
 use std::net::SocketAddr;
@@ -27,7 +25,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::broker::Broker;
-use crate::exchange::ExchangeTypeRegistry;
+use crate::plugin::ExchangeTypeRegistry;
 
 /// Where the admin interface listens unless told otherwise (RabbitMQ's management port + 1).
 pub const DEFAULT_ADMIN_LISTEN: SocketAddr =

@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bytes::BytesMut;
 use parking_lot::Mutex;
+
+use crate::broker::DeliverySink;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
@@ -123,5 +125,17 @@ impl Outbox {
         let _ = socket.shutdown().await;
         // Wake a connection task that may wait for credit to come back.
         self.kick.notify_one();
+    }
+}
+
+/// Queues deliver into a channel's outbox: they hold back while it is congested (which asks
+/// for a kick once it drains) or dead.
+impl DeliverySink for Outbox {
+    fn accepts_deliveries(&self) -> bool {
+        !self.is_congested() && !self.is_dead()
+    }
+
+    fn push_frames(&self, write: &mut dyn FnMut(&mut BytesMut)) {
+        self.push(write);
     }
 }

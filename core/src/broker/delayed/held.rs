@@ -45,6 +45,7 @@ use bytes::Bytes;
 
 use super::super::message::Message;
 use super::thin::ThinBytes;
+use crate::broker::routing_keys::RoutingKeys;
 use crate::protocol::{Properties, ShortStr};
 
 /// Largest body copied into the packed allocation; larger ones are shared (see module docs).
@@ -148,7 +149,8 @@ pub fn extra_keys(packed: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 impl Held {
     /// Packs `message` (published to the exchange named `exchange`) and its extra routing keys.
-    pub fn pack(message: &Message, extra_keys: &[Vec<u8>], exchange: &ShortStr) -> Held {
+    pub fn pack(message: &Message, keys: &RoutingKeys, exchange: &ShortStr) -> Held {
+        let extra_keys: Vec<&[u8]> = keys.extra().collect();
         let shared = message.body.len() > MAX_PACKED_BODY;
         let other_exchange = message.exchange != *exchange;
         let flags = if shared { SHARED_BODY } else { 0 }
@@ -192,7 +194,7 @@ impl Held {
             }
             if !extra_keys.is_empty() {
                 put_len(out, &mut at, extra_keys.len());
-                for key in extra_keys {
+                for key in &extra_keys {
                     put_bytes(out, &mut at, key);
                 }
             }
@@ -331,7 +333,11 @@ mod tests {
     }
 
     fn round_trip(message: &Message, keys: &[Vec<u8>], exchange: &str) -> Unpacked {
-        let held = Held::pack(message, keys, &name(exchange));
+        let held = Held::pack(
+            message,
+            &RoutingKeys::from_extra(keys.to_vec()),
+            &name(exchange),
+        );
         assert_eq!(held.routing_key(), message.routing_key.as_str());
         assert_eq!(held.body_len(), message.body.len());
         held.into_parts(&name(exchange)).expect("unpacks")
@@ -406,7 +412,11 @@ mod tests {
     #[test]
     fn dropping_a_held_large_body_releases_it() {
         let mut large = Bytes::from(vec![1u8; MAX_PACKED_BODY + 1]);
-        let held = Held::pack(&message("d", large.clone()), &[], &name("d"));
+        let held = Held::pack(
+            &message("d", large.clone()),
+            &RoutingKeys::default(),
+            &name("d"),
+        );
         assert!(!large.is_unique());
         drop(held);
         assert!(large.is_unique(), "the held reference was dropped");
@@ -423,7 +433,7 @@ mod tests {
             properties: Properties::empty(),
             body: buffer.slice(13..),
         };
-        let held = Held::pack(&published, &[], &name("d"));
+        let held = Held::pack(&published, &RoutingKeys::default(), &name("d"));
         drop(published);
         let mut buffer = buffer;
         assert!(

@@ -2,13 +2,14 @@
 //! plugin: holding a message until a time and routing it then needs the broker's queues,
 //! bindings and a clock, none of which the plugin ABI exposes.
 //!
-//! A delayed exchange is an ordinary [`Exchange`] whose router is the *inner* type named by
+//! A delayed exchange is an ordinary `Exchange` whose router is the *inner* type named by
 //! its `x-delayed-type` argument (direct, topic, a loaded plugin, …), with the bindings the
-//! broker owns as for any exchange, plus a [`Delayed`]: a [`TimerWheel`] of held messages
-//! and one tokio task (the driver) that sleeps until the wheel's next due time — woken early
-//! when an earlier entry arrives — and routes what fired through the inner type with the
-//! bindings of that moment (a binding made after publish receives the message), following
-//! exchange-to-exchange bindings and the alternate exchange like any publish.
+//! broker owns as for any exchange, plus a [`Delayed`]: a [`TimerWheel`] of held messages.
+//! The broker's publish path decides to hold a message ([`Delayed::due`], [`Delayed::hold`]);
+//! a driver task (`broker::drivers::firing`) sleeps until the wheel's next due time — woken
+//! early when an earlier entry arrives — and publishes what fired with the bindings of that
+//! moment (a binding made after publish receives the message), following exchange-to-exchange
+//! bindings and the alternate exchange like any publish.
 //!
 //! Where Warren differs from RabbitMQ's plugin (each on purpose):
 //! - `mandatory` is checked against the bindings at publish; only a message that routes
@@ -27,28 +28,26 @@
 //! rather than copied, and a fired message is rebuilt once and shared by every queue. The
 //! wheel's lock is never held while routing (the driver takes the fired entries out
 //! first), so it is a leaf lock next to the exchange's bindings. Time in the wheel is epoch
-//! milliseconds derived from a monotonic clock fixed at exchange creation, so `x-deliver-at`
-//! compares directly and `tokio::time::pause` drives it in tests.
+//! milliseconds ([`crate::clock`]), so `x-deliver-at` compares directly, a due time can be
+//! stored as it is, and `tokio::time::pause` drives it in tests.
 
 pub mod due;
-mod held;
+pub(crate) mod held;
 mod thin;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, OnceLock};
 
 use amq_protocol::types::FieldTable;
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
-use super::exchange::Exchange;
 use super::message::Message;
-use super::vhost::{Broker, RouteScratch};
+use super::routing_keys::RoutingKeys;
+use crate::clock;
 use crate::error::AmqpError;
-use crate::exchange::{ExchangeTypeRegistry, RouteRequest};
+use crate::plugin::ExchangeTypeRegistry;
 use crate::protocol::ShortStr;
 use crate::scheduler::{TimerId, TimerWheel};
 use due::When;
@@ -58,17 +57,6 @@ use held::Held;
 pub const DELAYED_TYPE: &str = "x-delayed-message";
 /// The declare argument naming the inner type.
 pub const DELAYED_TYPE_ARG: &str = "x-delayed-type";
-
-/// The longest the driver sleeps in one go: far-future sleeps are re-armed rather than
-/// trusted to the runtime's timer range.
-const MAX_SLEEP: Duration = Duration::from_secs(3600);
-
-const NANOS_PER_MS: u128 = 1_000_000;
-
-/// Milliseconds as the wheel's `u64` (saturating: the year 584 million is far enough).
-fn ms(value: u128) -> u64 {
-    u64::try_from(value).unwrap_or(u64::MAX)
-}
 
 /// The inner type named by a delayed exchange's declare arguments, checked against the
 /// registry: 406 if missing, not a string, unknown, or `x-delayed-message` itself.
@@ -109,10 +97,6 @@ pub struct PendingInfo {
 #[derive(Debug)]
 pub struct Delayed {
     inner_type: String,
-    /// Nanoseconds since the Unix epoch at `instant_base`: kept below the millisecond so a
-    /// due time rounds *up* and a message is never delivered before it (in wall-clock terms).
-    epoch_base: u128,
-    instant_base: Instant,
     pending: Mutex<Pending>,
     /// The exchange's name as the first held message carried it, so that held messages need
     /// not store it (see [`held`]).
@@ -125,16 +109,10 @@ impl Delayed {
     /// A delayed state routing through `inner_type`. Must be called inside a tokio runtime
     /// (its clock is tokio's).
     pub fn new(inner_type: &str) -> Arc<Delayed> {
-        let epoch_base = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let instant_base = Instant::now();
         Arc::new(Delayed {
             inner_type: inner_type.to_owned(),
-            epoch_base,
-            instant_base,
             pending: Mutex::new(Pending {
-                wheel: TimerWheel::new(ms(epoch_base / NANOS_PER_MS)),
+                wheel: TimerWheel::new(clock::now_ms()),
                 stopped: false,
             }),
             exchange_name: OnceLock::new(),
@@ -148,37 +126,10 @@ impl Delayed {
         &self.inner_type
     }
 
-    fn now_ns(&self) -> u128 {
-        self.epoch_base + self.instant_base.elapsed().as_nanos()
-    }
-
-    /// Now, in the wheel's time (epoch milliseconds from a monotonic clock), rounded down:
-    /// what has fully elapsed, so firing everything due at or before it is never early.
-    pub fn now_ms(&self) -> u64 {
-        ms(self.now_ns() / NANOS_PER_MS)
-    }
-
-    /// Now rounded up: the base a delay is added to, so it is never shortened.
-    fn now_ms_ceil(&self) -> u64 {
-        ms(self.now_ns().div_ceil(NANOS_PER_MS))
-    }
-
-    fn instant_of(&self, due: u64) -> Instant {
-        let now = Instant::now();
-        let after_base = (u128::from(due) * NANOS_PER_MS).saturating_sub(self.epoch_base);
-        let wanted = u64::try_from(after_base)
-            .ok()
-            .and_then(|ns| self.instant_base.checked_add(Duration::from_nanos(ns)));
-        match wanted {
-            Some(t) if t <= now + MAX_SLEEP => t,
-            _ => now + MAX_SLEEP,
-        }
-    }
-
     /// When a message with these headers is due (`None`: route it now). An unreadable
     /// header is logged at warn once per exchange and routed now.
     pub fn due(&self, exchange: &str, headers: Option<&[u8]>) -> Option<u64> {
-        match due::when(headers, self.now_ms_ceil()) {
+        match due::when(headers, clock::now_ms_ceil()) {
             When::Now => None,
             When::At(t) => Some(t),
             When::Invalid(why) => {
@@ -195,11 +146,11 @@ impl Delayed {
 
     /// Holds `message` until `due`, packed (the publish's buffers are let go). A message
     /// arriving while the exchange is being deleted is dropped with it.
-    pub fn hold(&self, due: u64, message: Arc<Message>, extra_keys: &[Vec<u8>]) {
+    pub fn hold(&self, due: u64, message: Arc<Message>, keys: &RoutingKeys) {
         let name = self
             .exchange_name
             .get_or_init(|| message.exchange.compact());
-        let held = Held::pack(&message, extra_keys, name);
+        let held = Held::pack(&message, keys, name);
         drop(message);
         let earlier = {
             let mut pending = self.pending.lock();
@@ -264,109 +215,26 @@ impl Delayed {
         self.wake.notify_one();
     }
 
-    /// Takes out everything due now, in (due, publish) order; `None` once stopped.
-    fn take_due(&self, out: &mut Vec<Held>) -> Option<Option<u64>> {
-        let now = self.now_ms();
+    /// The exchange's name as held messages carry it (empty before the first was held).
+    pub(crate) fn exchange_name(&self) -> ShortStr {
+        self.exchange_name.get().cloned().unwrap_or_default()
+    }
+
+    /// Completes when an earlier message is held or the exchange is deleted.
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await
+    }
+
+    /// Takes out everything due now, in (due, publish) order, and says when the next is due;
+    /// `None` once stopped.
+    pub(crate) fn take_due(&self, out: &mut Vec<Held>) -> Option<Option<u64>> {
+        let now = clock::now_ms();
         let mut pending = self.pending.lock();
         if pending.stopped {
             return None;
         }
         pending.wheel.advance(now, |_, _, held| out.push(held));
         Some(pending.wheel.next_due())
-    }
-}
-
-/// Starts the task that fires `delayed`'s messages into `exchange`'s bindings. It ends when
-/// the exchange is deleted or the broker dropped. 541 outside a tokio runtime (an embedding
-/// bug, not a client's).
-pub(crate) fn spawn_driver(
-    delayed: Arc<Delayed>,
-    exchange: Weak<Exchange>,
-    broker: Weak<Broker>,
-) -> Result<(), AmqpError> {
-    let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-        AmqpError::internal("delayed exchanges need a tokio runtime to fire their messages")
-    })?;
-    runtime.spawn(async move {
-        let mut fired = Vec::new();
-        let mut scratch = RouteScratch::default();
-        let mut routed = Vec::new();
-        loop {
-            let Some(next) = delayed.take_due(&mut fired) else {
-                return;
-            };
-            if !fired.is_empty() {
-                let (Some(exchange), Some(broker)) = (exchange.upgrade(), broker.upgrade()) else {
-                    return;
-                };
-                let name = delayed.exchange_name.get().cloned().unwrap_or_default();
-                for held in fired.drain(..) {
-                    deliver(&broker, &exchange, &name, held, &mut scratch, &mut routed);
-                }
-                // Routing took time: look again before sleeping.
-                continue;
-            }
-            match next {
-                None => delayed.wake.notified().await,
-                Some(due) => {
-                    tokio::select! {
-                        () = tokio::time::sleep_until(delayed.instant_of(due)) => {}
-                        () = delayed.wake.notified() => {}
-                    }
-                }
-            }
-        }
-    });
-    Ok(())
-}
-
-/// Routes a fired message through the inner type with the current bindings and enqueues it,
-/// exactly as a publish would (no `mandatory`: its publisher was answered at publish time).
-fn deliver(
-    broker: &Broker,
-    exchange: &Arc<Exchange>,
-    name: &ShortStr,
-    held: Held,
-    scratch: &mut RouteScratch,
-    routed: &mut Vec<Arc<super::Queue>>,
-) {
-    let unpacked = match held.into_parts(name) {
-        Ok(unpacked) => unpacked,
-        Err(e) => {
-            // Packed from validated parts, so this is a packing bug, not client input.
-            tracing::error!(
-                exchange = exchange.name(),
-                "delayed message could not be unpacked: {e}"
-            );
-            return;
-        }
-    };
-    let message = &unpacked.message;
-    let single = [message.routing_key.as_bytes()];
-    let many: Vec<&[u8]>;
-    let keys: &[&[u8]] = match &unpacked.extra_keys {
-        None => &single,
-        Some(extra) => {
-            many = std::iter::once(message.routing_key.as_bytes())
-                .chain(held::extra_keys(extra))
-                .collect();
-            &many
-        }
-    };
-    let request = RouteRequest {
-        exchange: message.exchange.as_bytes(),
-        routing_keys: keys,
-        headers: message.properties.headers().unwrap_or_default(),
-    };
-    if let Err(e) = broker.route(exchange, &request, scratch, routed) {
-        tracing::warn!(
-            exchange = exchange.name(),
-            "delayed message not routed: {e}"
-        );
-        return;
-    }
-    for queue in routed.drain(..) {
-        queue.enqueue(message.clone());
     }
 }
 

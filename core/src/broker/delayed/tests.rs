@@ -8,16 +8,20 @@ use amq_protocol::types::{AMQPValue, FieldTable, LongString};
 use bytes::Bytes;
 
 use crate::broker::vhost::{BindTarget, ExchangeDeclare, QueueDeclare};
-use crate::broker::{Broker, Message};
-use crate::exchange::ExchangeTypeRegistry;
+use crate::broker::{Broker, DEFAULT_VHOST, Message, RoutingKeys, VHost};
+use crate::clock::now_ms;
+use crate::plugin::ExchangeTypeRegistry;
 use crate::protocol::{Properties, ShortStr};
 
 fn setup() -> (
-    Arc<Broker>,
+    Arc<VHost>,
     Arc<crate::broker::Exchange>,
     Arc<crate::broker::Queue>,
 ) {
-    let broker = Broker::new(ExchangeTypeRegistry::with_builtins()).expect("broker");
+    let broker = Broker::new(ExchangeTypeRegistry::with_builtins())
+        .expect("broker")
+        .vhost(DEFAULT_VHOST)
+        .expect("the default vhost");
     let mut args = FieldTable::default();
     args.insert(
         "x-delayed-type".into(),
@@ -68,12 +72,12 @@ async fn a_ten_year_delay_fires_after_ten_years_and_not_before() {
     let (_broker, exchange, queue) = setup();
     let delayed = exchange.delayed().expect("delayed").clone();
     let ten_years = 315_360_000_000_u64;
-    delayed.hold(delayed.now_ms() + ten_years, message(), &[]);
+    delayed.hold(now_ms() + ten_years, message(), &RoutingKeys::default());
     tokio::time::sleep(Duration::from_millis(ten_years - 1000)).await;
-    assert_eq!(queue.counts().0, 0, "not yet");
+    assert_eq!(queue.counts().0.0, 0, "not yet");
     assert_eq!(delayed.len(), 1);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(queue.counts().0, 1, "fired");
+    assert_eq!(queue.counts().0.0, 1, "fired");
     assert!(delayed.is_empty());
 }
 
@@ -81,24 +85,24 @@ async fn a_ten_year_delay_fires_after_ten_years_and_not_before() {
 async fn deleting_the_exchange_drops_pending_and_fires_nothing() {
     let (broker, exchange, queue) = setup();
     let delayed = exchange.delayed().expect("delayed").clone();
-    delayed.hold(delayed.now_ms() + 1000, message(), &[]);
+    delayed.hold(now_ms() + 1000, message(), &RoutingKeys::default());
     broker.delete_exchange("d", false).expect("delete");
     assert!(delayed.is_empty());
-    delayed.hold(delayed.now_ms() + 1000, message(), &[]);
+    delayed.hold(now_ms() + 1000, message(), &RoutingKeys::default());
     assert!(delayed.is_empty(), "nothing is held after deletion");
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(queue.counts().0, 0);
+    assert_eq!(queue.counts().0.0, 0);
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_earlier_insert_wakes_the_driver() {
     let (_broker, exchange, queue) = setup();
     let delayed = exchange.delayed().expect("delayed").clone();
-    delayed.hold(delayed.now_ms() + 3_600_000, message(), &[]);
+    delayed.hold(now_ms() + 3_600_000, message(), &RoutingKeys::default());
     tokio::time::sleep(Duration::from_millis(10)).await;
-    delayed.hold(delayed.now_ms() + 100, message(), &[]);
+    delayed.hold(now_ms() + 100, message(), &RoutingKeys::default());
     tokio::time::sleep(Duration::from_millis(150)).await;
-    assert_eq!(queue.counts().0, 1);
+    assert_eq!(queue.counts().0.0, 1);
     assert_eq!(delayed.len(), 1);
 }
 
@@ -112,12 +116,16 @@ async fn extra_keys_route_at_fire_time_and_list_shows_the_packed_message() {
         properties: Properties::empty(),
         body: Bytes::from_static(b"sixteen byte msg"),
     });
-    delayed.hold(delayed.now_ms() + 1000, unrouted, &[b"k".to_vec()]);
+    delayed.hold(
+        now_ms() + 1000,
+        unrouted,
+        &RoutingKeys::from_extra(vec![b"k".to_vec()]),
+    );
     let listed = delayed.list();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].routing_key, "elsewhere");
     assert_eq!(listed[0].body_size, 16);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(queue.counts().0, 1, "routed by its CC key");
+    assert_eq!(queue.counts().0.0, 1, "routed by its CC key");
     assert!(delayed.is_empty());
 }

@@ -17,37 +17,42 @@
 //! acks on the same connection). A queue without consumers is never a reason to pause (it
 //! may grow, like RabbitMQ's until a memory alarm).
 //!
-//! Time-driven work (message deadlines, `x-expires`) is done by a small task per queue
-//! ([`driver`]), started the first time the queue has something to wait for, that sleeps
-//! until the earliest due time and is woken when an earlier one appears.
+//! Time-driven work (message deadlines, `x-expires`) is done by a task the vhost runs per
+//! queue (`broker::drivers::expiry`): it calls [`Queue::tick`], which expires what is due and
+//! says when to come back; the queue wakes it when something is due earlier than planned.
 //!
-//! Dying messages (expired, dropped by `x-max-length`, rejected) are collected under the
-//! lock and dead-lettered after it is released ([`Queue::bury`] → `Broker::dead_letter`), so
-//! routing them never nests one queue's lock inside another's.
+//! A queue never calls up. What happens in it that its owner must act on is returned:
+//! messages that died (expired, dropped by `x-max-length`, rejected) come back as [`Deaths`]
+//! from the operation that killed them, for the vhost to dead-letter once the queue's lock is
+//! released (so routing them never nests one queue's lock inside another's); "unused now"
+//! comes back as [`ConsumerRemoved::LastOfAutoDelete`] or [`Visit::Unused`].
 //!
 //! Invariants: a message is either in `ready` or in exactly one channel's unacked map (or
 //! gone); requeued messages go back to the front, oldest first, marked redelivered, with the
 //! deadline they got at enqueue; an expired message is never delivered nor counted (every
 //! path that delivers or counts first expires what is due).
 
-mod driver;
+pub mod arguments;
+pub mod consumer;
+pub mod expiration;
 mod ready;
 
-use std::sync::OnceLock;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use amq_protocol::types::FieldTable;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use super::consumer::Consumer;
-use super::dead_lettering::DeadLetterNames;
+use super::dead_letter::{DeadLetterNames, Reason};
 use super::message::Message;
-use super::vhost::Broker;
-use crate::dead_letter::{Overflow, QueueLimits, Reason, parse_expiration};
+use super::replies;
+use crate::clock::now_ms;
 use crate::error::AmqpError;
+pub use arguments::{Overflow, QueueArguments, QueueLimits};
+pub use consumer::{Consumer, DeliveryChannel, DeliverySink, Unacked};
+use expiration::parse_expiration;
 use ready::Ready;
 pub use ready::{NEVER, Queued};
 
@@ -61,17 +66,6 @@ const ACTIVE_WINDOW_MS: u64 = 100;
 
 /// Longest single pause of a publishing connection.
 pub const MAX_PAUSE: Duration = Duration::from_millis(50);
-
-/// A binding whose destination is this queue, kept so deleting the queue removes it.
-#[derive(Clone, Debug)]
-pub struct IncomingBinding {
-    /// Source exchange name.
-    pub exchange: String,
-    /// Binding key.
-    pub key: String,
-    /// Normalised binding arguments.
-    pub arguments: FieldTable,
-}
 
 /// The declared properties of a queue.
 #[derive(Clone, Debug)]
@@ -101,6 +95,38 @@ pub struct Dead {
     pub reason: Reason,
 }
 
+/// Messages that died in a queue, handed back to its owner to dead-letter
+/// (`VHost::bury`). Empty (and unallocated) in the common case.
+#[must_use = "dead messages must be handed to the vhost to be dead-lettered"]
+#[derive(Debug, Default)]
+pub struct Deaths(pub Vec<Dead>);
+
+impl Deaths {
+    /// Whether nothing died.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// What the expiry driver's visit found ([`Queue::tick`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Visit {
+    /// The queue is gone: stop.
+    Deleted,
+    /// More is due already: yield, then visit again.
+    Again,
+    /// Unused for its `x-expires`: delete it, then stop.
+    Unused,
+    /// Come back at this time (epoch ms), or when woken if [`NEVER`].
+    Next(u64),
+}
+
+/// Messages expired per visit at most (give or take one millisecond's worth): a backlog
+/// that came due at once is expired and dead-lettered in slices, with a yield to the
+/// runtime between them, so neither the queue's lock nor a worker thread is held for long
+/// and publishers keep going while it drains.
+pub const EXPIRY_SLICE: usize = 1024;
+
 /// What became of a message handed to [`Queue::enqueue`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Enqueued {
@@ -118,15 +144,12 @@ struct QueueState {
     consumers: Vec<Arc<Consumer>>,
     next: usize,
     had_consumer: bool,
-    bindings: Vec<IncomingBinding>,
-    /// Died under the lock; dead-lettered once it is released.
+    /// Died under the lock; handed back to the caller once it is released.
     dead: Vec<Dead>,
-    /// Last use for `x-expires` (queue clock, ms).
+    /// Last use for `x-expires` (epoch ms).
     last_used: u64,
     /// When the driver will next look ([`NEVER`]: it waits to be woken).
     armed: u64,
-    /// The driver task was started.
-    driving: bool,
 }
 
 /// A queue.
@@ -136,8 +159,8 @@ pub struct Queue {
     pub id: u64,
     /// Declared properties.
     pub spec: QueueSpec,
-    /// Where dead letters are routed.
-    broker: Weak<Broker>,
+    /// The vhost it lives in, for reply texts.
+    vhost: Arc<str>,
     /// The dead-letter exchange and routing key, ready to put in a message.
     dead_letter_names: Option<DeadLetterNames>,
     deleted: AtomicBool,
@@ -148,24 +171,12 @@ pub struct Queue {
     /// Set by a paused publisher; cleared (and waiters woken) once below the low mark.
     publishers_waiting: AtomicBool,
     space: Notify,
-    /// When a consumer last got a message, in ms since [`epoch`].
+    /// When a consumer last got a message (epoch ms).
     last_delivery_ms: AtomicU64,
     /// Wakes the driver when something is due earlier than it planned.
     wake: Arc<Notify>,
     /// A problem with this queue's dead-lettering was logged at warn already.
     warned: AtomicBool,
-}
-
-/// A process-wide time origin for the queue clock.
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-/// The queue clock: milliseconds since [`epoch`], monotonic. Deadlines and `x-expires` are
-/// kept in it.
-pub fn now_ms() -> u64 {
-    epoch().elapsed().as_millis() as u64
 }
 
 /// What removing a consumer left behind.
@@ -180,15 +191,19 @@ pub enum ConsumerRemoved {
 }
 
 impl Queue {
-    /// A new, empty queue whose dead letters go through `broker`.
-    pub fn new(id: u64, spec: QueueSpec, broker: Weak<Broker>) -> Arc<Queue> {
+    /// A new, empty queue in the vhost named `vhost`.
+    pub fn new(id: u64, spec: QueueSpec, vhost: Arc<str>) -> Arc<Queue> {
         let levels = spec.limits.max_priority.map_or(1, |p| usize::from(p) + 1);
         let now = now_ms();
-        let dead_letter_names = DeadLetterNames::of(&spec.name, &spec.limits);
+        let dead_letter_names = DeadLetterNames::of(
+            &spec.name,
+            spec.limits.dead_letter_exchange.as_deref(),
+            spec.limits.dead_letter_routing_key.as_deref(),
+        );
         let queue = Arc::new(Queue {
             id,
             spec,
-            broker,
+            vhost,
             dead_letter_names,
             deleted: AtomicBool::new(false),
             state: Mutex::new(QueueState {
@@ -196,11 +211,9 @@ impl Queue {
                 consumers: Vec::new(),
                 next: 0,
                 had_consumer: false,
-                bindings: Vec::new(),
                 dead: Vec::new(),
                 last_used: now,
                 armed: NEVER,
-                driving: false,
             }),
             ready_len: AtomicUsize::new(0),
             consumers: AtomicUsize::new(0),
@@ -222,6 +235,16 @@ impl Queue {
         &self.spec.name
     }
 
+    /// The name of the vhost it lives in.
+    pub fn vhost(&self) -> &str {
+        &self.vhost
+    }
+
+    /// The signal that wakes this queue's expiry driver (see [`Queue::tick`]).
+    pub fn driver_wake(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
     /// Whether the queue was deleted (handles to it are stale).
     pub fn is_deleted(&self) -> bool {
         self.deleted.load(Ordering::Acquire)
@@ -230,41 +253,23 @@ impl Queue {
     /// Whether `connection` may use this queue (405 otherwise).
     pub fn check_access(&self, connection: u64) -> Result<(), AmqpError> {
         match self.spec.exclusive_owner {
-            Some(owner) if owner != connection => Err(AmqpError::resource_locked(format!(
-                "cannot obtain exclusive access to locked queue '{}' in vhost '/'. It could be \
-                 originally declared on another connection or the exclusive property value does \
-                 not match that of the original declaration.",
-                self.spec.name
-            ))),
+            Some(owner) if owner != connection => {
+                Err(replies::queue_locked(&self.vhost, &self.spec.name))
+            }
             _ => Ok(()),
         }
     }
 
-    /// Runs `f` on the locked state, then dead-letters whatever died meanwhile.
-    fn with_state<R>(&self, f: impl FnOnce(&mut QueueState) -> R) -> R {
-        let (result, dead) = {
-            let mut st = self.state.lock();
-            let result = f(&mut st);
-            (result, std::mem::take(&mut st.dead))
-        };
-        self.bury(dead);
-        result
+    /// Runs `f` on the locked state; returns its result with whatever died meanwhile.
+    fn with_state<R>(&self, f: impl FnOnce(&mut QueueState) -> R) -> (R, Deaths) {
+        let mut st = self.state.lock();
+        let result = f(&mut st);
+        (result, Deaths(std::mem::take(&mut st.dead)))
     }
 
     /// Whether messages dying here are dead-lettered (else they are just dropped).
     fn dead_letters(&self) -> bool {
         self.dead_letter_names.is_some()
-    }
-
-    /// Dead-letters `dead` through the queue's `x-dead-letter-exchange`. Never called with
-    /// the queue's lock held.
-    fn bury(&self, dead: Vec<Dead>) {
-        if dead.is_empty() || !self.dead_letters() {
-            return;
-        }
-        if let Some(broker) = self.broker.upgrade() {
-            broker.dead_letter(self, dead);
-        }
     }
 
     /// The dead-letter exchange and routing key, if the queue dead-letters.
@@ -280,23 +285,24 @@ impl Queue {
         }
     }
 
-    /// Dead-letters messages a client rejected (`basic.reject` / `basic.nack` without
-    /// requeue).
-    pub fn reject(&self, messages: impl IntoIterator<Item = Arc<Message>>) {
+    /// Messages a client rejected (`basic.reject` / `basic.nack` without requeue), as deaths
+    /// to dead-letter (none if the queue does not dead-letter).
+    pub fn reject(&self, messages: impl IntoIterator<Item = Arc<Message>>) -> Deaths {
         if !self.dead_letters() {
-            return;
+            return Deaths::default();
         }
-        let dead = messages
-            .into_iter()
-            .map(|message| Dead {
-                message,
-                reason: Reason::Rejected,
-            })
-            .collect();
-        self.bury(dead);
+        Deaths(
+            messages
+                .into_iter()
+                .map(|message| Dead {
+                    message,
+                    reason: Reason::Rejected,
+                })
+                .collect(),
+        )
     }
 
-    /// Records a message that died under the lock, for [`Queue::bury`] once it is released.
+    /// Records a message that died under the lock, handed back once it is released.
     fn kill(&self, dead: &mut Vec<Dead>, message: Arc<Message>, reason: Reason) {
         if self.dead_letters() {
             dead.push(Dead { message, reason });
@@ -320,17 +326,13 @@ impl Queue {
         self.expire_some(st, usize::MAX);
     }
 
-    /// Makes sure the driver looks at the queue by `at` (queue clock).
-    fn schedule(self: &Arc<Self>, st: &mut QueueState, at: u64) {
+    /// Makes sure the driver looks at the queue by `at` (epoch ms).
+    fn schedule(&self, st: &mut QueueState, at: u64) {
         if at >= st.armed {
             return;
         }
         st.armed = at;
-        if st.driving {
-            self.wake.notify_one();
-        } else {
-            st.driving = driver::spawn(self);
-        }
+        self.wake.notify_one();
     }
 
     /// The deadline of a message entering now: the lower of the queue's `x-message-ttl` and
@@ -416,18 +418,9 @@ impl Queue {
 
     /// Takes a published (or dead-lettered, or fired delayed) message: refuses it if a
     /// `reject-publish` limit is reached, delivers it or queues it, expires it at once if its
-    /// TTL is already over and no consumer took it, then applies `drop-head`.
-    pub fn enqueue(self: &Arc<Self>, message: Arc<Message>) -> Enqueued {
-        self.with_state(|st| self.enqueue_locked(st, message))
-    }
-
-    /// [`Queue::enqueue`] for the dead-letter router, which handles the deaths it causes
-    /// itself (appended to `dead`) rather than recursing.
-    pub(crate) fn enqueue_collecting(
-        self: &Arc<Self>,
-        message: Arc<Message>,
-        dead: &mut Vec<Dead>,
-    ) -> Enqueued {
+    /// TTL is already over and no consumer took it, then applies `drop-head`. What died
+    /// meanwhile is appended to `dead`, for the caller to dead-letter.
+    pub fn enqueue(self: &Arc<Self>, message: Arc<Message>, dead: &mut Vec<Dead>) -> Enqueued {
         let mut st = self.state.lock();
         let outcome = self.enqueue_locked(&mut st, message);
         dead.append(&mut st.dead);
@@ -484,7 +477,7 @@ impl Queue {
     pub fn requeue(
         self: &Arc<Self>,
         messages: impl DoubleEndedIterator<Item = (Arc<Message>, u64)>,
-    ) {
+    ) -> Deaths {
         self.with_state(|st| {
             if self.is_deleted() {
                 return;
@@ -506,15 +499,17 @@ impl Queue {
             self.deliver_locked(st);
             self.drop_head_locked(st);
             self.counts_changed(st);
-        });
+        })
+        .1
     }
 
     /// Delivers to consumers with credit (after an ack, qos change, or resume).
-    pub fn drain(self: &Arc<Self>) {
+    pub fn drain(self: &Arc<Self>) -> Deaths {
         self.with_state(|st| {
             self.deliver_locked(st);
             self.counts_changed(st);
-        });
+        })
+        .1
     }
 
     /// Hands `item` to the next consumer in round-robin order that has credit; false if
@@ -574,7 +569,7 @@ impl Queue {
 
     /// Takes the first ready message (`basic.get`, which counts as use for `x-expires`),
     /// with the count left behind.
-    pub fn get(&self) -> Option<(Queued, usize)> {
+    pub fn get(&self) -> (Option<(Queued, usize)>, Deaths) {
         self.with_state(|st| {
             st.last_used = now_ms();
             self.expire_locked(st);
@@ -589,13 +584,8 @@ impl Queue {
         self.state.lock().last_used = now_ms();
     }
 
-    /// Ready messages.
-    pub fn message_count(&self) -> usize {
-        self.counts().0
-    }
-
     /// (ready messages, consumers), after expiring what is due.
-    pub fn counts(&self) -> (usize, usize) {
+    pub fn counts(&self) -> ((usize, usize), Deaths) {
         self.with_state(|st| {
             self.expire_locked(st);
             self.counts_changed(st);
@@ -603,35 +593,35 @@ impl Queue {
         })
     }
 
-    /// The driver's visit: expires (and dead-letters) a slice of what is due; reports
-    /// whether the queue expired unused, whether more is due at once, or when to come back
-    /// (queue clock, [`NEVER`] for "when woken").
-    fn tick(&self) -> driver::Visit {
+    /// The expiry driver's visit: expires a slice of what is due; reports whether the queue
+    /// expired unused, whether more is due at once, or when to come back (epoch ms, [`NEVER`]
+    /// for "when woken"), with what died.
+    pub fn tick(&self) -> (Visit, Deaths) {
         self.with_state(|st| {
             if self.is_deleted() {
-                return driver::Visit::Deleted;
+                return Visit::Deleted;
             }
-            let more = self.expire_some(st, driver::SLICE);
+            let more = self.expire_some(st, EXPIRY_SLICE);
             self.counts_changed(st);
             if more {
-                return driver::Visit::Again;
+                return Visit::Again;
             }
             let idle_at = match self.spec.limits.expires {
                 Some(expires) if st.consumers.is_empty() => st.last_used.saturating_add(expires),
                 _ => NEVER,
             };
             if idle_at <= now_ms() {
-                return driver::Visit::Unused;
+                return Visit::Unused;
             }
             let next = st.ready.next_deadline().unwrap_or(NEVER).min(idle_at);
             st.armed = next;
-            driver::Visit::Next(next)
+            Visit::Next(next)
         })
     }
 
     /// Whether the queue has gone unused for its `x-expires` (checked again under the
     /// catalogue lock before it is deleted).
-    pub(crate) fn is_unused_for_expires(&self) -> bool {
+    pub fn is_unused_for_expires(&self) -> bool {
         let st = self.state.lock();
         self.spec.limits.expires.is_some_and(|expires| {
             st.consumers.is_empty() && st.last_used.saturating_add(expires) <= now_ms()
@@ -641,32 +631,29 @@ impl Queue {
     /// Checks that a consumer (exclusive or not) could be added now (403 otherwise).
     pub fn check_can_consume(&self, exclusive: bool) -> Result<(), AmqpError> {
         let st = self.state.lock();
-        Self::check_exclusive_locked(&self.spec.name, &st, exclusive)
+        self.check_exclusive_locked(&st, exclusive)
     }
 
-    fn check_exclusive_locked(
-        name: &str,
-        st: &QueueState,
-        exclusive: bool,
-    ) -> Result<(), AmqpError> {
+    fn check_exclusive_locked(&self, st: &QueueState, exclusive: bool) -> Result<(), AmqpError> {
         if st.consumers.iter().any(|c| c.exclusive) || (exclusive && !st.consumers.is_empty()) {
-            return Err(AmqpError::access_refused(format!(
-                "queue '{name}' in vhost '/' in exclusive use"
-            )));
+            return Err(replies::queue_in_exclusive_use(
+                &self.vhost,
+                &self.spec.name,
+            ));
         }
         Ok(())
     }
 
     /// Adds a consumer, enforcing exclusive consumers, then delivers.
-    pub fn add_consumer(self: &Arc<Self>, consumer: Arc<Consumer>) -> Result<(), AmqpError> {
+    pub fn add_consumer(
+        self: &Arc<Self>,
+        consumer: Arc<Consumer>,
+    ) -> (Result<(), AmqpError>, Deaths) {
         self.with_state(|st| {
             if self.is_deleted() {
-                return Err(AmqpError::not_found(format!(
-                    "no queue '{}' in vhost '/'",
-                    self.spec.name
-                )));
+                return Err(replies::no_queue(&self.vhost, &self.spec.name));
             }
-            Self::check_exclusive_locked(&self.spec.name, st, consumer.exclusive)?;
+            self.check_exclusive_locked(st, consumer.exclusive)?;
             st.consumers.push(consumer);
             st.had_consumer = true;
             self.deliver_locked(st);
@@ -710,49 +697,54 @@ impl Queue {
         n
     }
 
-    /// Marks the queue deleted; returns its ready count, consumers and incoming bindings.
-    pub(crate) fn mark_deleted(&self) -> (usize, Vec<Arc<Consumer>>, Vec<IncomingBinding>) {
+    /// Marks the queue deleted; returns its ready count and its consumers.
+    pub(crate) fn mark_deleted(&self) -> (usize, Vec<Arc<Consumer>>) {
         let mut st = self.state.lock();
         self.deleted.store(true, Ordering::Release);
         let n = st.ready.clear();
         self.counts_changed(&st);
         self.wake.notify_one();
-        (
-            n,
-            std::mem::take(&mut st.consumers),
-            std::mem::take(&mut st.bindings),
-        )
-    }
-
-    /// Records a binding to this queue; false if it was already there.
-    pub(crate) fn add_incoming(&self, binding: IncomingBinding) {
-        self.state.lock().bindings.push(binding);
-    }
-
-    /// Forgets a binding to this queue.
-    pub(crate) fn remove_incoming(&self, exchange: &str, key: &str, arguments: &FieldTable) {
-        self.state
-            .lock()
-            .bindings
-            .retain(|b| !(b.exchange == exchange && b.key == key && &b.arguments == arguments));
-    }
-
-    /// Forgets every binding from `exchange` (it was deleted).
-    pub(crate) fn remove_incoming_from(&self, exchange: &str) {
-        self.state
-            .lock()
-            .bindings
-            .retain(|b| b.exchange != exchange);
+        (n, std::mem::take(&mut st.consumers))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::consumer::DeliveryChannel;
     use crate::protocol::{Properties, ShortStr};
-    use crate::server::outbox::Outbox;
-    use bytes::Bytes;
+    use bytes::{Bytes, BytesMut};
+
+    /// A sink that takes every delivery and keeps the bytes.
+    #[derive(Debug, Default)]
+    struct Recorder(Mutex<BytesMut>);
+
+    impl DeliverySink for Recorder {
+        fn accepts_deliveries(&self) -> bool {
+            true
+        }
+        fn push_frames(&self, write: &mut dyn FnMut(&mut BytesMut)) {
+            write(&mut self.0.lock());
+        }
+    }
+
+    /// Enqueues, with no dead-lettering configured (nothing may die into the void unseen).
+    fn put(q: &Arc<Queue>, message: Arc<Message>) -> Enqueued {
+        let mut dead = Vec::new();
+        let outcome = q.enqueue(message, &mut dead);
+        assert!(
+            dead.is_empty(),
+            "no dead-letter exchange: nothing to dead-letter"
+        );
+        outcome
+    }
+
+    fn count(q: &Queue) -> usize {
+        q.counts().0.0
+    }
+
+    fn take(q: &Queue) -> Option<(Queued, usize)> {
+        q.get().0
+    }
 
     fn queue(single_active: bool) -> Arc<Queue> {
         queue_with(single_active, QueueLimits::default())
@@ -770,7 +762,7 @@ mod tests {
                 single_active,
                 limits,
             },
-            Weak::new(),
+            "/".into(),
         )
     }
 
@@ -784,7 +776,7 @@ mod tests {
     }
 
     fn consumer(q: &Arc<Queue>, tag: &'static str, prefetch: u16) -> Arc<Consumer> {
-        let channel = DeliveryChannel::new(1, 131_072, 1, true, Outbox::new());
+        let channel = DeliveryChannel::new(1, 131_072, 1, true, Arc::new(Recorder::default()));
         Arc::new(Consumer {
             tag: ShortStr::from_static(tag),
             channel,
@@ -801,14 +793,14 @@ mod tests {
         let q = queue(false);
         let a = consumer(&q, "a", 2);
         let b = consumer(&q, "b", 1);
-        q.add_consumer(a.clone()).expect("added");
-        q.add_consumer(b.clone()).expect("added");
+        q.add_consumer(a.clone()).0.expect("added");
+        q.add_consumer(b.clone()).0.expect("added");
         for _ in 0..5 {
-            q.enqueue(message());
+            put(&q, message());
         }
         assert_eq!(a.unacked.load(Ordering::Relaxed), 2);
         assert_eq!(b.unacked.load(Ordering::Relaxed), 1);
-        assert_eq!(q.message_count(), 2);
+        assert_eq!(count(&q), 2);
     }
 
     #[test]
@@ -816,10 +808,10 @@ mod tests {
         let q = queue(true);
         let a = consumer(&q, "a", 0);
         let b = consumer(&q, "b", 0);
-        q.add_consumer(a.clone()).expect("added");
-        q.add_consumer(b.clone()).expect("added");
+        q.add_consumer(a.clone()).0.expect("added");
+        q.add_consumer(b.clone()).0.expect("added");
         for _ in 0..3 {
-            q.enqueue(message());
+            put(&q, message());
         }
         assert_eq!(a.unacked.load(Ordering::Relaxed), 3);
         assert_eq!(b.unacked.load(Ordering::Relaxed), 0);
@@ -829,7 +821,7 @@ mod tests {
     fn last_consumer_of_an_auto_delete_queue_is_reported() {
         let q = queue(false);
         let a = consumer(&q, "a", 0);
-        q.add_consumer(a.clone()).expect("added");
+        q.add_consumer(a.clone()).0.expect("added");
         assert_eq!(q.remove_consumer(&a), ConsumerRemoved::LastOfAutoDelete);
         assert_eq!(q.remove_consumer(&a), ConsumerRemoved::NotFound);
     }
@@ -837,9 +829,9 @@ mod tests {
     #[test]
     fn requeued_messages_come_first_and_redelivered() {
         let q = queue(false);
-        q.enqueue(message());
-        q.requeue(vec![(message(), NEVER)].into_iter());
-        let (first, left) = q.get().expect("a message");
+        put(&q, message());
+        assert!(q.requeue(vec![(message(), NEVER)].into_iter()).is_empty());
+        let (first, left) = take(&q).expect("a message");
         assert!(first.redelivered);
         assert_eq!(left, 1);
     }
@@ -866,10 +858,10 @@ mod tests {
         };
         let q = queue_with(false, limits);
         for n in 1..=4 {
-            assert_eq!(q.enqueue(numbered(n)), Enqueued::Accepted);
+            assert_eq!(put(&q, numbered(n)), Enqueued::Accepted);
         }
         // Four messages of 1..4 bytes: the length limit drops 1, the byte limit then 2.
-        let left: Vec<u8> = std::iter::from_fn(|| q.get())
+        let left: Vec<u8> = std::iter::from_fn(|| take(&q))
             .map(|(i, _)| body(&i)[0])
             .collect();
         assert_eq!(left, [3, 4]);
@@ -883,12 +875,12 @@ mod tests {
             ..QueueLimits::default()
         };
         let q = queue_with(false, limits);
-        assert_eq!(q.enqueue(message()), Enqueued::Accepted);
-        assert_eq!(q.enqueue(message()), Enqueued::Refused);
+        assert_eq!(put(&q, message()), Enqueued::Accepted);
+        assert_eq!(put(&q, message()), Enqueued::Refused);
         // Taken out (as by basic.get without ack): no longer ready, so room again.
-        let _unacked = q.get().expect("a message");
-        assert_eq!(q.enqueue(message()), Enqueued::Accepted);
-        assert_eq!(q.message_count(), 1);
+        let _unacked = take(&q).expect("a message");
+        assert_eq!(put(&q, message()), Enqueued::Accepted);
+        assert_eq!(count(&q), 1);
     }
 
     #[test]
@@ -898,33 +890,34 @@ mod tests {
             ..QueueLimits::default()
         };
         let q = queue_with(false, limits);
-        q.enqueue(message());
-        assert_eq!(q.message_count(), 0, "nobody waiting: expired at once");
+        put(&q, message());
+        assert_eq!(count(&q), 0, "nobody waiting: expired at once");
         let a = consumer(&q, "a", 1);
-        q.add_consumer(a.clone()).expect("added");
-        q.enqueue(message());
+        q.add_consumer(a.clone()).0.expect("added");
+        put(&q, message());
         assert_eq!(
             a.unacked.load(Ordering::Relaxed),
             1,
             "delivered to the waiting consumer"
         );
-        q.enqueue(message());
-        assert_eq!(q.message_count(), 0, "no credit left: expired, not queued");
+        put(&q, message());
+        assert_eq!(count(&q), 0, "no credit left: expired, not queued");
     }
 
     #[test]
     fn a_requeued_message_keeps_its_deadline() {
         let q = queue(false);
         let now = now_ms();
-        q.requeue(
+        let deaths = q.requeue(
             vec![
                 (message(), now.saturating_sub(1)),
                 (message(), now + 60_000),
             ]
             .into_iter(),
         );
+        assert!(deaths.is_empty(), "no dead-letter exchange");
         // The first was already past its deadline when it came back.
-        let (item, left) = q.get().expect("one message");
+        let (item, left) = take(&q).expect("one message");
         assert_eq!((item.deadline, left), (now + 60_000, 0));
         assert!(item.redelivered);
     }

@@ -19,7 +19,7 @@
 //!   of the messages that moved (amortised O(1) per expiry).
 //! - The wheel is created with the first deadline: a queue without TTLs pays nothing for it.
 //!
-//! Time is the queue's millisecond clock (see `queue::now_ms`); a deadline `<= now` is due.
+//! Time is epoch milliseconds (see `crate::clock`); a deadline `<= now` is due.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -28,14 +28,14 @@ use crate::broker::message::Message;
 use crate::scheduler::{TimerId, TimerWheel};
 
 /// "No deadline".
-pub const NEVER: u64 = u64::MAX;
+pub use crate::clock::NEVER;
 
 /// A message waiting in a queue.
 #[derive(Clone, Debug)]
 pub struct Queued {
     /// The message.
     pub message: Arc<Message>,
-    /// When it expires (queue clock, ms), or [`NEVER`]. Fixed at enqueue, kept on requeue.
+    /// When it expires (epoch ms), or [`NEVER`]. Fixed at enqueue, kept on requeue.
     pub deadline: u64,
     /// Delivered before and requeued.
     pub redelivered: bool,

@@ -10,7 +10,7 @@
 
 /// An Erlang term of the shapes RabbitMQ's texts use.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum Term {
+pub(crate) enum Term {
     Atom(&'static str),
     Int(i128),
     /// A charlist (`binary_to_list` of bytes, or a formatted message).

@@ -31,7 +31,28 @@ use amq_protocol::types::{AMQPValue, FieldTable};
 use crate::error::AmqpError;
 
 use super::expiration::check_expiry;
-use super::term::Term;
+use crate::broker::args::text_arg;
+use crate::broker::replies::{self, term::Term};
+
+/// Queue arguments RabbitMQ compares on redeclare; others are ignored.
+pub const QUEUE_EQUIVALENCE_ARGS: &[&str] = &[
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-in-memory-length",
+    "x-max-in-memory-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-type",
+    "x-queue-version",
+    "x-single-active-consumer",
+    "x-quorum-initial-group-size",
+    "x-delivery-limit",
+];
 
 /// What a queue does when a length limit is reached (`x-overflow`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -119,22 +140,19 @@ impl QueueLimits {
         args: &FieldTable,
     ) -> Result<QueueLimits, AmqpError> {
         let get = |key: &str| args.inner().get(key);
-        let invalid = |key: &str, term: Term| {
-            let mut text = format!("invalid arg '{key}' for queue '{queue}' in vhost '{vhost}': ")
-                .into_bytes();
-            term.pretty(&mut text, 255);
-            AmqpError::precondition_failed(String::from_utf8_lossy(&text).into_owned())
-        };
+        let invalid = |key: &str, term: Term| replies::invalid_queue_arg(vhost, queue, key, &term);
         let mut limits = QueueLimits::default();
 
         if let Some(v) = get("x-dead-letter-exchange") {
             match string(v) {
                 Some(name) => limits.dead_letter_exchange = Some(name),
                 None => {
-                    return Err(AmqpError::precondition_failed(format!(
-                        "invalid type '{}' for arg 'x-dead-letter-exchange' in queue '{queue}' in vhost '{vhost}'",
-                        type_name(v)
-                    )));
+                    return Err(replies::invalid_queue_arg_type(
+                        vhost,
+                        queue,
+                        "x-dead-letter-exchange",
+                        type_name(v),
+                    ));
                 }
             }
         }
@@ -184,6 +202,84 @@ impl QueueLimits {
             };
         }
         Ok(limits)
+    }
+}
+
+/// Everything a new queue takes from its `queue.declare`: the validated limits, and whether
+/// it has a single active consumer. The one place queue arguments are judged (a redeclare is
+/// only compared, against [`QUEUE_EQUIVALENCE_ARGS`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueArguments {
+    /// TTL, length limits, priorities and dead-lettering.
+    pub limits: QueueLimits,
+    /// `x-single-active-consumer`.
+    pub single_active: bool,
+}
+
+/// The flags of a `queue.declare` that the arguments are judged with.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeclareFlags {
+    /// Durable.
+    pub durable: bool,
+    /// Exclusive.
+    pub exclusive: bool,
+    /// Auto-delete.
+    pub auto_delete: bool,
+}
+
+impl QueueArguments {
+    /// Validates the arguments of a `queue.declare` that creates `queue` in `vhost`, in
+    /// RabbitMQ's order: limits first, then the queue type and single-active-consumer.
+    pub fn parse(
+        vhost: &str,
+        queue: &str,
+        flags: DeclareFlags,
+        args: &FieldTable,
+    ) -> Result<QueueArguments, AmqpError> {
+        let limits = QueueLimits::from_arguments(queue, vhost, args)?;
+        let invalid_type = |key: &str, value: &AMQPValue| {
+            let mut text = format!("invalid arg '{key}' for queue '{queue}' in vhost '{vhost}': ");
+            text.push_str(&format!("{{unacceptable_type,{}}}", type_name(value)));
+            AmqpError::precondition_failed(text)
+        };
+        if let Some(value) = args.inner().get("x-queue-type") {
+            if !matches!(value, AMQPValue::LongString(_) | AMQPValue::ShortString(_)) {
+                return Err(invalid_type("x-queue-type", value));
+            }
+            match text_arg(args, "x-queue-type") {
+                Some("classic") => {}
+                Some("quorum") => {
+                    let property = if !flags.durable {
+                        Some("non-durable")
+                    } else if flags.exclusive {
+                        Some("exclusive-owner")
+                    } else if flags.auto_delete {
+                        Some("auto-delete")
+                    } else {
+                        None
+                    };
+                    if let Some(property) = property {
+                        return Err(replies::invalid_queue_property(vhost, queue, property));
+                    }
+                }
+                other => {
+                    return Err(AmqpError::precondition_failed(format!(
+                        "invalid arg 'x-queue-type' for queue '{queue}' in vhost '{vhost}': \
+                         \"unsupported queue type '{}'\"",
+                        other.unwrap_or_default()
+                    )));
+                }
+            }
+        }
+        let single_active = match args.inner().get("x-single-active-consumer") {
+            None => false,
+            Some(AMQPValue::Boolean(b)) => *b,
+            Some(other) => return Err(invalid_type("x-single-active-consumer", other)),
+        };
+        Ok(QueueArguments {
+            limits,
+            single_active,
+        })
     }
 }
 

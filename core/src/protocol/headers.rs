@@ -10,7 +10,7 @@
 
 /// One table entry: the key and the encoded value (type tag first).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct Entry<'a> {
+pub(crate) struct Entry<'a> {
     pub key: &'a [u8],
     pub value: std::borrow::Cow<'a, [u8]>,
 }
@@ -21,7 +21,7 @@ fn skip_value(buf: &[u8], pos: usize) -> Option<usize> {
 }
 
 /// Splits a table body into its entries, in wire order.
-pub(super) fn entries(body: &[u8]) -> Option<Vec<Entry<'_>>> {
+pub(crate) fn entries(body: &[u8]) -> Option<Vec<Entry<'_>>> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < body.len() {
@@ -39,7 +39,7 @@ pub(super) fn entries(body: &[u8]) -> Option<Vec<Entry<'_>>> {
 }
 
 /// Splits an array body into its encoded items (type tag first).
-pub(super) fn items(body: &[u8]) -> Option<Vec<&[u8]>> {
+pub(crate) fn items(body: &[u8]) -> Option<Vec<&[u8]>> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < body.len() {
@@ -51,7 +51,7 @@ pub(super) fn items(body: &[u8]) -> Option<Vec<&[u8]>> {
 }
 
 /// The payload of an encoded `F` or `A` value (after tag and length), if it is one.
-pub(super) fn nested(value: &[u8], tag: u8) -> Option<&[u8]> {
+pub(crate) fn nested(value: &[u8], tag: u8) -> Option<&[u8]> {
     match value {
         [t, _, _, _, _, rest @ ..] if *t == tag => Some(rest),
         _ => None,
@@ -61,7 +61,7 @@ pub(super) fn nested(value: &[u8], tag: u8) -> Option<&[u8]> {
 /// A value as Erlang compares it with `=:=` after RabbitMQ decoded it: strings and byte
 /// arrays are both binaries, every integer width is an integer, the rest compare by encoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(super) enum Term<'a> {
+pub(crate) enum Term<'a> {
     Binary(&'a [u8]),
     Integer(i128),
     Other(&'a [u8]),
@@ -80,7 +80,7 @@ impl<'a> Term<'a> {
 }
 
 /// The integer held by an encoded value of any integer type (`U` and `L` included).
-pub(super) fn integer(value: &[u8]) -> Option<i128> {
+pub(crate) fn integer(value: &[u8]) -> Option<i128> {
     let payload = value.get(1..)?;
     let be = |n: usize| -> Option<[u8; 8]> {
         let bytes = payload.get(..n)?;
@@ -101,12 +101,12 @@ pub(super) fn integer(value: &[u8]) -> Option<i128> {
 }
 
 /// The first entry named `key` (RabbitMQ's `lists:keysearch`).
-pub(super) fn lookup<'e, 'a>(entries: &'e [Entry<'a>], key: &[u8]) -> Option<&'e Entry<'a>> {
+pub(crate) fn lookup<'e, 'a>(entries: &'e [Entry<'a>], key: &[u8]) -> Option<&'e Entry<'a>> {
     entries.iter().find(|e| e.key == key)
 }
 
 /// The encoded value of the first entry named `key` in a table body, borrowed from it.
-pub(super) fn get<'a>(body: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+pub(crate) fn get<'a>(body: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
     let mut pos = 0;
     while pos < body.len() {
         let key_len = usize::from(body[pos]);
@@ -121,7 +121,7 @@ pub(super) fn get<'a>(body: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
 }
 
 /// Encodes `entries` as a table body.
-pub(super) fn write_table(out: &mut Vec<u8>, entries: &[Entry<'_>]) {
+pub(crate) fn write_table(out: &mut Vec<u8>, entries: &[Entry<'_>]) {
     for e in entries {
         out.push(e.key.len() as u8);
         out.extend_from_slice(e.key);
@@ -130,47 +130,47 @@ pub(super) fn write_table(out: &mut Vec<u8>, entries: &[Entry<'_>]) {
 }
 
 /// An encoded value: `tag`, then a 32-bit length and `body`.
-pub(super) fn long(tag: u8, body: &[u8]) -> Vec<u8> {
+pub(crate) fn long(tag: u8, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(5 + body.len());
     put_long(&mut out, tag, body);
     out
 }
 
 /// Appends `tag`, a 32-bit length and `body` (a longstr, array or table value).
-pub(super) fn put_long(out: &mut Vec<u8>, tag: u8, body: &[u8]) {
+pub(crate) fn put_long(out: &mut Vec<u8>, tag: u8, body: &[u8]) {
     out.push(tag);
     out.extend_from_slice(&(body.len() as u32).to_be_bytes());
     out.extend_from_slice(body);
 }
 
 /// Appends a table key (length-prefixed).
-pub(super) fn put_key(out: &mut Vec<u8>, key: &[u8]) {
+pub(crate) fn put_key(out: &mut Vec<u8>, key: &[u8]) {
     out.push(key.len() as u8);
     out.extend_from_slice(key);
 }
 
 /// Starts a `tag`ged value whose length is not known yet; [`end_long`] patches it.
-pub(super) fn begin_long(out: &mut Vec<u8>, tag: u8) -> usize {
+pub(crate) fn begin_long(out: &mut Vec<u8>, tag: u8) -> usize {
     out.push(tag);
     out.extend_from_slice(&[0; 4]);
     out.len()
 }
 
 /// Writes the length of the value started by [`begin_long`] at `start`.
-pub(super) fn end_long(out: &mut [u8], start: usize) {
+pub(crate) fn end_long(out: &mut [u8], start: usize) {
     let len = (out.len() - start) as u32;
     out[start - 4..start].copy_from_slice(&len.to_be_bytes());
 }
 
 /// An encoded `l` (long) value.
-pub(super) fn long_int(v: i64) -> Vec<u8> {
+pub(crate) fn long_int(v: i64) -> Vec<u8> {
     let mut out = Vec::with_capacity(9);
     put_long_int(&mut out, v);
     out
 }
 
 /// Appends an `l` (long) value.
-pub(super) fn put_long_int(out: &mut Vec<u8>, v: i64) {
+pub(crate) fn put_long_int(out: &mut Vec<u8>, v: i64) {
     out.push(b'l');
     out.extend_from_slice(&v.to_be_bytes());
 }

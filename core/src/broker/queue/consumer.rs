@@ -1,27 +1,41 @@
-//! Consumers and the delivery half of a channel.
+//! Consumers, and the delivery half of a channel that queues deliver into.
 //!
 //! A queue delivers by calling [`Consumer::try_deliver`] while holding its own lock: the
 //! consumer's channel ([`DeliveryChannel`]) assigns the delivery tag, records the unacked
-//! message and appends the encoded `basic.deliver` to the connection's outbox, all in one
-//! step, so per-channel order is the order in which queues handed messages over and no extra
-//! task hop sits on the hot path.
+//! message and hands the encoded `basic.deliver` to the channel's [`DeliverySink`] (the
+//! connection's outbox), all in one step, so per-channel order is the order in which queues
+//! handed messages over and no extra task hop sits on the hot path. `basic.get` records its
+//! delivery through the same [`DeliveryState::record`].
 //!
-//! Lock order (see also `broker/mod.rs`): queue state → channel delivery state → outbox.
+//! The sink is a trait so that a queue is tested without a connection: the server's outbox
+//! implements it, unit tests use a recording sink.
+//!
+//! Lock order (see also `broker/mod.rs`): queue state → channel delivery state → sink.
 //! The channel's own connection task takes the delivery state alone (ack, nack, recover) and
 //! only after releasing it touches queues (requeue, re-drain), so the order is never inverted.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use amq_protocol::protocol::{AMQPClass, basic};
+use bytes::BytesMut;
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 
-use super::message::Message;
-use super::queue::{Queue, Queued};
+use super::{Queue, Queued};
+use crate::broker::message::Message;
 use crate::protocol::{Deliver, ShortStr, encode_deliver, encode_method};
-use crate::server::outbox::Outbox;
+
+/// Where a channel's deliveries go: the connection's outgoing frames.
+pub trait DeliverySink: Send + Sync + fmt::Debug {
+    /// Whether deliveries may be written now (the sink is neither congested nor dead). A
+    /// `false` also asks the sink to resume the channel's consumers once it drains.
+    fn accepts_deliveries(&self) -> bool;
+    /// Appends the frames `write` encodes.
+    fn push_frames(&self, write: &mut dyn FnMut(&mut BytesMut));
+}
 
 /// A message delivered and not yet acknowledged.
 #[derive(Debug)]
@@ -30,7 +44,7 @@ pub struct Unacked {
     pub queue: Arc<Queue>,
     /// The message.
     pub message: Arc<Message>,
-    /// Its deadline from enqueue (queue clock), kept if it is requeued.
+    /// Its deadline from enqueue (epoch ms), kept if it is requeued.
     pub deadline: u64,
     /// The consumer it went to (`None` for `basic.get`), whose credit an ack restores.
     pub consumer: Option<Arc<Consumer>>,
@@ -53,6 +67,36 @@ pub struct DeliveryState {
     pub consumers: FxHashMap<ShortStr, Arc<Consumer>>,
 }
 
+impl DeliveryState {
+    /// Assigns the next delivery tag to `item` from `queue` and, unless it needs no ack,
+    /// records it as unacked (with the consumer whose credit it uses, if any).
+    pub fn record(
+        &mut self,
+        queue: &Arc<Queue>,
+        item: &Queued,
+        no_ack: bool,
+        consumer: Option<&Arc<Consumer>>,
+    ) -> u64 {
+        self.next_tag += 1;
+        let tag = self.next_tag;
+        if !no_ack {
+            if let Some(c) = consumer {
+                c.unacked.fetch_add(1, Ordering::Relaxed);
+            }
+            self.unacked.insert(
+                tag,
+                Unacked {
+                    queue: queue.clone(),
+                    message: item.message.clone(),
+                    deadline: item.deadline,
+                    consumer: consumer.cloned(),
+                },
+            );
+        }
+        tag
+    }
+}
+
 /// The part of a channel that queues deliver into.
 #[derive(Debug)]
 pub struct DeliveryChannel {
@@ -64,8 +108,8 @@ pub struct DeliveryChannel {
     pub connection_id: u64,
     /// Whether the client announced `consumer_cancel_notify`.
     pub cancel_notify: bool,
-    /// The connection's outgoing buffer.
-    pub outbox: Arc<Outbox>,
+    /// Where the encoded deliveries go.
+    pub sink: Arc<dyn DeliverySink>,
     /// Tags, unacked messages, limits.
     pub state: Mutex<DeliveryState>,
 }
@@ -77,14 +121,14 @@ impl DeliveryChannel {
         frame_max: u32,
         connection_id: u64,
         cancel_notify: bool,
-        outbox: Arc<Outbox>,
+        sink: Arc<dyn DeliverySink>,
     ) -> Arc<DeliveryChannel> {
         Arc::new(DeliveryChannel {
             number,
             frame_max,
             connection_id,
             cancel_notify,
-            outbox,
+            sink,
             state: Mutex::new(DeliveryState {
                 flow_active: true,
                 ..DeliveryState::default()
@@ -116,7 +160,7 @@ impl Consumer {
     /// Delivers `item` if this consumer has credit. Called with the queue's lock held.
     pub(crate) fn try_deliver(self: &Arc<Self>, queue: &Arc<Queue>, item: &Queued) -> bool {
         let channel = &self.channel;
-        if channel.outbox.is_congested() || channel.outbox.is_dead() {
+        if !channel.sink.accepts_deliveries() {
             return false;
         }
         let mut st = channel.state.lock();
@@ -132,8 +176,7 @@ impl Consumer {
                 return false;
             }
         }
-        st.next_tag += 1;
-        let tag = st.next_tag;
+        let tag = st.record(queue, item, self.no_ack, Some(self));
         let message = &item.message;
         let deliver = Deliver {
             consumer_tag: &self.tag,
@@ -142,7 +185,7 @@ impl Consumer {
             exchange: &message.exchange,
             routing_key: &message.routing_key,
         };
-        channel.outbox.push(|out| {
+        channel.sink.push_frames(&mut |out| {
             encode_deliver(
                 out,
                 channel.number,
@@ -152,18 +195,6 @@ impl Consumer {
                 &[&message.body],
             )
         });
-        if !self.no_ack {
-            self.unacked.fetch_add(1, Ordering::Relaxed);
-            st.unacked.insert(
-                tag,
-                Unacked {
-                    queue: queue.clone(),
-                    message: message.clone(),
-                    deadline: item.deadline,
-                    consumer: Some(self.clone()),
-                },
-            );
-        }
         true
     }
 
@@ -181,7 +212,7 @@ impl Consumer {
                 consumer_tag: self.tag.as_str().into(),
                 nowait: true,
             }));
-            channel.outbox.push(|out| {
+            channel.sink.push_frames(&mut |out| {
                 if let Err(e) = encode_method(out, channel.number, &method) {
                     tracing::error!("cannot encode basic.cancel: {e}");
                 }

@@ -17,7 +17,7 @@
 
 use crate::error::AmqpError;
 
-use super::term::Term;
+use crate::broker::replies::term::Term;
 
 /// The largest TTL RabbitMQ accepts anywhere, in ms (10 years).
 pub const MAX_EXPIRY_MS: u64 = 315_360_000_000;
@@ -94,7 +94,7 @@ pub fn parse_expiration(raw: &[u8]) -> Result<u64, ExpirationError> {
 }
 
 /// `check_expiry/1` for queue arguments (`x-message-ttl`, `x-expires`).
-pub(super) fn check_expiry(value: i128) -> Result<u64, Term> {
+pub(crate) fn check_expiry(value: i128) -> Result<u64, Term> {
     if value < 0 {
         Err(Term::tuple(Term::Atom("value_negative"), Term::Int(value)))
     } else if value > i128::from(MAX_EXPIRY_MS) {

@@ -1,11 +1,14 @@
-//! The client side of the admin API, for `warren scheduled …`: blocking HTTP (ureq) and
-//! plain-text tables. Kept next to the server routes so the two cannot drift apart.
+//! `warren scheduled …`: the client side of the admin API, blocking HTTP (ureq) and
+//! plain-text tables. It lives with the binary, not the library: a broker embedded as a
+//! library needs no HTTP client. It reads the server's own JSON types
+//! ([`warren::admin::DelayedCount`], [`warren::broker::PendingInfo`]), so the two cannot
+//! drift apart.
 
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::DelayedCount;
-use crate::broker::PendingInfo;
+use warren::admin::DelayedCount;
+use warren::broker::PendingInfo;
 
 /// Why an admin call failed.
 #[derive(Debug, thiserror::Error)]

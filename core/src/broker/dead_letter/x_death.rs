@@ -44,7 +44,7 @@ use std::collections::HashSet;
 
 use crate::protocol::{Properties, Property, ProtocolError};
 
-use super::raw::{self, Entry, Term};
+use crate::protocol::headers::{self as raw, Entry, Term};
 
 /// Why a message was dead-lettered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -290,24 +290,6 @@ fn group_by_queue_and_reason(tables: Vec<Vec<Entry<'_>>>) -> Vec<Vec<Entry<'_>>>
         grouped.push(table);
     }
     grouped
-}
-
-/// Convenience for the queue: [`Death::routing_keys`] from the message's routing key and the
-/// `CC` header of `headers` (a table body), as RabbitMQ computes them (`header_routes/1`:
-/// only the longstr items of an array-valued `CC`).
-pub fn death_routing_keys<'a>(routing_key: &'a str, headers: Option<&'a [u8]>) -> Vec<&'a str> {
-    let mut out = vec![routing_key];
-    let cc = headers
-        .and_then(|h| raw::get(h, b"CC"))
-        .and_then(|v| raw::nested(v, b'A'))
-        .and_then(raw::items)
-        .unwrap_or_default();
-    for item in cc {
-        if let Some(key) = raw::nested(item, b'S').and_then(|k| std::str::from_utf8(k).ok()) {
-            out.push(key);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -693,16 +675,6 @@ pub(crate) mod tests {
         assert_same(&ours, golden::REJECTED_WITH_DLRK);
     }
 
-    #[test]
-    fn routing_keys_come_from_the_key_and_the_cc_header() {
-        let published = props(golden::PUBLISHED_T1);
-        assert_eq!(
-            death_routing_keys("k1", published.headers()),
-            vec!["k1", "c1", "c2"]
-        );
-        assert_eq!(death_routing_keys("k", None), vec!["k"]);
-    }
-
     fn table(fields: &[(&str, &[u8])]) -> Vec<u8> {
         let mut body = Vec::new();
         for (k, v) in fields {
@@ -742,12 +714,12 @@ pub(crate) mod tests {
         ]);
         let out =
             dead_letter_properties(&legacy, &death("c", Reason::Rejected, "", &["c"], 5)).unwrap();
-        let heads: Vec<_> = crate::dead_letter::cycle::history(out.headers().unwrap())
+        let heads: Vec<_> = crate::broker::dead_letter::cycle::history(out.headers().unwrap())
             .unwrap()
             .into_iter()
             .map(|d| match d {
-                crate::dead_letter::PastDeath::Table { queue, .. } => queue,
-                crate::dead_letter::PastDeath::NotTable => None,
+                crate::broker::dead_letter::PastDeath::Table { queue, .. } => queue,
+                crate::broker::dead_letter::PastDeath::NotTable => None,
             })
             .collect();
         // c (binary queue, so not a longstr for the cycle view) first, then a, b in order.

@@ -16,8 +16,8 @@
 //! older `x-death` entries in a shuffled order (see [`super::x_death`]), the rule is applied
 //! to that order, exactly as RabbitMQ does.
 
-use super::raw;
 use super::x_death::Reason;
+use crate::protocol::headers as raw;
 
 /// One item of the `x-death` array, as the cycle rule sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,8 +88,8 @@ pub fn drops_as_cycle(reason: Reason, headers: Option<&[u8]>, target: &[u8]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dead_letter::x_death::tests::{death, golden, props};
-    use crate::dead_letter::{Reason, dead_letter_properties};
+    use crate::broker::dead_letter::x_death::tests::{death, golden, props};
+    use crate::broker::dead_letter::{Reason, dead_letter_properties};
     use crate::protocol::Properties;
 
     fn die(p: &Properties, queue: &str, reason: Reason, key: &str) -> Properties {

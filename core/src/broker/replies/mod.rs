@@ -1,0 +1,179 @@
+//! Every reply text the broker sends, in RabbitMQ's words.
+//!
+//! Clients print these texts and some match on them, so they are RabbitMQ 3.10's, checked
+//! against a running broker (the tests in `tests/` assert them over the wire). Keeping them in
+//! one place means one spelling of each and the vhost's name always taken from the vhost:
+//! every function that names an object takes the vhost it lives in. [`term`] prints the Erlang
+//! terms some of RabbitMQ's texts embed.
+
+pub(crate) mod term;
+
+use crate::error::AmqpError;
+use term::Term;
+
+/// 404: no such queue.
+pub fn no_queue(vhost: &str, name: &str) -> AmqpError {
+    AmqpError::not_found(format!("no queue '{name}' in vhost '{vhost}'"))
+}
+
+/// 404: no such exchange.
+pub fn no_exchange(vhost: &str, name: &str) -> AmqpError {
+    AmqpError::not_found(format!("no exchange '{name}' in vhost '{vhost}'"))
+}
+
+/// 404: an empty queue name on a channel that has declared none.
+pub fn no_previous_queue() -> AmqpError {
+    AmqpError::not_found("no previously declared queue")
+}
+
+/// 403: any change to the default exchange.
+pub fn default_exchange_refused() -> AmqpError {
+    AmqpError::access_refused("operation not permitted on the default exchange")
+}
+
+/// 403: declaring an `amq.*` name.
+pub fn reserved_name(what: &str, name: &str) -> AmqpError {
+    AmqpError::access_refused(format!(
+        "{what} name '{name}' contains reserved prefix 'amq.*'"
+    ))
+}
+
+/// 403: deleting an `amq.*` exchange.
+pub fn system_exchange_deletion(vhost: &str, name: &str) -> AmqpError {
+    AmqpError::access_refused(format!(
+        "deletion of system exchange '{name}' in vhost '{vhost}' not allowed"
+    ))
+}
+
+/// 403: publishing to an internal exchange.
+pub fn internal_exchange(vhost: &str, name: &str) -> AmqpError {
+    AmqpError::access_refused(format!(
+        "cannot publish to internal exchange '{name}' in vhost '{vhost}'"
+    ))
+}
+
+/// 405: an exclusive queue used from another connection, or an `exclusive` flag that differs.
+pub fn queue_locked(vhost: &str, name: &str) -> AmqpError {
+    AmqpError::resource_locked(format!(
+        "cannot obtain exclusive access to locked queue '{name}' in vhost '{vhost}'. It could be \
+         originally declared on another connection or the exclusive property value does not \
+         match that of the original declaration."
+    ))
+}
+
+/// 403: a consumer where an exclusive consumer is (or an exclusive one where any is).
+pub fn queue_in_exclusive_use(vhost: &str, name: &str) -> AmqpError {
+    AmqpError::access_refused(format!(
+        "queue '{name}' in vhost '{vhost}' in exclusive use"
+    ))
+}
+
+/// 406: `if-unused` delete of a queue or exchange that is in use.
+pub fn in_use(what: &str, vhost: &str, name: &str) -> AmqpError {
+    AmqpError::precondition_failed(format!("{what} '{name}' in vhost '{vhost}' in use"))
+}
+
+/// 406: `if-empty` delete of a queue that is not.
+pub fn queue_not_empty(vhost: &str, name: &str) -> AmqpError {
+    AmqpError::precondition_failed(format!("queue '{name}' in vhost '{vhost}' not empty"))
+}
+
+/// 503: an exchange type nobody registered.
+pub fn unknown_exchange_type(kind: &str) -> AmqpError {
+    AmqpError::command_invalid(format!("unknown exchange type '{kind}'"))
+}
+
+/// 406: the admin interface asked for delayed messages of an exchange of another type.
+pub fn not_delayed(vhost: &str, name: &str, delayed_type: &str) -> AmqpError {
+    AmqpError::precondition_failed(format!(
+        "exchange '{name}' in vhost '{vhost}' is not of type '{delayed_type}'"
+    ))
+}
+
+/// 406: a redeclare whose flag (`durable`, `auto_delete`, …) differs.
+pub fn inequivalent_flag(
+    what: &str,
+    vhost: &str,
+    name: &str,
+    flag: &str,
+    received: impl std::fmt::Display,
+    current: impl std::fmt::Display,
+) -> AmqpError {
+    AmqpError::precondition_failed(format!(
+        "inequivalent arg '{flag}' for {what} '{name}' in vhost '{vhost}': received \
+         '{received}' but current is '{current}'"
+    ))
+}
+
+/// 406: a redeclare whose argument differs; `received` and `current` are already worded.
+pub fn inequivalent_arg(
+    what: &str,
+    vhost: &str,
+    name: &str,
+    key: &str,
+    received: &str,
+    current: &str,
+) -> AmqpError {
+    AmqpError::precondition_failed(format!(
+        "inequivalent arg '{key}' for {what} '{name}' in vhost '{vhost}': received {received} \
+         but current is {current}"
+    ))
+}
+
+/// 406: a queue argument that is invalid, for the reason `why` (an Erlang term printed as
+/// `io_lib:format("~p")` would, line breaks included, which depend on the text before it).
+pub(crate) fn invalid_queue_arg(vhost: &str, queue: &str, key: &str, why: &Term) -> AmqpError {
+    let mut text =
+        format!("invalid arg '{key}' for queue '{queue}' in vhost '{vhost}': ").into_bytes();
+    why.pretty(&mut text, 255);
+    AmqpError::precondition_failed(String::from_utf8_lossy(&text).into_owned())
+}
+
+/// 406: a queue argument of the wrong type, checked before the others.
+pub fn invalid_queue_arg_type(vhost: &str, queue: &str, key: &str, type_name: &str) -> AmqpError {
+    AmqpError::precondition_failed(format!(
+        "invalid type '{type_name}' for arg '{key}' in queue '{queue}' in vhost '{vhost}'"
+    ))
+}
+
+/// 406: a queue property a quorum queue cannot have.
+pub fn invalid_queue_property(vhost: &str, queue: &str, property: &str) -> AmqpError {
+    AmqpError::precondition_failed(format!(
+        "invalid property '{property}' for queue '{queue}' in vhost '{vhost}'"
+    ))
+}
+
+/// 406: an ack, nack or reject naming no unacknowledged delivery.
+pub fn unknown_delivery_tag(tag: u64) -> AmqpError {
+    AmqpError::precondition_failed(format!("unknown delivery tag {tag}"))
+}
+
+/// 530 at `connection.open`: no vhost of that name.
+pub fn no_vhost(name: &str) -> AmqpError {
+    AmqpError::not_allowed(format!("vhost {name} not found"))
+}
+
+/// 406 at `basic.publish`: a message larger than the broker takes.
+pub fn message_too_large(size: u64, max: usize) -> AmqpError {
+    AmqpError::precondition_failed(format!(
+        "message size {size} is larger than configured max size {max}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_name_the_vhost_they_are_given() {
+        assert_eq!(
+            no_queue("/dev", "q").reply_text(),
+            "NOT_FOUND - no queue 'q' in vhost '/dev'"
+        );
+        assert_eq!(
+            inequivalent_flag("queue", "/", "q", "durable", true, false).reply_text(),
+            "PRECONDITION_FAILED - inequivalent arg 'durable' for queue 'q' in vhost '/': \
+             received 'true' but current is 'false'"
+        );
+    }
+}

@@ -1,0 +1,267 @@
+//! `basic.publish` on a channel: the method, then a content header, then body frames, put
+//! together into one [`Message`] and handed to the vhost's one publish path (or held for
+//! `tx.commit`).
+//!
+//! Hot path: the exchange handle comes from a per-channel cache keyed by name and
+//! revalidated by the exchange's `deleted` flag, the publish path's buffers are the
+//! channel's and reused, a single-frame body is kept as the frame's slice, and a confirm is
+//! not written per message but flushed once per batch of frames read (see [`super::tx`]).
+
+use std::sync::Arc;
+
+use amq_protocol::protocol::{AMQPClass, basic};
+use bytes::{Bytes, BytesMut};
+
+use super::tx::TxOp;
+use super::{Channel, ConnCtx};
+use crate::broker::queue::expiration::parse_expiration;
+use crate::broker::{
+    Exchange, Message, Origin, Publish as BrokerPublish, Queue, RoutingKeys, replies,
+};
+use crate::error::AmqpError;
+use crate::protocol::{ContentHeader, Publish, ReplyCode, encode_content, encode_method};
+
+/// A publish waiting for its content frames.
+#[derive(Debug)]
+pub(super) struct PendingPublish {
+    publish: Publish,
+    exchange: Arc<Exchange>,
+    header: Option<ContentHeader>,
+    body_size: usize,
+    first: Option<Bytes>,
+    joined: Option<BytesMut>,
+    received: usize,
+}
+
+fn unexpected(text: &'static str) -> AmqpError {
+    AmqpError::new(ReplyCode::UnexpectedFrame, text)
+}
+
+impl Channel {
+    /// When a publish is waiting for content frames, what a method frame now violates
+    /// (RabbitMQ's 505 texts).
+    pub fn content_expected(&self) -> Option<&'static str> {
+        self.pending.as_ref().map(|p| match p.header {
+            None => "expected content header for class 60, got non content header frame instead",
+            Some(_) => "expected content body, got non content body frame instead",
+        })
+    }
+
+    fn exchange_handle(&mut self, ctx: &ConnCtx, name: &str) -> Result<Arc<Exchange>, AmqpError> {
+        if let Some(ex) = self.exchanges.get(name)
+            && !ex.is_deleted()
+        {
+            return Ok(ex.clone());
+        }
+        let ex = ctx.vhost()?.existing_exchange(name)?;
+        if self.exchanges.len() > 1024 {
+            self.exchanges.clear();
+        }
+        self.exchanges.insert(name.to_owned(), ex.clone());
+        Ok(ex)
+    }
+
+    pub(super) fn start_publish(
+        &mut self,
+        ctx: &ConnCtx,
+        publish: Publish,
+    ) -> Result<(), AmqpError> {
+        if publish.immediate {
+            return Err(AmqpError::not_implemented("immediate=true"));
+        }
+        let exchange = self.exchange_handle(ctx, publish.exchange.as_str())?;
+        if exchange.spec.internal {
+            return Err(replies::internal_exchange(
+                ctx.vhost()?.name(),
+                exchange.name(),
+            ));
+        }
+        self.pending = Some(PendingPublish {
+            publish,
+            exchange,
+            header: None,
+            body_size: 0,
+            first: None,
+            joined: None,
+            received: 0,
+        });
+        Ok(())
+    }
+
+    /// Handles a content header frame. `Err` with 505 if none was expected.
+    pub fn handle_header(
+        &mut self,
+        ctx: &mut ConnCtx,
+        header: ContentHeader,
+    ) -> Result<(), AmqpError> {
+        let Some(pending) = self.pending.as_mut() else {
+            return Err(unexpected(
+                "expected method frame, got non method frame instead",
+            ));
+        };
+        if pending.header.is_some() {
+            return Err(unexpected(
+                "expected content body, got non content body frame instead",
+            ));
+        }
+        let size = header.body_size();
+        if size > ctx.max_message_size as u64 {
+            self.pending = None;
+            return Err(replies::message_too_large(size, ctx.max_message_size).during(60, 40));
+        }
+        pending.body_size = size as usize;
+        pending.header = Some(header);
+        if size == 0 {
+            return self.finish_publish(ctx);
+        }
+        Ok(())
+    }
+
+    /// Handles a content body frame. `Err` with 505 if none was expected.
+    pub fn handle_body(&mut self, ctx: &mut ConnCtx, payload: Bytes) -> Result<(), AmqpError> {
+        let Some(pending) = self.pending.as_mut() else {
+            return Err(unexpected(
+                "expected method frame, got non method frame instead",
+            ));
+        };
+        if pending.header.is_none() {
+            return Err(unexpected(
+                "expected content header for class 60, got non content header frame instead",
+            ));
+        }
+        pending.received += payload.len();
+        if pending.received > pending.body_size {
+            return Err(AmqpError::new(
+                ReplyCode::FrameError,
+                "content body larger than the size in its header",
+            ));
+        }
+        match (&mut pending.first, &mut pending.joined) {
+            (None, None) => pending.first = Some(payload),
+            (Some(first), None) => {
+                // The declared size is only a claim: reserve at most a few MiB up front so a
+                // peer cannot make every channel hold max_message_size for a trickle.
+                let mut joined = BytesMut::with_capacity(pending.body_size.min(4 << 20));
+                joined.extend_from_slice(first);
+                joined.extend_from_slice(&payload);
+                pending.first = None;
+                pending.joined = Some(joined);
+            }
+            (_, Some(joined)) => joined.extend_from_slice(&payload),
+        }
+        if pending.received == pending.body_size {
+            self.finish_publish(ctx)?;
+        }
+        Ok(())
+    }
+
+    fn finish_publish(&mut self, ctx: &mut ConnCtx) -> Result<(), AmqpError> {
+        let Some(pending) = self.pending.take() else {
+            return Ok(());
+        };
+        let PendingPublish {
+            publish,
+            exchange,
+            header,
+            first,
+            joined,
+            ..
+        } = pending;
+        let body = match (first, joined) {
+            (_, Some(joined)) => joined.freeze(),
+            (Some(first), None) => first,
+            (None, None) => Bytes::new(),
+        };
+        let mut properties = header
+            .map(ContentHeader::into_properties)
+            .unwrap_or_default();
+        let distribution = RoutingKeys::at_publish(&properties)
+            .map_err(|e| AmqpError::new(e.reply_code(), e.to_string()).during(60, 40))?;
+        if let Some(stored) = distribution.properties {
+            properties = stored;
+        }
+        if let Some(raw) = properties.expiration()
+            && let Err(e) = parse_expiration(raw)
+        {
+            return Err(e.to_amqp_error(raw).during(60, 40));
+        }
+        let message = Arc::new(Message {
+            exchange: publish.exchange,
+            routing_key: publish.routing_key,
+            properties,
+            body,
+        });
+        let keys = distribution.keys;
+        if let Some(tx) = &mut self.tx {
+            tx.push(TxOp::Publish {
+                exchange,
+                message,
+                keys,
+                mandatory: publish.mandatory,
+            });
+            return Ok(());
+        }
+        let refused = self
+            .publish_one(ctx, &exchange, message, &keys, publish.mandatory)
+            .map_err(|e| e.during(60, 40))?;
+        self.numbered(&ctx.outbox, refused);
+        Ok(())
+    }
+
+    /// Publishes one message through the vhost and acts on the outcome: `basic.return` for
+    /// an unroutable `mandatory` message, flow control for a backlogged queue. Returns
+    /// whether a full queue refused it (its confirm is then a nack).
+    pub(super) fn publish_one(
+        &mut self,
+        ctx: &ConnCtx,
+        exchange: &Arc<Exchange>,
+        message: Arc<Message>,
+        keys: &RoutingKeys,
+        mandatory: bool,
+    ) -> Result<bool, AmqpError> {
+        let outcome = ctx.vhost()?.publish(
+            BrokerPublish {
+                exchange,
+                message,
+                keys,
+                mandatory,
+                origin: Origin::Client,
+            },
+            &mut self.scratch,
+        )?;
+        if let Some(returned) = &outcome.returned {
+            self.send_return(ctx, returned);
+        }
+        if outcome.backlogged.is_some() {
+            self.backlogged = outcome.backlogged.clone();
+        }
+        Ok(outcome.refused)
+    }
+
+    /// Returns an unroutable `mandatory` message (312 NO_ROUTE).
+    fn send_return(&self, ctx: &ConnCtx, message: &Message) {
+        let method = AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
+            reply_code: ReplyCode::NoRoute.code(),
+            reply_text: "NO_ROUTE".into(),
+            exchange: message.exchange.as_str().into(),
+            routing_key: message.routing_key.as_str().into(),
+        }));
+        let (number, frame_max) = (self.number, ctx.frame_max);
+        ctx.outbox.push(|out| {
+            if encode_method(out, number, &method).is_ok() {
+                encode_content(
+                    out,
+                    number,
+                    frame_max,
+                    &message.properties,
+                    &[&message.body],
+                );
+            }
+        });
+    }
+
+    /// A backlogged queue published to since the last call, if any (flow control).
+    pub fn take_backlogged(&mut self) -> Option<Arc<Queue>> {
+        self.backlogged.take()
+    }
+}

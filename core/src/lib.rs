@@ -9,3 +9,4 @@ pub mod plugin;
 pub mod protocol;
 pub mod scheduler;
 pub mod server;
+pub mod store;

@@ -9,8 +9,8 @@ use bytes::Bytes;
 
 use crate::protocol::{Properties, ShortStr};
 
-/// A message routed to one or more queues.
-#[derive(Debug)]
+/// A message routed to one or more queues. Cloning shares the bytes (reference counts).
+#[derive(Clone, Debug)]
 pub struct Message {
     /// The exchange it was published to (delivered back in `basic.deliver`).
     pub exchange: ShortStr,

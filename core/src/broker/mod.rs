@@ -1,7 +1,7 @@
 //! The broker's state and the operations AMQP methods perform on it.
 //!
-//! - [`Broker`] (this file): the process-level node — the exchange-type registry, the vhosts
-//!   by name, and (with the storage issue) the store, users and permissions.
+//! - [`Broker`] (this file): the process-level node — the exchange-type registry, the
+//!   stores ([`crate::store`]), the vhosts by name, and later users and permissions.
 //! - [`vhost`]: one virtual host — its exchanges, queues and binding table, the catalogue
 //!   operations (declare, delete, bind), and routing across exchanges.
 //! - [`publish`]: the one publish path every message enters queues through.
@@ -47,6 +47,7 @@ use rustc_hash::FxHashMap;
 
 use crate::error::AmqpError;
 use crate::plugin::ExchangeTypeRegistry;
+use crate::store::Stores;
 pub use delayed::{Delayed, PendingInfo};
 pub use exchange::{Exchange, ExchangeSpec};
 pub use message::Message;
@@ -65,15 +66,26 @@ pub const DEFAULT_VHOST: &str = "/";
 #[derive(Debug)]
 pub struct Broker {
     registry: Arc<ExchangeTypeRegistry>,
+    stores: Stores,
     vhosts: RwLock<FxHashMap<String, Arc<VHost>>>,
 }
 
 impl Broker {
-    /// A broker with the default vhost `/`, routing through `registry`'s exchange types.
-    /// Call inside a tokio runtime (the vhost's timers run on it).
+    /// A broker with the default vhost `/`, routing through `registry`'s exchange types,
+    /// keeping what must survive a restart in memory. Call inside a tokio runtime (the
+    /// vhost's timers run on it).
     pub fn new(registry: ExchangeTypeRegistry) -> Result<Arc<Broker>, AmqpError> {
+        Broker::with_stores(registry, Stores::memory())
+    }
+
+    /// A broker over `stores`.
+    pub fn with_stores(
+        registry: ExchangeTypeRegistry,
+        stores: Stores,
+    ) -> Result<Arc<Broker>, AmqpError> {
         let broker = Broker {
             registry: Arc::new(registry),
+            stores,
             vhosts: RwLock::new(FxHashMap::default()),
         };
         broker.add_vhost(DEFAULT_VHOST)?;
@@ -83,6 +95,11 @@ impl Broker {
     /// The exchange types every vhost routes through.
     pub fn registry(&self) -> &ExchangeTypeRegistry {
         &self.registry
+    }
+
+    /// What the broker stores.
+    pub fn stores(&self) -> &Stores {
+        &self.stores
     }
 
     /// The vhost named `name`.
@@ -102,7 +119,7 @@ impl Broker {
         if let Some(existing) = self.vhost(name) {
             return Ok(existing);
         }
-        let vhost = VHost::new(name, self.registry.clone())?;
+        let vhost = VHost::new(name, self.registry.clone(), self.stores.definitions.clone())?;
         Ok(self
             .vhosts
             .write()

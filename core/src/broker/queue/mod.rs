@@ -235,6 +235,12 @@ impl Queue {
         &self.spec.name
     }
 
+    /// Whether the queue's definition is stored (durable, not exclusive): it survives a
+    /// restart.
+    pub fn is_stored(&self) -> bool {
+        self.spec.durable && self.spec.exclusive_owner.is_none()
+    }
+
     /// The name of the vhost it lives in.
     pub fn vhost(&self) -> &str {
         &self.vhost

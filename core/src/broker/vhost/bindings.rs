@@ -35,6 +35,8 @@ pub struct Binding {
     pub arguments: FieldTable,
     /// The same arguments as the plugin sees them.
     pub raw_arguments: Bytes,
+    /// Both ends are durable: the binding is stored and survives a restart.
+    pub durable: bool,
 }
 
 impl Binding {
@@ -171,6 +173,7 @@ mod tests {
             key: key.into(),
             arguments: FieldTable::default(),
             raw_arguments: Bytes::new(),
+            durable: false,
         }
     }
 

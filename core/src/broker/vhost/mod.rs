@@ -34,6 +34,10 @@ use super::replies;
 use crate::error::AmqpError;
 use crate::plugin::ExchangeTypeRegistry;
 use crate::protocol::{ReplyCode, encode_table_body};
+use crate::store::{
+    BindingDefinition, Definition, DefinitionKey, DefinitionStore, DestinationKind,
+    ExchangeDefinition, QueueDefinition,
+};
 pub use bindings::{Binding, BindingTable, BoundTo};
 pub use routing::RouteScratch;
 
@@ -91,6 +95,8 @@ pub struct VHost {
     pub(super) queues: RwLock<FxHashMap<String, Arc<Queue>>>,
     /// The catalogue lock, and the bindings it guards.
     catalogue: Mutex<BindingTable>,
+    /// Where durable definitions are recorded.
+    definitions: Arc<dyn DefinitionStore>,
     next_id: AtomicU64,
     /// Itself, for the drivers it starts (which must not keep it alive).
     me: Weak<VHost>,
@@ -100,7 +106,11 @@ impl VHost {
     /// A vhost named `name` with the default and `amq.*` exchanges. Must be called inside a
     /// tokio runtime for timers to run (outside one, deadlines are honoured only when a
     /// queue is next used, and delayed exchanges cannot be declared).
-    pub fn new(name: &str, registry: Arc<ExchangeTypeRegistry>) -> Result<Arc<VHost>, AmqpError> {
+    pub fn new(
+        name: &str,
+        registry: Arc<ExchangeTypeRegistry>,
+        definitions: Arc<dyn DefinitionStore>,
+    ) -> Result<Arc<VHost>, AmqpError> {
         let mut created = Ok(());
         let vhost = Arc::new_cyclic(|me| {
             let vhost = VHost {
@@ -109,6 +119,7 @@ impl VHost {
                 exchanges: RwLock::new(FxHashMap::default()),
                 queues: RwLock::new(FxHashMap::default()),
                 catalogue: Mutex::new(BindingTable::default()),
+                definitions,
                 next_id: AtomicU64::new(1),
                 me: me.clone(),
             };
@@ -149,6 +160,42 @@ impl VHost {
 
     fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Records a durable definition before the client hears that it exists.
+    fn record(&self, definition: Definition) -> Result<(), AmqpError> {
+        self.definitions
+            .put(definition)
+            .map_err(|e| AmqpError::internal(format!("cannot store the definition: {e}")))
+    }
+
+    /// Forgets a durable definition. The object is already gone from memory, so a failure
+    /// can only be logged: it would come back at the next start.
+    fn forget(&self, key: DefinitionKey) {
+        if let Err(e) = self.definitions.delete(&key) {
+            tracing::error!(vhost = %self.name, ?key, "cannot delete the stored definition: {e}");
+        }
+    }
+
+    fn forget_bindings(&self, removed: &[Binding]) {
+        for b in removed.iter().filter(|b| b.durable) {
+            self.forget(DefinitionKey::Binding(self.binding_definition(b)));
+        }
+    }
+
+    fn binding_definition(&self, b: &Binding) -> BindingDefinition {
+        let (destination_kind, destination) = match &b.destination {
+            BoundTo::Queue(q) => (DestinationKind::Queue, q.clone()),
+            BoundTo::Exchange(x) => (DestinationKind::Exchange, x.clone()),
+        };
+        BindingDefinition {
+            vhost: self.name.to_string(),
+            source: b.source.clone(),
+            destination_kind,
+            destination,
+            key: b.key.clone(),
+            arguments: b.raw_arguments.clone(),
+        }
     }
 
     fn create_exchange(&self, spec: ExchangeSpec, raw_args: &[u8]) -> Result<(), AmqpError> {
@@ -296,7 +343,26 @@ impl VHost {
             arguments: d.arguments.clone(),
             alternate: text_arg(d.arguments, "alternate-exchange").map(str::to_owned),
         };
-        self.create_exchange(spec, &raw)
+        let stored = spec.durable.then(|| {
+            Definition::Exchange(ExchangeDefinition {
+                vhost: vhost.to_owned(),
+                name: spec.name.clone(),
+                kind: spec.kind.clone(),
+                auto_delete: spec.auto_delete,
+                internal: spec.internal,
+                arguments: raw.clone(),
+            })
+        });
+        self.create_exchange(spec, &raw)?;
+        if let Some(definition) = stored
+            && let Err(e) = self.record(definition)
+        {
+            if let Some(created) = self.exchanges.write().remove(d.name) {
+                created.mark_deleted();
+            }
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// `exchange.delete`.
@@ -322,15 +388,23 @@ impl VHost {
         let name = exchange.name();
         self.exchanges.write().remove(name);
         exchange.mark_deleted();
+        if exchange.spec.durable {
+            self.forget(DefinitionKey::Exchange(
+                self.name.to_string(),
+                name.to_owned(),
+            ));
+        }
         // Its own bindings die with its router; the ones to it are removed from their sources.
-        bindings.remove_from(name);
+        let outgoing = bindings.remove_from(name);
+        self.forget_bindings(&outgoing);
         let incoming = bindings.remove_to(exchange.id);
         self.unbind_from_sources(bindings, &incoming);
     }
 
-    /// Removes `removed` (already out of the table) from their sources' routers, then
-    /// deletes the auto-delete sources left without bindings.
+    /// Removes `removed` (already out of the table) from their sources' routers and the
+    /// store, then deletes the auto-delete sources left without bindings.
     fn unbind_from_sources(&self, bindings: &mut BindingTable, removed: &[Binding]) {
+        self.forget_bindings(removed);
         let mut sources: Vec<&str> = removed.iter().map(|b| b.source.as_str()).collect();
         sources.sort_unstable();
         sources.dedup();
@@ -426,6 +500,14 @@ impl VHost {
             single_active,
             limits,
         };
+        if spec.durable && spec.exclusive_owner.is_none() {
+            self.record(Definition::Queue(QueueDefinition {
+                vhost: vhost.to_owned(),
+                name: spec.name.clone(),
+                auto_delete: spec.auto_delete,
+                arguments: encode_args(d.arguments)?,
+            }))?;
+        }
         let queue = Queue::new(self.next_id(), spec, self.name.clone());
         drivers::expiry::spawn(&queue, self.me.clone());
         self.queues.write().insert(name.to_owned(), queue.clone());
@@ -467,6 +549,12 @@ impl VHost {
             }
         }
         let (messages, consumers) = queue.mark_deleted();
+        if queue.is_stored() {
+            self.forget(DefinitionKey::Queue(
+                self.name.to_string(),
+                queue.name().to_owned(),
+            ));
+        }
         let incoming = bindings.remove_to(queue.id);
         self.unbind_from_sources(bindings, &incoming);
         for consumer in consumers {
@@ -522,15 +610,28 @@ impl VHost {
             return Ok(());
         }
         let destination_id = destination.id();
+        let durable = exchange.spec.durable
+            && match &destination {
+                Destination::Queue(q) => q.is_stored(),
+                Destination::Exchange(x) => x.spec.durable,
+            };
         exchange.add_binding(destination, key, &raw)?;
-        bindings.insert(Binding {
+        let binding = Binding {
             source: source.to_owned(),
             destination: bound_to,
             destination_id,
             key: key.to_owned(),
             arguments: arguments.clone(),
             raw_arguments: raw,
-        });
+            durable,
+        };
+        if durable
+            && let Err(e) = self.record(Definition::Binding(self.binding_definition(&binding)))
+        {
+            exchange.remove_bindings(&[binding.router_key()]);
+            return Err(e);
+        }
+        bindings.insert(binding);
         Ok(())
     }
 
@@ -592,3 +693,6 @@ fn encode_args(arguments: &FieldTable) -> Result<bytes::Bytes, AmqpError> {
     encode_table_body(arguments)
         .map_err(|e| AmqpError::precondition_failed(format!("invalid arguments: {e}")))
 }
+
+#[cfg(test)]
+mod tests;

@@ -39,23 +39,15 @@ impl Channel {
                 (!d.nowait).then_some(M::DeleteOk(exchange::DeleteOk {}))
             }
             M::Bind(b) => {
-                vhost.bind(
-                    ctx.id,
-                    BindTarget::Exchange(b.destination.as_str()),
-                    b.source.as_str(),
-                    b.routing_key.as_str(),
-                    &b.arguments,
-                )?;
+                let target = BindTarget::Exchange(b.destination.as_str());
+                let (source, key) = (b.source.as_str(), b.routing_key.as_str());
+                vhost.bind(ctx.id, target, source, key, &b.arguments)?;
                 (!b.nowait).then_some(M::BindOk(exchange::BindOk {}))
             }
             M::Unbind(b) => {
-                vhost.unbind(
-                    ctx.id,
-                    BindTarget::Exchange(b.destination.as_str()),
-                    b.source.as_str(),
-                    b.routing_key.as_str(),
-                    &b.arguments,
-                )?;
+                let target = BindTarget::Exchange(b.destination.as_str());
+                let (source, key) = (b.source.as_str(), b.routing_key.as_str());
+                vhost.unbind(ctx.id, target, source, key, &b.arguments)?;
                 (!b.nowait).then_some(M::UnbindOk(exchange::UnbindOk {}))
             }
             _ => return Err(AmqpError::command_invalid("unexpected exchange method")),
@@ -129,25 +121,15 @@ impl Channel {
                 })
             }
             M::Bind(b) => {
-                let name = self.queue_name(b.queue.as_str())?.to_owned();
-                vhost.bind(
-                    ctx.id,
-                    BindTarget::Queue(&name),
-                    b.exchange.as_str(),
-                    b.routing_key.as_str(),
-                    &b.arguments,
-                )?;
+                let target = BindTarget::Queue(self.queue_name(b.queue.as_str())?);
+                let (source, key) = (b.exchange.as_str(), b.routing_key.as_str());
+                vhost.bind(ctx.id, target, source, key, &b.arguments)?;
                 (!b.nowait).then_some(M::BindOk(queue::BindOk {}))
             }
             M::Unbind(b) => {
-                let name = self.queue_name(b.queue.as_str())?.to_owned();
-                vhost.unbind(
-                    ctx.id,
-                    BindTarget::Queue(&name),
-                    b.exchange.as_str(),
-                    b.routing_key.as_str(),
-                    &b.arguments,
-                )?;
+                let target = BindTarget::Queue(self.queue_name(b.queue.as_str())?);
+                let (source, key) = (b.exchange.as_str(), b.routing_key.as_str());
+                vhost.unbind(ctx.id, target, source, key, &b.arguments)?;
                 Some(M::UnbindOk(queue::UnbindOk {}))
             }
             M::Purge(p) => {

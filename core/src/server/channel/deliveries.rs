@@ -16,7 +16,7 @@ use super::tx::TxOp;
 use super::{Channel, ConnCtx};
 use crate::broker::{Consumer, DeliveryChannel, Message, Queue, Unacked, VHost, names, replies};
 use crate::error::AmqpError;
-use crate::protocol::{RawMethod, ShortStr, encode_content, encode_method};
+use crate::protocol::{RawMethod, ShortStr};
 
 impl Channel {
     pub(super) fn basic_method(
@@ -163,18 +163,7 @@ impl Channel {
             routing_key: message.routing_key.as_str().into(),
             message_count: remaining as u32,
         }));
-        let (number, frame_max) = (self.number, ctx.frame_max);
-        ctx.outbox.push(|out| {
-            if encode_method(out, number, &method).is_ok() {
-                encode_content(
-                    out,
-                    number,
-                    frame_max,
-                    &message.properties,
-                    &[&message.body],
-                );
-            }
-        });
+        ctx.send_with_content(self.number, &method, &message);
         Ok(())
     }
 

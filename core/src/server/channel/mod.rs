@@ -22,9 +22,9 @@ use amq_protocol::protocol::{AMQPClass, channel, confirm};
 use rustc_hash::FxHashMap;
 
 use super::outbox::Outbox;
-use crate::broker::{Broker, DeliveryChannel, Exchange, PublishScratch, Queue, VHost};
+use crate::broker::{Broker, DeliveryChannel, Exchange, Message, PublishScratch, Queue, VHost};
 use crate::error::AmqpError;
-use crate::protocol::{RawMethod, ReplyCode, encode_method};
+use crate::protocol::{RawMethod, ReplyCode, encode_content, encode_method};
 use publish::PendingPublish;
 use tx::{Confirms, TxOp};
 
@@ -57,6 +57,23 @@ impl ConnCtx {
                 tracing::error!("cannot encode {method:?}: {e}");
             }
         });
+    }
+
+    /// Sends a method frame followed by `message`'s content (`basic.get-ok`,
+    /// `basic.return`).
+    pub fn send_with_content(&self, channel: u16, method: &AMQPClass, message: &Message) {
+        let frame_max = self.frame_max;
+        self.outbox
+            .push(|out| match encode_method(out, channel, method) {
+                Ok(()) => encode_content(
+                    out,
+                    channel,
+                    frame_max,
+                    &message.properties,
+                    &[&message.body],
+                ),
+                Err(e) => tracing::error!("cannot encode {method:?}: {e}"),
+            });
     }
 
     /// The connection's vhost. Channels exist only after `connection.open` chose it, so the

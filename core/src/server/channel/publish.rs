@@ -19,7 +19,7 @@ use crate::broker::{
     Exchange, Message, Origin, Publish as BrokerPublish, Queue, RoutingKeys, replies,
 };
 use crate::error::AmqpError;
-use crate::protocol::{ContentHeader, Publish, ReplyCode, encode_content, encode_method};
+use crate::protocol::{ContentHeader, Publish, ReplyCode};
 
 /// A publish waiting for its content frames.
 #[derive(Debug)]
@@ -246,18 +246,7 @@ impl Channel {
             exchange: message.exchange.as_str().into(),
             routing_key: message.routing_key.as_str().into(),
         }));
-        let (number, frame_max) = (self.number, ctx.frame_max);
-        ctx.outbox.push(|out| {
-            if encode_method(out, number, &method).is_ok() {
-                encode_content(
-                    out,
-                    number,
-                    frame_max,
-                    &message.properties,
-                    &[&message.body],
-                );
-            }
-        });
+        ctx.send_with_content(self.number, &method, message);
     }
 
     /// A backlogged queue published to since the last call, if any (flow control).

@@ -1,0 +1,163 @@
+//! The vhost's catalogue against its stores and its neighbours: what is recorded as a
+//! definition, what deleting forgets, and that two vhosts share no name.
+
+use std::sync::Arc;
+
+use amq_protocol::types::FieldTable;
+use bytes::Bytes;
+
+use super::{BindTarget, ExchangeDeclare, QueueDeclare, VHost};
+use crate::broker::publish::{Origin, Publish, PublishScratch, Routed};
+use crate::broker::{Broker, DEFAULT_VHOST, Message, RoutingKeys};
+use crate::plugin::ExchangeTypeRegistry;
+use crate::protocol::{Properties, ReplyCode, ShortStr};
+use crate::store::{Definition, DefinitionStore, Stores, memory::MemoryStore};
+
+fn broker() -> (Arc<Broker>, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::default());
+    let broker = Broker::with_stores(
+        ExchangeTypeRegistry::with_builtins(),
+        Stores::from_one(store.clone()),
+    )
+    .expect("broker");
+    (broker, store)
+}
+
+fn exchange(vhost: &VHost, name: &str, durable: bool) {
+    vhost
+        .declare_exchange(&ExchangeDeclare {
+            name,
+            kind: "direct",
+            passive: false,
+            durable,
+            auto_delete: false,
+            internal: false,
+            arguments: &FieldTable::default(),
+        })
+        .expect("exchange declared");
+}
+
+fn queue(vhost: &VHost, name: &str, durable: bool, exclusive: bool) {
+    vhost
+        .declare_queue(
+            1,
+            &QueueDeclare {
+                name,
+                passive: false,
+                durable,
+                exclusive,
+                auto_delete: false,
+                arguments: &FieldTable::default(),
+            },
+        )
+        .expect("queue declared");
+}
+
+fn bind(vhost: &VHost, source: &str, queue: &str) {
+    vhost
+        .bind(
+            1,
+            BindTarget::Queue(queue),
+            source,
+            "k",
+            &FieldTable::default(),
+        )
+        .expect("bound");
+}
+
+/// The stored definitions as short labels, in load order.
+fn stored(store: &MemoryStore) -> Vec<String> {
+    store
+        .load()
+        .expect("load")
+        .into_iter()
+        .map(|d| match d {
+            Definition::Exchange(x) => format!("exchange {}", x.name),
+            Definition::Queue(q) => format!("queue {}", q.name),
+            Definition::Binding(b) => format!("binding {}->{}", b.source, b.destination),
+        })
+        .collect()
+}
+
+#[test]
+fn only_durable_definitions_are_stored() {
+    let (broker, store) = broker();
+    let vhost = broker.vhost(DEFAULT_VHOST).expect("default vhost");
+    exchange(&vhost, "dx", true);
+    exchange(&vhost, "tx", false);
+    queue(&vhost, "dq", true, false);
+    queue(&vhost, "tq", false, false);
+    queue(&vhost, "eq", true, true);
+    bind(&vhost, "dx", "dq");
+    bind(&vhost, "dx", "tq");
+    bind(&vhost, "tx", "dq");
+    bind(&vhost, "dx", "eq");
+    assert_eq!(
+        stored(&store),
+        ["exchange dx", "queue dq", "binding dx->dq"],
+        "transient and exclusive objects, and bindings touching them, are not stored"
+    );
+}
+
+#[test]
+fn deleting_forgets_the_object_and_its_bindings() {
+    let (broker, store) = broker();
+    let vhost = broker.vhost(DEFAULT_VHOST).expect("default vhost");
+    exchange(&vhost, "dx", true);
+    queue(&vhost, "dq", true, false);
+    queue(&vhost, "other", true, false);
+    bind(&vhost, "dx", "dq");
+    bind(&vhost, "dx", "other");
+    vhost.delete_queue(1, "dq", false, false).expect("deleted");
+    assert_eq!(
+        stored(&store),
+        ["exchange dx", "queue other", "binding dx->other"]
+    );
+    vhost.delete_exchange("dx", false).expect("deleted");
+    assert_eq!(stored(&store), ["queue other"]);
+}
+
+fn message(routing_key: &str) -> Arc<Message> {
+    Arc::new(Message {
+        exchange: ShortStr::empty(),
+        routing_key: ShortStr::copy_from_str(routing_key).expect("short"),
+        properties: Properties::empty(),
+        body: Bytes::from_static(b"m"),
+    })
+}
+
+#[test]
+fn vhosts_share_no_names_and_name_themselves_in_errors() {
+    let (broker, _) = broker();
+    let root = broker.vhost(DEFAULT_VHOST).expect("default vhost");
+    let dev = broker.add_vhost("/dev").expect("second vhost");
+    queue(&root, "q", false, false);
+    let missing = dev.usable_queue(1, "q").expect_err("not in /dev");
+    assert_eq!(missing.code, ReplyCode::NotFound);
+    assert_eq!(missing.text, "no queue 'q' in vhost '/dev'");
+    queue(&dev, "q", false, false);
+
+    let default = dev
+        .existing_exchange("")
+        .expect("each vhost has its default exchange");
+    let outcome = dev
+        .publish(
+            Publish {
+                exchange: &default,
+                message: message("q"),
+                keys: &RoutingKeys::default(),
+                mandatory: false,
+                origin: Origin::Client,
+            },
+            &mut PublishScratch::default(),
+        )
+        .expect("published");
+    assert_eq!(outcome.routed, Routed::Queues(1));
+    let count = |v: &VHost| v.queue("q").expect("queue").counts().0.0;
+    assert_eq!(
+        (count(&root), count(&dev)),
+        (0, 1),
+        "only /dev's queue got it"
+    );
+    assert_eq!(broker.vhost_names(), ["/", "/dev"]);
+}

@@ -1,0 +1,289 @@
+//! What must survive a restart, behind traits: the seam storage is written into.
+//!
+//! Three stores, each with one contract, so that an implementation can be checked against
+//! it ([`conformance`]) and the broker never knows which one it has:
+//!
+//! - [`DefinitionStore`]: durable exchanges, queues and the bindings between them (later
+//!   users, vhosts and permissions), put and deleted one at a time, loaded whole at start.
+//! - [`MessageStore`]: persistent messages of durable queues — appended once whatever the
+//!   fan-out, removed per queue when acked (or rejected, expired, dropped), marked when
+//!   delivered so that a crash brings them back redelivered, recovered per queue in order. A
+//!   [`SyncMark`] is how confirms wait: everything appended before a mark is durable once
+//!   [`MessageStore::synced`] reaches it.
+//! - [`HeldStore`]: messages held by delayed exchanges, read back by due time a page at a
+//!   time, so a restart need not read the far future.
+//!
+//! Every time in a store is wall-clock epoch milliseconds ([`crate::clock`]): a deadline or a
+//! due time means the same after a restart, and keeps running while the broker is down.
+//!
+//! [`memory::MemoryStore`] keeps everything in the process (today's behaviour: gone with the
+//! process, kept across a broker rebuilt in the same process). Every method that writes may
+//! block on I/O in a disk implementation, so the broker calls them off the async reactor.
+
+pub mod conformance;
+pub mod memory;
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::broker::message::Message;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file system refused.
+    #[error("storage I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// A record could not be read back.
+    #[error("stored record is damaged: {0}")]
+    Corrupt(String),
+    /// An earlier write failed; the store takes no more writes (its durability is unknown).
+    #[error("the store refuses writes after an earlier failure: {0}")]
+    Failed(String),
+}
+
+/// The result of a store operation.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A durable exchange.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExchangeDefinition {
+    /// Its vhost.
+    pub vhost: String,
+    /// Its name.
+    pub name: String,
+    /// Its type (a plugin's name, or `x-delayed-message`).
+    pub kind: String,
+    /// Deleted when its last binding goes.
+    pub auto_delete: bool,
+    /// Cannot be published to directly.
+    pub internal: bool,
+    /// Declare arguments, as an encoded field table body.
+    pub arguments: Bytes,
+}
+
+/// A durable queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueDefinition {
+    /// Its vhost.
+    pub vhost: String,
+    /// Its name.
+    pub name: String,
+    /// Deleted when its last consumer goes.
+    pub auto_delete: bool,
+    /// Declare arguments, as an encoded field table body.
+    pub arguments: Bytes,
+}
+
+/// What a binding's destination is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DestinationKind {
+    /// A queue.
+    Queue,
+    /// An exchange.
+    Exchange,
+}
+
+/// A binding between durable objects.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BindingDefinition {
+    /// Its vhost.
+    pub vhost: String,
+    /// The source exchange.
+    pub source: String,
+    /// What the destination is.
+    pub destination_kind: DestinationKind,
+    /// The destination's name.
+    pub destination: String,
+    /// Binding key.
+    pub key: String,
+    /// Binding arguments, as an encoded field table body.
+    pub arguments: Bytes,
+}
+
+/// One durable definition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Definition {
+    /// An exchange.
+    Exchange(ExchangeDefinition),
+    /// A queue.
+    Queue(QueueDefinition),
+    /// A binding.
+    Binding(BindingDefinition),
+}
+
+/// What names a definition: putting a definition with the key of an existing one replaces it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum DefinitionKey {
+    /// An exchange, by vhost and name.
+    Exchange(String, String),
+    /// A queue, by vhost and name.
+    Queue(String, String),
+    /// A binding, by everything it is.
+    Binding(BindingDefinition),
+}
+
+impl Definition {
+    /// The key that names this definition.
+    pub fn key(&self) -> DefinitionKey {
+        match self {
+            Definition::Exchange(x) => DefinitionKey::Exchange(x.vhost.clone(), x.name.clone()),
+            Definition::Queue(q) => DefinitionKey::Queue(q.vhost.clone(), q.name.clone()),
+            Definition::Binding(b) => DefinitionKey::Binding(b.clone()),
+        }
+    }
+}
+
+/// Durable definitions.
+pub trait DefinitionStore: Send + Sync + fmt::Debug {
+    /// Records `definition` (replacing one with the same key); durable when it returns.
+    fn put(&self, definition: Definition) -> StoreResult<()>;
+    /// Forgets the definition named `key` (nothing if there is none); durable when it returns.
+    fn delete(&self, key: &DefinitionKey) -> StoreResult<()>;
+    /// Every definition: exchanges and queues before any binding, each kind in the order its
+    /// definitions were first put.
+    fn load(&self) -> StoreResult<Vec<Definition>>;
+}
+
+/// A durable queue, as stores name it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueKey {
+    /// Its vhost.
+    pub vhost: String,
+    /// Its name.
+    pub queue: String,
+}
+
+/// A stored message, unique within its store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(pub u64);
+
+/// A position in a store's write order. Increases with every write; everything written at
+/// or before a mark is durable once the store's synced mark reaches it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SyncMark(pub u64);
+
+/// A message recovered for one queue.
+#[derive(Clone, Debug)]
+pub struct Recovered {
+    /// Its id.
+    pub id: MessageId,
+    /// The message, every property and header byte for byte.
+    pub message: Arc<Message>,
+    /// Its deadline in this queue (epoch ms, or `clock::NEVER`).
+    pub deadline: u64,
+    /// It had been delivered from this queue and not acknowledged.
+    pub redelivered: bool,
+}
+
+/// Persistent messages of durable queues.
+pub trait MessageStore: Send + Sync + fmt::Debug {
+    /// Appends `message` for each of `queues` with its deadline there (the body is written
+    /// once); returns its id and the mark a confirm for it waits on.
+    fn append(
+        &self,
+        message: &Message,
+        queues: &[(QueueKey, u64)],
+    ) -> StoreResult<(MessageId, SyncMark)>;
+    /// The message left `queue` for good (acked, rejected, expired, dropped or purged).
+    fn remove(&self, queue: &QueueKey, id: MessageId) -> StoreResult<()>;
+    /// The message was delivered from `queue`: if it is recovered, it is redelivered.
+    fn delivered(&self, queue: &QueueKey, id: MessageId) -> StoreResult<()>;
+    /// Forgets everything of `queue` (it was deleted).
+    fn forget_queue(&self, queue: &QueueKey) -> StoreResult<()>;
+    /// Makes everything written so far durable (one sync for every writer since the last:
+    /// group commit); returns the mark now synced.
+    fn sync(&self) -> StoreResult<SyncMark>;
+    /// The highest mark that is durable now.
+    fn synced(&self) -> SyncMark;
+    /// The messages `queue` still has, in append order.
+    fn recover(&self, queue: &QueueKey) -> StoreResult<Vec<Recovered>>;
+}
+
+/// A delayed exchange, as stores name it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ExchangeKey {
+    /// Its vhost.
+    pub vhost: String,
+    /// Its name.
+    pub exchange: String,
+}
+
+/// A held message, unique within its store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HeldId(pub u64);
+
+/// Where a page of held messages starts: after this due time and id (`None`: the first).
+pub type HeldCursor = Option<(u64, HeldId)>;
+
+/// A held message read back.
+#[derive(Clone, Debug)]
+pub struct HeldRecord {
+    /// Its id.
+    pub id: HeldId,
+    /// When it is due (epoch ms).
+    pub due: u64,
+    /// The message as published.
+    pub message: Arc<Message>,
+    /// Its extra routing keys (`CC` and `BCC`).
+    pub keys: Vec<Vec<u8>>,
+}
+
+/// Messages held by delayed exchanges.
+pub trait HeldStore: Send + Sync + fmt::Debug {
+    /// Holds `message` for `exchange` until `due`; returns its id and the mark a confirm
+    /// waits on.
+    fn hold(
+        &self,
+        exchange: &ExchangeKey,
+        due: u64,
+        message: &Message,
+        keys: &[Vec<u8>],
+    ) -> StoreResult<(HeldId, SyncMark)>;
+    /// Forgets a held message (it fired into durable queues, or was cancelled).
+    fn release(&self, exchange: &ExchangeKey, id: HeldId) -> StoreResult<()>;
+    /// Up to `limit` held messages of `exchange` due at or before `until`, in (due, id)
+    /// order, starting after `after`.
+    fn page(
+        &self,
+        exchange: &ExchangeKey,
+        after: HeldCursor,
+        until: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<HeldRecord>>;
+    /// How many messages `exchange` holds.
+    fn count(&self, exchange: &ExchangeKey) -> StoreResult<u64>;
+    /// Forgets everything `exchange` holds (it was deleted).
+    fn forget_exchange(&self, exchange: &ExchangeKey) -> StoreResult<()>;
+}
+
+/// The three stores a broker runs on.
+#[derive(Clone, Debug)]
+pub struct Stores {
+    /// Definitions.
+    pub definitions: Arc<dyn DefinitionStore>,
+    /// Messages of durable queues.
+    pub messages: Arc<dyn MessageStore>,
+    /// Messages held by delayed exchanges.
+    pub held: Arc<dyn HeldStore>,
+}
+
+impl Stores {
+    /// All three kept in memory, by one [`memory::MemoryStore`].
+    pub fn memory() -> Stores {
+        Stores::from_one(Arc::new(memory::MemoryStore::default()))
+    }
+
+    /// All three from one implementation.
+    pub fn from_one<S: DefinitionStore + MessageStore + HeldStore + 'static>(
+        store: Arc<S>,
+    ) -> Stores {
+        Stores {
+            definitions: store.clone(),
+            messages: store.clone(),
+            held: store,
+        }
+    }
+}

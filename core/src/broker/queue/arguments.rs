@@ -238,9 +238,7 @@ impl QueueArguments {
     ) -> Result<QueueArguments, AmqpError> {
         let limits = QueueLimits::from_arguments(queue, vhost, args)?;
         let invalid_type = |key: &str, value: &AMQPValue| {
-            let mut text = format!("invalid arg '{key}' for queue '{queue}' in vhost '{vhost}': ");
-            text.push_str(&format!("{{unacceptable_type,{}}}", type_name(value)));
-            AmqpError::precondition_failed(text)
+            replies::unacceptable_queue_arg(vhost, queue, key, type_name(value))
         };
         if let Some(value) = args.inner().get("x-queue-type") {
             if !matches!(value, AMQPValue::LongString(_) | AMQPValue::ShortString(_)) {
@@ -263,11 +261,11 @@ impl QueueArguments {
                     }
                 }
                 other => {
-                    return Err(AmqpError::precondition_failed(format!(
-                        "invalid arg 'x-queue-type' for queue '{queue}' in vhost '{vhost}': \
-                         \"unsupported queue type '{}'\"",
-                        other.unwrap_or_default()
-                    )));
+                    return Err(replies::unsupported_queue_type(
+                        vhost,
+                        queue,
+                        other.unwrap_or_default(),
+                    ));
                 }
             }
         }

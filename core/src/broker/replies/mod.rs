@@ -9,6 +9,7 @@
 pub(crate) mod term;
 
 use crate::error::AmqpError;
+use crate::protocol::ReplyCode;
 use term::Term;
 
 /// 404: no such queue.
@@ -158,6 +159,62 @@ pub fn message_too_large(size: u64, max: usize) -> AmqpError {
     AmqpError::precondition_failed(format!(
         "message size {size} is larger than configured max size {max}"
     ))
+}
+
+/// 406: a queue argument of a type it cannot have (`x-queue-type`, single-active-consumer).
+pub fn unacceptable_queue_arg(vhost: &str, queue: &str, key: &str, type_name: &str) -> AmqpError {
+    AmqpError::precondition_failed(format!(
+        "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}': \
+         {{unacceptable_type,{type_name}}}"
+    ))
+}
+
+/// 406: an `x-queue-type` no queue has.
+pub fn unsupported_queue_type(vhost: &str, queue: &str, kind: &str) -> AmqpError {
+    AmqpError::precondition_failed(format!(
+        "invalid arg 'x-queue-type' for queue '{queue}' in vhost '{vhost}': \
+         \"unsupported queue type '{kind}'\""
+    ))
+}
+
+/// 406: a consumer tag that is not a short string.
+pub fn bad_consumer_tag() -> AmqpError {
+    AmqpError::precondition_failed("bad consumer tag")
+}
+
+/// 530: `basic.consume` with a tag the channel already has.
+pub fn consumer_tag_reused(tag: &str) -> AmqpError {
+    AmqpError::not_allowed(format!("attempt to reuse consumer tag '{tag}'"))
+}
+
+/// 406: `tx.commit` or `tx.rollback` without `tx.select`.
+pub fn not_transactional() -> AmqpError {
+    AmqpError::precondition_failed("channel is not transactional")
+}
+
+/// 406: `confirm.select` on a transactional channel, or the reverse.
+pub fn mode_switch(from: &str, to: &str) -> AmqpError {
+    AmqpError::precondition_failed(format!("cannot switch from {from} to {to} mode"))
+}
+
+/// 504: `channel.open` on an open channel.
+pub fn second_channel_open() -> AmqpError {
+    AmqpError::new(ReplyCode::ChannelError, "second 'channel.open' seen")
+}
+
+/// 503: a method a channel does not take (`what` names the class, or the ids).
+pub fn unexpected_method(what: &str) -> AmqpError {
+    AmqpError::command_invalid(format!("unexpected {what}"))
+}
+
+/// 503: `channel.close-ok` on an open channel.
+pub fn unimplemented_method() -> AmqpError {
+    AmqpError::command_invalid("unimplemented method")
+}
+
+/// 540: something RabbitMQ does not implement either (`prefetch_size`, `immediate`, …).
+pub fn not_implemented(what: &str) -> AmqpError {
+    AmqpError::not_implemented(what.to_owned())
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ impl Channel {
                 vhost.unbind(ctx.id, target, source, key, &b.arguments)?;
                 (!b.nowait).then_some(M::UnbindOk(exchange::UnbindOk {}))
             }
-            _ => return Err(AmqpError::command_invalid("unexpected exchange method")),
+            _ => return Err(replies::unexpected_method("exchange method")),
         };
         if let Some(reply) = reply {
             self.send(ctx, AMQPClass::Exchange(reply));
@@ -147,7 +147,7 @@ impl Channel {
                     message_count: count as u32,
                 }))
             }
-            _ => return Err(AmqpError::command_invalid("unexpected queue method")),
+            _ => return Err(replies::unexpected_method("queue method")),
         };
         if let Some(reply) = reply {
             self.send(ctx, AMQPClass::Queue(reply));

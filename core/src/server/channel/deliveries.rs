@@ -35,7 +35,7 @@ impl Channel {
                     .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
                     .unwrap_or(0);
                 if size != 0 {
-                    return Err(AmqpError::not_implemented(format!(
+                    return Err(replies::not_implemented(&format!(
                         "prefetch_size!=0 ({size})"
                     )));
                 }
@@ -50,7 +50,7 @@ impl Channel {
             M::Consume(c) => self.consume(ctx, c)?,
             M::Cancel(c) => {
                 let tag = ShortStr::copy_from_str(c.consumer_tag.as_str())
-                    .map_err(|_| AmqpError::precondition_failed("bad consumer tag"))?;
+                    .map_err(|_| replies::bad_consumer_tag())?;
                 let consumer = self.delivery.state.lock().consumers.remove(&tag);
                 if let Some(consumer) = consumer {
                     ctx.vhost()?.remove_consumer(&consumer);
@@ -80,7 +80,7 @@ impl Channel {
             M::Reject(r) => self.reject(ctx, r.delivery_tag, false, r.requeue)?,
             M::Recover(r) => {
                 if !r.requeue {
-                    return Err(AmqpError::not_implemented("requeue=false"));
+                    return Err(replies::not_implemented("requeue=false"));
                 }
                 // recover-ok goes out before the redeliveries it causes, as RabbitMQ's does
                 // (clients such as lapin reset their consumers on it).
@@ -88,7 +88,7 @@ impl Channel {
                 self.recover(ctx, true)?;
             }
             M::RecoverAsync(r) => self.recover(ctx, r.requeue)?,
-            _ => return Err(AmqpError::command_invalid("unexpected basic method")),
+            _ => return Err(replies::unexpected_method("basic method")),
         }
         Ok(())
     }
@@ -100,12 +100,9 @@ impl Channel {
         } else {
             c.consumer_tag.as_str().to_owned()
         };
-        let tag = ShortStr::copy_from_str(&tag_text)
-            .map_err(|_| AmqpError::precondition_failed("bad consumer tag"))?;
+        let tag = ShortStr::copy_from_str(&tag_text).map_err(|_| replies::bad_consumer_tag())?;
         if self.delivery.state.lock().consumers.contains_key(&tag) {
-            return Err(AmqpError::not_allowed(format!(
-                "attempt to reuse consumer tag '{tag_text}'"
-            )));
+            return Err(replies::consumer_tag_reused(&tag_text));
         }
         let consumer = Arc::new(Consumer {
             tag: tag.clone(),
@@ -208,7 +205,7 @@ impl Channel {
 
     fn recover(&mut self, ctx: &ConnCtx, requeue: bool) -> Result<(), AmqpError> {
         if !requeue {
-            return Err(AmqpError::not_implemented("requeue=false"));
+            return Err(replies::not_implemented("requeue=false"));
         }
         let removed: Vec<Unacked> = {
             let mut st = self.delivery.state.lock();

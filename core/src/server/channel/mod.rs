@@ -22,9 +22,11 @@ use amq_protocol::protocol::{AMQPClass, channel, confirm};
 use rustc_hash::FxHashMap;
 
 use super::outbox::Outbox;
-use crate::broker::{Broker, DeliveryChannel, Exchange, Message, PublishScratch, Queue, VHost};
+use crate::broker::{
+    Broker, DeliveryChannel, Exchange, Message, PublishScratch, Queue, VHost, replies,
+};
 use crate::error::AmqpError;
-use crate::protocol::{RawMethod, ReplyCode, encode_content, encode_method};
+use crate::protocol::{RawMethod, encode_content, encode_method};
 use publish::PendingPublish;
 use tx::{Confirms, TxOp};
 
@@ -196,13 +198,10 @@ impl Channel {
                 return Ok(Outcome::Remove);
             }
             C::Channel(channel::AMQPMethod::CloseOk(_)) => {
-                return Err(AmqpError::command_invalid("unimplemented method"));
+                return Err(replies::unimplemented_method());
             }
             C::Channel(channel::AMQPMethod::Open(_)) => {
-                return Err(AmqpError::new(
-                    ReplyCode::ChannelError,
-                    "second 'channel.open' seen",
-                ));
+                return Err(replies::second_channel_open());
             }
             C::Channel(channel::AMQPMethod::Flow(f)) => {
                 self.delivery.state.lock().flow_active = f.active;
@@ -223,10 +222,9 @@ impl Channel {
             C::Tx(m) => self.tx_method(ctx, m)?,
             C::Confirm(confirm::AMQPMethod::Select(s)) => self.confirm_select(ctx, s.nowait)?,
             other => {
-                return Err(AmqpError::command_invalid(format!(
-                    "unexpected method {}.{} on a channel",
-                    other.get_amqp_class_id(),
-                    other.get_amqp_method_id()
+                let (class, method) = method_ids(&other);
+                return Err(replies::unexpected_method(&format!(
+                    "method {class}.{method} on a channel"
                 )));
             }
         }

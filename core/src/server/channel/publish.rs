@@ -67,7 +67,7 @@ impl Channel {
         publish: Publish,
     ) -> Result<(), AmqpError> {
         if publish.immediate {
-            return Err(AmqpError::not_implemented("immediate=true"));
+            return Err(replies::not_implemented("immediate=true"));
         }
         let exchange = self.exchange_handle(ctx, publish.exchange.as_str())?;
         if exchange.spec.internal {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use amq_protocol::protocol::{AMQPClass, confirm, tx};
 
 use super::{Channel, ConnCtx, Outbox};
-use crate::broker::{Exchange, Message, RoutingKeys};
+use crate::broker::{Exchange, Message, RoutingKeys, replies};
 use crate::error::AmqpError;
 use crate::protocol::{encode_basic_ack, encode_basic_nack};
 
@@ -47,9 +47,7 @@ pub(super) struct Confirms {
 impl Channel {
     pub(super) fn confirm_select(&mut self, ctx: &ConnCtx, nowait: bool) -> Result<(), AmqpError> {
         if self.tx.is_some() {
-            return Err(AmqpError::precondition_failed(
-                "cannot switch from tx to confirm mode",
-            ));
+            return Err(replies::mode_switch("tx", "confirm"));
         }
         if self.confirms.is_none() {
             self.confirms = Some(Confirms::default());
@@ -101,13 +99,10 @@ impl Channel {
         m: tx::AMQPMethod,
     ) -> Result<(), AmqpError> {
         use tx::AMQPMethod as M;
-        let not_transactional = || AmqpError::precondition_failed("channel is not transactional");
         match m {
             M::Select(_) => {
                 if self.confirms.is_some() {
-                    return Err(AmqpError::precondition_failed(
-                        "cannot switch from confirm to tx mode",
-                    ));
+                    return Err(replies::mode_switch("confirm", "tx"));
                 }
                 if self.tx.is_none() {
                     self.tx = Some(Vec::new());
@@ -115,7 +110,10 @@ impl Channel {
                 self.send(ctx, AMQPClass::Tx(M::SelectOk(tx::SelectOk {})));
             }
             M::Commit(_) => {
-                let ops = self.tx.replace(Vec::new()).ok_or_else(not_transactional)?;
+                let ops = self
+                    .tx
+                    .replace(Vec::new())
+                    .ok_or_else(replies::not_transactional)?;
                 for op in ops {
                     match op {
                         TxOp::Publish {
@@ -137,10 +135,12 @@ impl Channel {
                 self.send(ctx, AMQPClass::Tx(M::CommitOk(tx::CommitOk {})));
             }
             M::Rollback(_) => {
-                self.tx.replace(Vec::new()).ok_or_else(not_transactional)?;
+                self.tx
+                    .replace(Vec::new())
+                    .ok_or_else(replies::not_transactional)?;
                 self.send(ctx, AMQPClass::Tx(M::RollbackOk(tx::RollbackOk {})));
             }
-            _ => return Err(AmqpError::command_invalid("unexpected tx method")),
+            _ => return Err(replies::unexpected_method("tx method")),
         }
         Ok(())
     }

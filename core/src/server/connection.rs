@@ -18,7 +18,7 @@ use std::time::Duration;
 use amq_protocol::protocol::{AMQPClass, channel, connection};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString};
 use bytes::BytesMut;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
@@ -83,6 +83,7 @@ pub async fn serve(
         codec: FrameCodec::new(),
         phase: Phase::ProtocolHeader,
         channels: FxHashMap::default(),
+        awaiting_close_ok: FxHashSet::default(),
         channel_max: 0,
         heartbeat: 0,
         last_read: Instant::now(),
@@ -110,6 +111,9 @@ struct Connection {
     codec: FrameCodec,
     phase: Phase,
     channels: FxHashMap<u16, Channel>,
+    /// Channels finished while the client still owes the close-ok for the server's
+    /// `channel.close`: the two closes crossed (see [`Connection::channel_method`]).
+    awaiting_close_ok: FxHashSet<u16>,
     channel_max: u16,
     heartbeat: u16,
     last_read: Instant,
@@ -544,8 +548,16 @@ impl Connection {
         }
     }
 
+    /// A method on channel `number`. On a channel that does not exist only `channel.open`
+    /// is valid (anything else is 504), except the one close-ok a client owes after its
+    /// `channel.close` crossed the server's: that is dropped, as RabbitMQ does, until it
+    /// arrives or the client opens the number again.
     fn channel_method(&mut self, number: u16, method: &RawMethod) -> Result<(), AmqpError> {
         let Some(ch) = self.channels.get_mut(&number) else {
+            let late_close_ok = self.awaiting_close_ok.remove(&number);
+            if late_close_ok && method.ids() == (20, 41) {
+                return Ok(());
+            }
             if method.ids() == (20, 10) {
                 if number > self.channel_max {
                     return Err(AmqpError::not_allowed(format!(
@@ -573,11 +585,15 @@ impl Connection {
                     self.channels.remove(&number);
                 }
                 (20, 40) => {
+                    // The client's close crossed ours: it has sent close, so it will still
+                    // answer ours with a close-ok, which arrives after the channel is gone
+                    // and must be dropped, not taken for a frame on an unopened channel.
                     self.send(
                         number,
                         AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
                     );
                     self.channels.remove(&number);
+                    self.awaiting_close_ok.insert(number);
                 }
                 _ => {}
             }

@@ -28,7 +28,7 @@ use tokio_util::codec::Decoder;
 
 use super::Config;
 use super::channel::{Channel, ConnCtx, Outcome, Phase as ChannelPhase};
-use super::outbox::Outbox;
+use super::outbox::{Outbox, OutboxStats};
 use crate::broker::args::as_text;
 use crate::broker::{Broker, Queue};
 use crate::error::AmqpError;
@@ -63,10 +63,11 @@ pub async fn serve(
     id: u64,
     broker: Arc<Broker>,
     config: Arc<Config>,
+    stats: Arc<OutboxStats>,
     shutdown: watch::Receiver<bool>,
 ) {
     let (mut reader, writer) = socket.into_split();
-    let outbox = Outbox::new();
+    let outbox = Outbox::with_stats(stats);
     let mut writer = tokio::spawn(outbox.clone().run_writer(writer));
     let mut conn = Connection {
         peer,
@@ -133,12 +134,21 @@ impl Connection {
         // Set while a queue this connection publishes to is backlogged: the socket is not
         // read until it drains (flow control, see `broker::queue`).
         let mut paused: Option<Arc<Queue>> = None;
+        let mut output_full = false;
         loop {
             if buf.capacity() - buf.len() < 16 * 1024 {
                 buf.reserve(64 * 1024);
             }
+            let was_full = output_full;
+            output_full = self.output_full();
+            if output_full && !was_full {
+                outbox.stats().count_read_pause();
+            } else if was_full && !output_full {
+                // The pause was ours, not the client's silence.
+                self.last_read = Instant::now();
+            }
             tokio::select! {
-                read = reader.read_buf(&mut buf), if paused.is_none() => match read {
+                read = reader.read_buf(&mut buf), if paused.is_none() && !output_full => match read {
                     Ok(0) | Err(_) => return,
                     Ok(_) => {
                         self.last_read = Instant::now();
@@ -184,6 +194,18 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Whether reading must wait for the writer: everything a frame can cause (replies,
+    /// returns, deliveries) is appended to the outbox, so past its limit the only bound on it
+    /// is to read no more frames. The writer kicks the task once it has drained the buffer.
+    /// While closing, reads go on: only close/close-ok are handled, and nothing else is sent.
+    ///
+    /// The heartbeat timeout keeps running during a pause: a client that has not taken a
+    /// byte of its backlog for twice the heartbeat interval is treated as gone. When the
+    /// pause ends the client's unread heartbeats are behind it, so the timeout restarts.
+    fn output_full(&self) -> bool {
+        !matches!(self.phase, Phase::Closing(_)) && self.ctx.outbox.is_congested()
     }
 
     /// Decodes and handles every complete frame in `buf`.

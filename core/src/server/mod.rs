@@ -26,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
+use self::outbox::OutboxStats;
 use crate::broker::Broker;
 use crate::exchange::ExchangeTypeRegistry;
 
@@ -91,6 +92,7 @@ pub struct RunningServer {
     shutdown: watch::Sender<bool>,
     accept_loop: JoinHandle<()>,
     broker: Arc<Broker>,
+    outbox_stats: Arc<OutboxStats>,
     admin: Option<(SocketAddr, JoinHandle<()>)>,
 }
 
@@ -108,6 +110,11 @@ impl RunningServer {
     /// The broker state (for embedding and tests).
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
+    }
+
+    /// How the connections' output buffers have fared (their high-water mark, read pauses).
+    pub fn outbox_stats(&self) -> &OutboxStats {
+        &self.outbox_stats
     }
 
     /// Stops accepting, closes every connection with 320 CONNECTION_FORCED and waits for
@@ -138,10 +145,12 @@ pub async fn start(config: Config) -> std::io::Result<RunningServer> {
         Some(addr) => Some(crate::admin::start(addr, broker.clone(), shutdown_rx.clone()).await?),
         None => None,
     };
+    let outbox_stats = Arc::new(OutboxStats::default());
     let accept_loop = tokio::spawn(accept_loop(
         listener,
         Arc::new(config),
         broker.clone(),
+        outbox_stats.clone(),
         shutdown_rx,
     ));
     Ok(RunningServer {
@@ -149,6 +158,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningServer> {
         shutdown,
         accept_loop,
         broker,
+        outbox_stats,
         admin,
     })
 }
@@ -157,6 +167,7 @@ async fn accept_loop(
     listener: TcpListener,
     config: Arc<Config>,
     broker: Arc<Broker>,
+    outbox_stats: Arc<OutboxStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
@@ -175,6 +186,7 @@ async fn accept_loop(
                         id,
                         broker.clone(),
                         config.clone(),
+                        outbox_stats.clone(),
                         shutdown.clone(),
                     ));
                 }

@@ -15,7 +15,6 @@
 
 pub mod client;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -120,17 +119,14 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .with_state(broker)
 }
 
-/// Binds `addr` and serves the admin API until `shutdown` turns true. Returns the bound
-/// address and the serving task.
-pub async fn start(
-    addr: SocketAddr,
+/// Serves the admin API on `listener` until `shutdown` turns true. The caller binds it (with
+/// the AMQP listener, so that either failing stops the start before anything is served).
+pub fn serve(
+    listener: TcpListener,
     broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
-) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    tracing::info!(%local, "admin interface listening");
-    let task = tokio::spawn(async move {
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
         let served = axum::serve(listener, router(broker))
             .with_graceful_shutdown(async move {
                 let _ = shutdown.wait_for(|stop| *stop).await;
@@ -139,6 +135,5 @@ pub async fn start(
         if let Err(e) = served {
             tracing::warn!("admin interface stopped: {e}");
         }
-    });
-    Ok((local, task))
+    })
 }

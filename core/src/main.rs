@@ -150,7 +150,7 @@ fn main() -> ExitCode {
         let server = match warren::server::start(config).await {
             Ok(server) => server,
             Err(e) => {
-                tracing::error!("cannot start: {e}");
+                tracing::error!("{e}");
                 return ExitCode::FAILURE;
             }
         };

@@ -155,6 +155,13 @@ impl TestBroker {
         self.admin.map(|a| format!("http://{a}"))
     }
 
+    /// The in-process Warren, for what only it can show (its outbox stats); `None` for an
+    /// external broker.
+    #[cfg(feature = "in-process")]
+    pub fn server(&self) -> Option<&warren::server::RunningServer> {
+        self.server.as_ref()
+    }
+
     /// Whether this is an external broker (`WARREN_TEST_URI`) rather than Warren in-process.
     pub fn is_external(&self) -> bool {
         self.external

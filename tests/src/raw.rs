@@ -12,8 +12,9 @@ use std::time::Duration;
 use amq_protocol::frame::{AMQPContentHeader, AMQPFrame, ProtocolVersion, gen_frame};
 use amq_protocol::protocol::{AMQPClass, basic, channel, connection};
 use amq_protocol::types::{FieldTable, LongString, ShortString};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::timeout;
 
 pub use amq_protocol::protocol::basic::AMQPProperties;
@@ -291,37 +292,20 @@ impl RawClient {
 
     /// The next thing the server sends, waiting at most `wait`.
     pub async fn recv(&mut self, wait: Duration) -> Incoming {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            if self.buf.len() >= 8 && self.buf.starts_with(b"AMQP") {
-                let mut h = [0u8; 8];
-                h.copy_from_slice(&self.buf[..8]);
-                self.buf.drain(..8);
-                return Incoming::ProtocolHeader(h);
-            }
-            if self.buf.len() >= 7 {
-                let size = u32::from_be_bytes([self.buf[3], self.buf[4], self.buf[5], self.buf[6]])
-                    as usize;
-                if self.buf.len() >= 8 + size {
-                    let frame = RawFrame {
-                        kind: self.buf[0],
-                        channel: u16::from_be_bytes([self.buf[1], self.buf[2]]),
-                        payload: self.buf[7..7 + size].to_vec(),
-                    };
-                    assert_eq!(self.buf[7 + size], FRAME_END, "server sent a bad frame-end");
-                    self.buf.drain(..8 + size);
-                    return Incoming::Frame(frame);
-                }
-            }
-            // Read straight into the buffer: a stack array would make every future that
-            // awaits `recv` 64 KiB bigger.
-            self.buf.reserve(65536);
-            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
-                Err(_) => return Incoming::Timeout,
-                Ok(Ok(0)) | Ok(Err(_)) => return Incoming::Eof,
-                Ok(Ok(_)) => {}
-            }
-        }
+        recv_from(&mut self.stream, &mut self.buf, wait).await
+    }
+
+    /// Splits the client so that one task can keep writing while another reads (or, to
+    /// play a client that never reads, does not).
+    pub fn into_split(self) -> (RawReader, OwnedWriteHalf) {
+        let (read, write) = self.stream.into_split();
+        (
+            RawReader {
+                read,
+                buf: self.buf,
+            },
+            write,
+        )
     }
 
     /// The next non-heartbeat frame, or `None` on EOF/timeout.
@@ -445,6 +429,76 @@ impl RawClient {
             timeout(WAIT, self.recv_method(WAIT)).await,
             Ok(Some(AMQPClass::Channel(channel::AMQPMethod::OpenOk(_))))
         )
+    }
+}
+
+/// The read half of a [`RawClient`] (see [`RawClient::into_split`]).
+pub struct RawReader {
+    read: OwnedReadHalf,
+    buf: Vec<u8>,
+}
+
+impl RawReader {
+    /// The next thing the server sends, waiting at most `wait`.
+    pub async fn recv(&mut self, wait: Duration) -> Incoming {
+        recv_from(&mut self.read, &mut self.buf, wait).await
+    }
+
+    /// The next non-heartbeat frame, or `None` on EOF/timeout.
+    pub async fn recv_frame(&mut self, wait: Duration) -> Option<RawFrame> {
+        loop {
+            match self.recv(wait).await {
+                Incoming::Frame(f) if f.kind == FRAME_HEARTBEAT => continue,
+                Incoming::Frame(f) => return Some(f),
+                _ => return None,
+            }
+        }
+    }
+
+    /// The client again, from this half and the write half it was split from.
+    pub fn reunite(self, write: OwnedWriteHalf) -> RawClient {
+        RawClient {
+            stream: self.read.reunite(write).expect("halves of one stream"),
+            buf: self.buf,
+        }
+    }
+}
+
+/// The next thing the server sends on `stream`, after what is already in `buf`.
+async fn recv_from<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    buf: &mut Vec<u8>,
+    wait: Duration,
+) -> Incoming {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if buf.len() >= 8 && buf.starts_with(b"AMQP") {
+            let mut h = [0u8; 8];
+            h.copy_from_slice(&buf[..8]);
+            buf.drain(..8);
+            return Incoming::ProtocolHeader(h);
+        }
+        if buf.len() >= 7 {
+            let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]) as usize;
+            if buf.len() >= 8 + size {
+                let frame = RawFrame {
+                    kind: buf[0],
+                    channel: u16::from_be_bytes([buf[1], buf[2]]),
+                    payload: buf[7..7 + size].to_vec(),
+                };
+                assert_eq!(buf[7 + size], FRAME_END, "server sent a bad frame-end");
+                buf.drain(..8 + size);
+                return Incoming::Frame(frame);
+            }
+        }
+        // Read straight into the buffer: a stack array would make every future that
+        // awaits `recv` 64 KiB bigger.
+        buf.reserve(65536);
+        match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
+            Err(_) => return Incoming::Timeout,
+            Ok(Ok(0)) | Ok(Err(_)) => return Incoming::Eof,
+            Ok(Ok(_)) => {}
+        }
     }
 }
 

@@ -1,11 +1,13 @@
 //! Connection-level protocol errors a real client never provokes, sent over a raw socket:
 //! malformed and oversized frames (501), undecodable methods (502), methods on channels that
 //! are not open (504), content out of order (505). Each must close only the offending
-//! connection with `connection.close`; a bystander connection keeps working.
+//! connection with `connection.close`; a bystander connection keeps working. And the one
+//! frame on a finished channel that is not an error: the close-ok a client still owes after
+//! its `channel.close` crossed the server's.
 
 use amq_protocol::protocol::{AMQPClass, channel, queue};
 use amq_protocol::types::FieldTable;
-use warren_tests::broker::{TestBroker, unique};
+use warren_tests::broker::{QUIET, TestBroker, unique};
 use warren_tests::raw::{
     AMQPProperties, Ending, FRAME_BODY, FRAME_HEARTBEAT, FRAME_METHOD, RawClient, WAIT, encode,
     frame_bytes, header_bytes, method_payload, publish_method,
@@ -231,4 +233,107 @@ async fn a_closed_connection_is_not_a_crashed_broker() {
             "garbage {garbage:?} must close the connection, got {end:?}"
         );
     }
+}
+
+fn channel_close(code: u16, text: &str) -> AMQPClass {
+    AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
+        reply_code: code,
+        reply_text: text.into(),
+        class_id: 0,
+        method_id: 0,
+    }))
+}
+
+/// Publishes to a missing exchange on channel 1 (the server closes it with 404) and sends the
+/// client's own `channel.close` before reading anything, so the two closes cross. Returns once
+/// both the server's close and its close-ok for the client's close have arrived.
+async fn cross_channel_closes(c: &mut RawClient) {
+    c.publish(
+        1,
+        publish_method(&unique("missing"), "k", false),
+        AMQPProperties::default(),
+        b"lost",
+        4096,
+    )
+    .await;
+    c.send_method(1, channel_close(200, "client closing")).await;
+    let (mut closed, mut close_ok) = (false, false);
+    while !(closed && close_ok) {
+        let f = c
+            .recv_frame(WAIT)
+            .await
+            .expect("the server answers on channel 1");
+        match f.method() {
+            Some(AMQPClass::Channel(channel::AMQPMethod::Close(close))) if f.channel == 1 => {
+                assert_eq!(close.reply_code, 404, "{}", close.reply_text);
+                closed = true;
+            }
+            Some(AMQPClass::Channel(channel::AMQPMethod::CloseOk(_))) if f.channel == 1 => {
+                close_ok = true;
+            }
+            other => panic!("unexpected frame on channel {}: {other:?}", f.channel),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_close_ok_after_crossing_channel_closes_is_dropped() {
+    let broker = TestBroker::start().await;
+    let (mut c, _) = RawClient::open_with_channel(broker.addr()).await;
+    c.open_channel(2).await;
+    cross_channel_closes(&mut c).await;
+    // The client answers the server's close, as the spec obliges it to; by then the server has
+    // already finished the channel. RabbitMQ drops this close-ok.
+    c.send_method(
+        1,
+        AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+    )
+    .await;
+    let q = unique("q");
+    c.send_method(2, declare(&q)).await;
+    match c
+        .recv_frame(WAIT)
+        .await
+        .and_then(|f| f.method().map(|m| (f.channel, m)))
+    {
+        Some((2, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(ok)))) => {
+            assert_eq!(ok.queue.as_str(), q)
+        }
+        other => panic!("channel 2 must still work, got {other:?}"),
+    }
+    // Channel 1 can be opened again, and a second close-ok on it is no longer expected.
+    c.open_channel(1).await;
+    assert!(c.is_alive(3).await);
+    c.send_method(1, channel_close(200, "bye")).await;
+    match c.recv_method(WAIT).await {
+        Some(AMQPClass::Channel(channel::AMQPMethod::CloseOk(_))) => {}
+        other => panic!("expected channel.close-ok, got {other:?}"),
+    }
+    c.send_method(
+        1,
+        AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+    )
+    .await;
+    assert_close(&c.expect_connection_end(WAIT).await, 504, "CHANNEL_ERROR");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_reopened_after_crossing_closes_works() {
+    let broker = TestBroker::start().await;
+    let (mut c, _) = RawClient::open_with_channel(broker.addr()).await;
+    cross_channel_closes(&mut c).await;
+    // Reopening the number instead of sending the close-ok ends the wait for it.
+    c.open_channel(1).await;
+    let q = unique("q");
+    c.send_method(1, declare(&q)).await;
+    match c.recv_method(WAIT).await {
+        Some(AMQPClass::Queue(queue::AMQPMethod::DeclareOk(ok))) => {
+            assert_eq!(ok.queue.as_str(), q)
+        }
+        other => panic!("the reopened channel must work, got {other:?}"),
+    }
+    assert!(matches!(
+        c.expect_connection_end(QUIET).await,
+        Ending::StillOpen
+    ));
 }

@@ -1,9 +1,29 @@
 //! Loading exchange-type libraries: good ones register, bad ones are refused with a text that
-//! says which and why, and a plugin that panics fails one call without taking anything down.
+//! says which and why (a truncated or non-ELF file before the dynamic loader ever maps it),
+//! and a plugin that panics fails one call without taking anything down.
+
+use std::path::PathBuf;
 
 use warren::plugin::{ExchangeTypeRegistry, LoadError, RouteRequest};
 use warren::protocol::ReplyCode;
+use warren_tests::broker::TestBroker;
 use warren_tests::dylibs::{self, library};
+
+/// How much of a library a half-finished copy leaves in the truncation tests.
+const CUT: usize = 20 * 1024;
+
+/// A plugins directory holding the consistent-hash example cut to its first [`CUT`] bytes,
+/// as a copy still in progress leaves it. A new file: the built library itself may be mapped
+/// into this process by another test and must not be touched.
+fn truncated_plugins_dir(scenario: &str) -> (PathBuf, PathBuf) {
+    let whole = std::fs::read(library("warren-example-consistent-hash", false))
+        .expect("the example library was built");
+    assert!(whole.len() > CUT, "the library is larger than the cut");
+    let dir = dylibs::plugins_dir(scenario, &[]);
+    let path = dir.join(dylibs::library_file_name("warren-example-consistent-hash"));
+    std::fs::write(&path, &whole[..CUT]).expect("the truncated copy can be written");
+    (dir, path)
+}
 
 fn route(
     router: &warren::plugin::ExchangeRouter,
@@ -126,11 +146,67 @@ fn a_file_that_is_not_a_library_is_refused() {
     let err = ExchangeTypeRegistry::empty()
         .load_library(&path)
         .unwrap_err();
-    assert!(matches!(err, LoadError::Open { .. }), "{err}");
+    let text = err.to_string();
+    if cfg!(target_os = "linux") {
+        assert!(matches!(err, LoadError::NotSharedObject { .. }), "{err}");
+        assert!(
+            text.contains("is not a shared library for this platform"),
+            "{text}"
+        );
+    } else {
+        assert!(matches!(err, LoadError::Open { .. }), "{err}");
+    }
+    assert!(text.contains(&path.display().to_string()), "{text}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_truncated_library_is_refused_before_it_is_mapped() {
+    let (dir, path) = truncated_plugins_dir("truncated");
+    let mut registry = ExchangeTypeRegistry::with_builtins();
+    let errors = registry.load_dir(&dir);
+    assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
-        err.to_string().starts_with("cannot load plugin library"),
-        "{err}"
+        matches!(errors[0], LoadError::Truncated { actual, .. } if actual == CUT as u64),
+        "{}",
+        errors[0]
     );
+    let text = errors[0].to_string();
+    assert!(
+        text.starts_with(&format!(
+            "plugin library {} is truncated: headers say at least ",
+            path.display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!("bytes, file has {CUT}")), "{text}");
+    assert_eq!(registry.names(), ["direct", "fanout", "headers", "topic"]);
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_with_a_truncated_library_starts_with_the_builtins() {
+    let (dir, _) = truncated_plugins_dir("truncated-broker");
+    let broker = TestBroker::start_with(|c| c.plugins_dir = Some(dir)).await;
+    if broker.is_external() {
+        return;
+    }
+    let (conn, ch) = broker.channel().await;
+    let declare = |kind: &str| {
+        ch.exchange_declare(
+            "truncation-test",
+            lapin::ExchangeKind::Custom(kind.to_owned()),
+            lapin::options::ExchangeDeclareOptions {
+                auto_delete: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+    };
+    declare("topic").await.expect("the built-ins are there");
+    let refused = declare("x-consistent-hash").await;
+    warren_tests::broker::assert_exception(refused, 503, "COMMAND_INVALID - unknown exchange type");
+    drop(conn);
 }
 
 #[test]

@@ -13,7 +13,6 @@
 //!
 //! Errors are `{"error": "<reply text>"}` with 404 for a missing exchange and 400 otherwise.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -122,17 +121,14 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .with_state(broker)
 }
 
-/// Binds `addr` and serves the admin API until `shutdown` turns true. Returns the bound
-/// address and the serving task.
-pub async fn start(
-    addr: SocketAddr,
+/// Serves the admin API on `listener` until `shutdown` turns true. The caller binds it (with
+/// the AMQP listener, so that either failing stops the start before anything is served).
+pub fn serve(
+    listener: TcpListener,
     broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
-) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    tracing::info!(%local, "admin interface listening");
-    let task = tokio::spawn(async move {
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
         let served = axum::serve(listener, router(broker))
             .with_graceful_shutdown(async move {
                 let _ = shutdown.wait_for(|stop| *stop).await;
@@ -141,6 +137,5 @@ pub async fn start(
         if let Err(e) = served {
             tracing::warn!("admin interface stopped: {e}");
         }
-    });
-    Ok((local, task))
+    })
 }

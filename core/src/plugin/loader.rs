@@ -5,6 +5,10 @@
 //! that may still be on another thread's stack is not a risk worth a feature. Every check a
 //! header fails produces a [`LoadError`] whose text says which library, what was expected and
 //! what was found; the broker logs it and starts without that library.
+//!
+//! On Linux the file's ELF headers are checked before the dynamic loader sees it
+//! (`exchange::elf`): a truncated library would otherwise map without complaint and kill the
+//! process with SIGBUS on first use, before anything could be logged.
 
 use std::path::{Path, PathBuf};
 use warren_plugin_api::abi::{
@@ -22,6 +26,26 @@ pub enum LoadError {
         path: PathBuf,
         /// The loader's explanation.
         reason: String,
+    },
+    /// The file is not a shared library of this platform (checked before it is opened).
+    #[error("plugin library {path} is not a shared library for this platform: {reason}")]
+    NotSharedObject {
+        /// The library file.
+        path: PathBuf,
+        /// What it is instead.
+        reason: String,
+    },
+    /// The file is shorter than its own headers say: a copy cut short.
+    #[error(
+        "plugin library {path} is truncated: headers say at least {needed} bytes, file has {actual}; was it copied completely?"
+    )]
+    Truncated {
+        /// The library file.
+        path: PathBuf,
+        /// The least length its headers imply.
+        needed: u64,
+        /// Its length.
+        actual: u64,
     },
     /// The library exports an entry symbol for another ABI major.
     #[error(
@@ -90,6 +114,10 @@ const MAX_TYPES_PER_LIBRARY: usize = 256;
 
 /// Opens `path`, finds the entry symbol and checks the header it returns.
 pub(crate) fn load_library(path: &Path) -> Result<CheckedHeader, LoadError> {
+    // Logged first: if loading brings the process down, this is the line that says why.
+    tracing::info!(path = %path.display(), "loading exchange-type plugin library");
+    #[cfg(target_os = "linux")]
+    check_file(path)?;
     // SAFETY: loading a library runs its initialisers; the operator put it in the plugins
     // directory, which is the trust boundary for native plugins.
     let library = unsafe { libloading::Library::new(path) }.map_err(|e| LoadError::Open {
@@ -111,6 +139,27 @@ pub(crate) fn load_library(path: &Path) -> Result<CheckedHeader, LoadError> {
     let header: &'static PluginHeader = unsafe { header.as_ref() }
         .ok_or_else(|| bad_header(path, "the entry symbol returned a null header".into()))?;
     check_header(header, path)
+}
+
+/// Refuses a file the dynamic loader must not be given (see `exchange::elf`).
+#[cfg(target_os = "linux")]
+fn check_file(path: &Path) -> Result<(), LoadError> {
+    use super::elf::{self, Refusal};
+    elf::check_file(path).map_err(|refusal| match refusal {
+        Refusal::NotSharedObject(reason) => LoadError::NotSharedObject {
+            path: path.to_owned(),
+            reason,
+        },
+        Refusal::Truncated { needed, actual } => LoadError::Truncated {
+            path: path.to_owned(),
+            needed,
+            actual,
+        },
+        Refusal::Unreadable(reason) => LoadError::Open {
+            path: path.to_owned(),
+            reason: format!("cannot read it: {reason}"),
+        },
+    })
 }
 
 fn missing_entry(library: &libloading::Library, path: &Path) -> LoadError {

@@ -18,7 +18,7 @@ use std::time::Duration;
 use amq_protocol::protocol::{AMQPClass, channel, connection};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString};
 use bytes::BytesMut;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
@@ -28,7 +28,7 @@ use tokio_util::codec::Decoder;
 
 use super::Config;
 use super::channel::{Channel, ConnCtx, Outcome, Phase as ChannelPhase};
-use super::outbox::Outbox;
+use super::outbox::{Outbox, OutboxStats};
 use crate::broker::args::as_text;
 use crate::broker::{Broker, Queue, replies};
 use crate::error::AmqpError;
@@ -63,10 +63,11 @@ pub async fn serve(
     id: u64,
     broker: Arc<Broker>,
     config: Arc<Config>,
+    stats: Arc<OutboxStats>,
     shutdown: watch::Receiver<bool>,
 ) {
     let (mut reader, writer) = socket.into_split();
-    let outbox = Outbox::new();
+    let outbox = Outbox::with_stats(stats);
     let mut writer = tokio::spawn(outbox.clone().run_writer(writer));
     let mut conn = Connection {
         peer,
@@ -84,6 +85,7 @@ pub async fn serve(
         codec: FrameCodec::new(),
         phase: Phase::ProtocolHeader,
         channels: FxHashMap::default(),
+        awaiting_close_ok: FxHashSet::default(),
         channel_max: 0,
         heartbeat: 0,
         last_read: Instant::now(),
@@ -111,6 +113,9 @@ struct Connection {
     codec: FrameCodec,
     phase: Phase,
     channels: FxHashMap<u16, Channel>,
+    /// Channels finished while the client still owes the close-ok for the server's
+    /// `channel.close`: the two closes crossed (see [`Connection::channel_method`]).
+    awaiting_close_ok: FxHashSet<u16>,
     channel_max: u16,
     heartbeat: u16,
     last_read: Instant,
@@ -130,12 +135,21 @@ impl Connection {
         // Set while a queue this connection publishes to is backlogged: the socket is not
         // read until it drains (flow control, see `broker::queue`).
         let mut paused: Option<Arc<Queue>> = None;
+        let mut output_full = false;
         loop {
             if buf.capacity() - buf.len() < 16 * 1024 {
                 buf.reserve(64 * 1024);
             }
+            let was_full = output_full;
+            output_full = self.output_full();
+            if output_full && !was_full {
+                outbox.stats().count_read_pause();
+            } else if was_full && !output_full {
+                // The pause was ours, not the client's silence.
+                self.last_read = Instant::now();
+            }
             tokio::select! {
-                read = reader.read_buf(&mut buf), if paused.is_none() => match read {
+                read = reader.read_buf(&mut buf), if paused.is_none() && !output_full => match read {
                     Ok(0) | Err(_) => return,
                     Ok(_) => {
                         self.last_read = Instant::now();
@@ -181,6 +195,18 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Whether reading must wait for the writer: everything a frame can cause (replies,
+    /// returns, deliveries) is appended to the outbox, so past its limit the only bound on it
+    /// is to read no more frames. The writer kicks the task once it has drained the buffer.
+    /// While closing, reads go on: only close/close-ok are handled, and nothing else is sent.
+    ///
+    /// The heartbeat timeout keeps running during a pause: a client that has not taken a
+    /// byte of its backlog for twice the heartbeat interval is treated as gone. When the
+    /// pause ends the client's unread heartbeats are behind it, so the timeout restarts.
+    fn output_full(&self) -> bool {
+        !matches!(self.phase, Phase::Closing(_)) && self.ctx.outbox.is_congested()
     }
 
     /// Decodes and handles every complete frame in `buf`.
@@ -548,8 +574,16 @@ impl Connection {
         }
     }
 
+    /// A method on channel `number`. On a channel that does not exist only `channel.open`
+    /// is valid (anything else is 504), except the one close-ok a client owes after its
+    /// `channel.close` crossed the server's: that is dropped, as RabbitMQ does, until it
+    /// arrives or the client opens the number again.
     fn channel_method(&mut self, number: u16, method: &RawMethod) -> Result<(), AmqpError> {
         let Some(ch) = self.channels.get_mut(&number) else {
+            let late_close_ok = self.awaiting_close_ok.remove(&number);
+            if late_close_ok && method.ids() == (20, 41) {
+                return Ok(());
+            }
             if method.ids() == (20, 10) {
                 if number > self.channel_max {
                     return Err(AmqpError::not_allowed(format!(
@@ -577,11 +611,15 @@ impl Connection {
                     self.channels.remove(&number);
                 }
                 (20, 40) => {
+                    // The client's close crossed ours: it has sent close, so it will still
+                    // answer ours with a close-ok, which arrives after the channel is gone
+                    // and must be dropped, not taken for a frame on an unopened channel.
                     self.send(
                         number,
                         AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
                     );
                     self.channels.remove(&number);
+                    self.awaiting_close_ok.insert(number);
                 }
                 _ => {}
             }

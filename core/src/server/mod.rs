@@ -24,7 +24,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
+use self::outbox::OutboxStats;
 use crate::broker::Broker;
+use crate::error::AmqpError;
 use crate::plugin::ExchangeTypeRegistry;
 
 /// Where the admin interface listens unless told otherwise (RabbitMQ's management port + 1).
@@ -81,6 +83,71 @@ impl Default for Config {
     }
 }
 
+/// One of the server's listening sockets, named as an operator knows it: what it serves and
+/// the flag that moves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// AMQP clients (`--listen`).
+    Amqp,
+    /// The admin HTTP interface (`--admin-listen`).
+    Admin,
+}
+
+impl Listener {
+    /// What the socket is for, as a sentence fragment.
+    pub fn purpose(self) -> &'static str {
+        match self {
+            Listener::Amqp => "AMQP connections",
+            Listener::Admin => "the admin interface",
+        }
+    }
+
+    /// The `warren` flag that sets its address (also `WARREN_*` and the config file).
+    pub fn flag(self) -> &'static str {
+        match self {
+            Listener::Amqp => "--listen",
+            Listener::Admin => "--admin-listen",
+        }
+    }
+}
+
+/// Why [`start`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listening socket could not be bound (typically: the port is taken).
+    #[error(
+        "cannot listen for {} on {addr}: {source}; choose another address with {}",
+        .listener.purpose(),
+        .listener.flag()
+    )]
+    Bind {
+        /// Which socket.
+        listener: Listener,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The broker state could not be built from the registry.
+    #[error("cannot set up the broker: {0}")]
+    Broker(#[from] AmqpError),
+}
+
+/// Binds `addr` for `listener`, returning the socket and the address actually bound.
+async fn bind(
+    listener: Listener,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), StartError> {
+    let error = |source| StartError::Bind {
+        listener,
+        addr,
+        source,
+    };
+    let socket = TcpListener::bind(addr).await.map_err(error)?;
+    let local = socket.local_addr().map_err(error)?;
+    Ok((socket, local))
+}
+
 /// A server accepting connections; dropping it does not stop it, [`shutdown`](Self::shutdown)
 /// does.
 #[derive(Debug)]
@@ -89,6 +156,7 @@ pub struct RunningServer {
     shutdown: watch::Sender<bool>,
     accept_loop: JoinHandle<()>,
     broker: Arc<Broker>,
+    outbox_stats: Arc<OutboxStats>,
     admin: Option<(SocketAddr, JoinHandle<()>)>,
 }
 
@@ -108,6 +176,11 @@ impl RunningServer {
         &self.broker
     }
 
+    /// How the connections' output buffers have fared (their high-water mark, read pauses).
+    pub fn outbox_stats(&self) -> &OutboxStats {
+        &self.outbox_stats
+    }
+
     /// Stops accepting, closes every connection with 320 CONNECTION_FORCED and waits for
     /// them (at most a few seconds).
     pub async fn shutdown(self) {
@@ -119,27 +192,34 @@ impl RunningServer {
     }
 }
 
-/// Binds, starts the accept loop and returns at once.
-pub async fn start(config: Config) -> std::io::Result<RunningServer> {
+/// Binds every listener, starts the accept loop and returns at once. Nothing is announced as
+/// listening until every socket is bound, so a failure is the last word in the log.
+pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let mut registry = ExchangeTypeRegistry::with_builtins();
     if let Some(dir) = &config.plugins_dir {
         for e in registry.load_dir(dir) {
             tracing::warn!("plugin not loaded: {e}");
         }
     }
-    let broker = Broker::new(registry).map_err(|e| std::io::Error::other(e.to_string()))?;
-    let listener = TcpListener::bind(config.listen).await?;
-    let local_addr = listener.local_addr()?;
-    tracing::info!(%local_addr, "listening");
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let admin = match config.admin_listen {
-        Some(addr) => Some(crate::admin::start(addr, broker.clone(), shutdown_rx.clone()).await?),
+    let broker = Broker::new(registry)?;
+    let (listener, local_addr) = bind(Listener::Amqp, config.listen).await?;
+    let admin_listener = match config.admin_listen {
+        Some(addr) => Some(bind(Listener::Admin, addr).await?),
         None => None,
     };
+    tracing::info!(%local_addr, "listening");
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let admin = admin_listener.map(|(socket, local)| {
+        tracing::info!(%local, "admin interface listening");
+        let task = crate::admin::serve(socket, broker.clone(), shutdown_rx.clone());
+        (local, task)
+    });
+    let outbox_stats = Arc::new(OutboxStats::default());
     let accept_loop = tokio::spawn(accept_loop(
         listener,
         Arc::new(config),
         broker.clone(),
+        outbox_stats.clone(),
         shutdown_rx,
     ));
     Ok(RunningServer {
@@ -147,6 +227,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningServer> {
         shutdown,
         accept_loop,
         broker,
+        outbox_stats,
         admin,
     })
 }
@@ -155,6 +236,7 @@ async fn accept_loop(
     listener: TcpListener,
     config: Arc<Config>,
     broker: Arc<Broker>,
+    outbox_stats: Arc<OutboxStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
@@ -173,6 +255,7 @@ async fn accept_loop(
                         id,
                         broker.clone(),
                         config.clone(),
+                        outbox_stats.clone(),
                         shutdown.clone(),
                     ));
                 }

@@ -9,13 +9,16 @@
 //! between producers and writer, so steady state allocates nothing.
 //!
 //! Back-pressure: past [`CONGESTED`] buffered bytes, queues stop delivering to this
-//! connection ([`Outbox::is_congested`]); when the writer has drained below it again it wakes
-//! the connection task ([`Outbox::kicked`]) to resume them.
+//! connection ([`Outbox::is_congested`]) and the connection task stops reading its socket, so
+//! that replies and returns (which no queue sees) stop too; when the writer has drained the
+//! buffer it wakes the connection task ([`Outbox::kicked`]) to resume both. Only heartbeats
+//! and the closing handshake are appended past the limit. An outbox therefore holds at most
+//! the limit plus what one read batch produces, and its writer one such buffer more.
 //!
 //! Lock order: the outbox lock is a leaf — nothing else is taken while it is held.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use bytes::BytesMut;
 use parking_lot::Mutex;
@@ -29,9 +32,41 @@ pub const CONGESTED: usize = 256 << 10;
 /// A drained buffer larger than this is released instead of kept for reuse.
 const KEEP_CAPACITY: usize = 8 << 20;
 
+/// What the outboxes of one server have held: how well the bound on buffered output holds,
+/// for operators and tests. Shared by every connection of a server.
+#[derive(Debug, Default)]
+pub struct OutboxStats {
+    high_water: AtomicUsize,
+    read_pauses: AtomicU64,
+}
+
+impl OutboxStats {
+    /// The most bytes any one outbox has held waiting for its writer.
+    pub fn high_water(&self) -> usize {
+        self.high_water.load(Ordering::Relaxed)
+    }
+
+    /// How many times a connection stopped reading its socket because its outbox was full.
+    pub fn read_pauses(&self) -> u64 {
+        self.read_pauses.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_read_pause(&self) {
+        self.read_pauses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn record(&self, len: usize) {
+        // A read first: the maximum rarely moves, so the shared line is rarely written.
+        if len > self.high_water.load(Ordering::Relaxed) {
+            self.high_water.fetch_max(len, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The outgoing side of one connection.
 #[derive(Debug, Default)]
 pub struct Outbox {
+    stats: Arc<OutboxStats>,
     buf: Mutex<BytesMut>,
     len: AtomicUsize,
     wake_writer: Notify,
@@ -47,6 +82,19 @@ impl Outbox {
         Arc::new(Outbox::default())
     }
 
+    /// A new, empty outbox whose sizes are recorded in `stats`.
+    pub fn with_stats(stats: Arc<OutboxStats>) -> Arc<Outbox> {
+        Arc::new(Outbox {
+            stats,
+            ..Outbox::default()
+        })
+    }
+
+    /// The stats this outbox records into.
+    pub fn stats(&self) -> &OutboxStats {
+        &self.stats
+    }
+
     /// Appends frames written by `write`.
     pub fn push(&self, write: impl FnOnce(&mut BytesMut)) {
         if self.closed.load(Ordering::Relaxed) {
@@ -55,21 +103,26 @@ impl Outbox {
         let mut buf = self.buf.lock();
         let was_empty = buf.is_empty();
         write(&mut buf);
-        self.len.store(buf.len(), Ordering::Relaxed);
+        let len = buf.len();
+        self.len.store(len, Ordering::Relaxed);
         drop(buf);
+        self.stats.record(len);
         if was_empty {
             self.wake_writer.notify_one();
         }
     }
 
     /// Whether producers should hold back; records that a resume is wanted.
+    ///
+    /// The length is read again after the request is recorded, and the writer empties the
+    /// buffer before it looks for requests (all `SeqCst`): so either this sees the drained
+    /// length, or the writer sees the request and kicks. A `true` is always followed by a kick.
     pub fn is_congested(&self) -> bool {
-        if self.len.load(Ordering::Relaxed) > CONGESTED {
-            self.kick_wanted.store(true, Ordering::Relaxed);
-            true
-        } else {
-            false
+        if self.len.load(Ordering::SeqCst) <= CONGESTED {
+            return false;
         }
+        self.kick_wanted.store(true, Ordering::SeqCst);
+        self.len.load(Ordering::SeqCst) > CONGESTED
     }
 
     /// Whether the socket has failed or the connection finished (nothing more is sent).
@@ -96,7 +149,7 @@ impl Outbox {
                 let mut buf = self.buf.lock();
                 if !buf.is_empty() {
                     std::mem::swap(&mut *buf, &mut spare);
-                    self.len.store(0, Ordering::Relaxed);
+                    self.len.store(0, Ordering::SeqCst);
                 }
             }
             if spare.is_empty() {
@@ -115,7 +168,7 @@ impl Outbox {
             } else {
                 spare.clear();
             }
-            if self.kick_wanted.swap(false, Ordering::Relaxed) {
+            if self.kick_wanted.swap(false, Ordering::SeqCst) {
                 self.kick.notify_one();
             }
         }

@@ -1,0 +1,115 @@
+//! The `warren` binary refusing to start on an address that is taken: it must exit non-zero
+//! with a message naming the address and the flag that changes it, and must not have claimed
+//! to be listening first.
+//!
+//! These run the real binary (Cargo builds it for this package's integration tests), so they
+//! live here rather than in `warren-tests`, which cannot ask Cargo for another package's
+//! binary.
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port this test holds for as long as the listener lives.
+fn taken() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("an ephemeral port");
+    let addr = listener.local_addr().expect("bound");
+    (listener, addr)
+}
+
+/// Runs `warren` with `args` (plus a fresh data directory) and returns its output once it
+/// exits; kills it and fails if it is still running after a generous wait.
+fn run_warren(args: &[&str]) -> Output {
+    let data_dir = std::env::temp_dir().join(format!(
+        "warren-listen-test-{}-{}",
+        std::process::id(),
+        args.join("_").replace(['/', ':', '.'], "-")
+    ));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .env_remove("WARREN_LISTEN")
+        .env_remove("WARREN_ADMIN_LISTEN")
+        .env_remove("WARREN_CONFIG")
+        .env_remove("WARREN_PLUGINS_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the warren binary starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("waitable").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("output");
+            panic!(
+                "warren kept running on a taken address; its output:\n{}",
+                text(&output)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_dir_all(&data_dir);
+    child.wait_with_output().expect("output")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn a_taken_admin_port_is_named_with_its_flag() {
+    let (_held, addr) = taken();
+    let output = run_warren(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        &addr.to_string(),
+    ]);
+    let log = text(&output);
+    assert!(!output.status.success(), "exit status {:?}", output.status);
+    assert!(
+        log.contains(&format!(
+            "cannot listen for the admin interface on {addr}: "
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains("choose another address with --admin-listen"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("listening"),
+        "nothing may claim to listen: {log}"
+    );
+}
+
+#[test]
+fn a_taken_amqp_port_is_named_with_its_flag() {
+    let (_held, addr) = taken();
+    let output = run_warren(&[
+        "--listen",
+        &addr.to_string(),
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]);
+    let log = text(&output);
+    assert!(!output.status.success(), "exit status {:?}", output.status);
+    assert!(
+        log.contains(&format!("cannot listen for AMQP connections on {addr}: ")),
+        "{log}"
+    );
+    assert!(
+        log.contains("choose another address with --listen"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("listening"),
+        "nothing may claim to listen: {log}"
+    );
+}

@@ -171,10 +171,7 @@ impl Connection {
                     shutting_down = true;
                     if changed.is_ok() {
                         if self.phase == Phase::Running {
-                            self.close_connection(AmqpError::new(
-                                ReplyCode::ConnectionForced,
-                                "broker forced connection closure with reason 'shutdown'",
-                            ));
+                            self.close_connection(replies::shutting_down());
                         } else if !matches!(self.phase, Phase::Closing(_)) {
                             return;
                         }
@@ -367,8 +364,7 @@ impl Connection {
             (_, Frame::Heartbeat) => return Ok(()),
             (_, Frame::Method { channel: 0, method }) => method,
             _ => {
-                return Err(AmqpError::new(
-                    ReplyCode::UnexpectedFrame,
+                return Err(replies::unexpected_frame(
                     "unexpected frame during the connection handshake",
                 ));
             }
@@ -396,21 +392,21 @@ impl Connection {
             (Phase::TuneOk, AMQPClass::Connection(M::TuneOk(t))) => {
                 let server_max = self.config.frame_max;
                 if t.frame_max == 0 || t.frame_max > server_max {
-                    return Err(AmqpError::not_allowed(format!(
+                    return Err(replies::tune_refused(format!(
                         "frame_max={} > {server_max} max size",
                         t.frame_max
                     ))
                     .during(10, 31));
                 }
                 if t.frame_max < MIN_FRAME_MAX {
-                    return Err(AmqpError::not_allowed(format!(
+                    return Err(replies::tune_refused(format!(
                         "frame_max={} < {MIN_FRAME_MAX} min size",
                         t.frame_max
                     ))
                     .during(10, 31));
                 }
                 if t.channel_max == 0 || t.channel_max > self.config.channel_max {
-                    return Err(AmqpError::not_allowed(format!(
+                    return Err(replies::tune_refused(format!(
                         "channel_max={} > {} max channels",
                         t.channel_max, self.config.channel_max
                     ))
@@ -438,8 +434,8 @@ impl Connection {
                 return Err(AmqpError::new(ReplyCode::ReplySuccess, "closed by client"));
             }
             _ => {
-                return Err(AmqpError::command_invalid(
-                    "unexpected method during the connection handshake",
+                return Err(replies::unexpected_method(
+                    "method during the connection handshake",
                 ));
             }
         }
@@ -484,17 +480,10 @@ impl Connection {
                 (get("LOGIN"), get("PASSWORD"))
             }
             other => {
-                return Err(AmqpError::command_invalid(format!(
-                    "unknown authentication mechanism '{other}'"
-                )));
+                return Err(replies::unknown_mechanism(other));
             }
         };
-        let refused = || {
-            AmqpError::access_refused(format!(
-                "Login was refused using authentication mechanism {mechanism}. For details see \
-                 the broker logfile."
-            ))
-        };
+        let refused = || replies::login_refused(mechanism);
         if user != self.config.default_user.as_bytes()
             || pass != self.config.default_pass.as_bytes()
         {
@@ -515,10 +504,7 @@ impl Connection {
     fn running_frame(&mut self, frame: Frame) -> Result<Step, AmqpError> {
         match frame {
             Frame::Heartbeat => Ok(Step::Continue),
-            Frame::ProtocolHeader => Err(AmqpError::new(
-                ReplyCode::UnexpectedFrame,
-                "unexpected protocol header",
-            )),
+            Frame::ProtocolHeader => Err(replies::unexpected_frame("unexpected protocol header")),
             Frame::Method { channel: 0, method } => self.connection_method(&method),
             Frame::Method { channel, method } => {
                 self.channel_method(channel, &method)?;
@@ -566,11 +552,8 @@ impl Connection {
                 );
                 Ok(Step::Continue)
             }
-            other => Err(AmqpError::new(
-                ReplyCode::ChannelError,
-                "unexpected method in connection state running",
-            )
-            .during(other.get_amqp_class_id(), other.get_amqp_method_id())),
+            other => Err(replies::unexpected_in_running()
+                .during(other.get_amqp_class_id(), other.get_amqp_method_id())),
         }
     }
 
@@ -586,11 +569,9 @@ impl Connection {
             }
             if method.ids() == (20, 10) {
                 if number > self.channel_max {
-                    return Err(AmqpError::not_allowed(format!(
-                        "channel number {number} exceeds the negotiated channel_max {}",
-                        self.channel_max
-                    ))
-                    .during(20, 10));
+                    return Err(
+                        replies::channel_number_too_high(number, self.channel_max).during(20, 10)
+                    );
                 }
                 self.channels
                     .insert(number, Channel::new(number, &self.ctx));
@@ -600,10 +581,7 @@ impl Connection {
                 );
                 return Ok(());
             }
-            return Err(
-                AmqpError::new(ReplyCode::ChannelError, "expected 'channel.open'")
-                    .during(method.class_id(), method.method_id()),
-            );
+            return Err(replies::channel_not_open().during(method.class_id(), method.method_id()));
         };
         if ch.phase == ChannelPhase::Closing {
             match method.ids() {
@@ -685,10 +663,7 @@ fn open_channel(
     number: u16,
 ) -> Result<Option<&mut Channel>, AmqpError> {
     match channels.get_mut(&number) {
-        None => Err(AmqpError::new(
-            ReplyCode::ChannelError,
-            "expected 'channel.open'",
-        )),
+        None => Err(replies::channel_not_open()),
         Some(ch) if ch.phase == ChannelPhase::Closing => Ok(None),
         Some(ch) => Ok(Some(ch)),
     }

@@ -217,6 +217,58 @@ pub fn not_implemented(what: &str) -> AmqpError {
     AmqpError::not_implemented(what.to_owned())
 }
 
+/// 320 to every connection when the broker stops.
+pub fn shutting_down() -> AmqpError {
+    AmqpError::new(
+        ReplyCode::ConnectionForced,
+        "broker forced connection closure with reason 'shutdown'",
+    )
+}
+
+/// 505: a frame of the wrong kind (`what` says which and where).
+pub fn unexpected_frame(what: &str) -> AmqpError {
+    AmqpError::new(ReplyCode::UnexpectedFrame, what.to_owned())
+}
+
+/// 504: a frame on a channel that was never opened.
+pub fn channel_not_open() -> AmqpError {
+    AmqpError::new(ReplyCode::ChannelError, "expected 'channel.open'")
+}
+
+/// 504: a connection-class method that has no place once the connection runs.
+pub fn unexpected_in_running() -> AmqpError {
+    AmqpError::new(
+        ReplyCode::ChannelError,
+        "unexpected method in connection state running",
+    )
+}
+
+/// 530 at `connection.tune-ok`: the client's limits are outside the server's (`what` is
+/// RabbitMQ's wording, e.g. `frame_max=4096 < 8192 min size`).
+pub fn tune_refused(what: String) -> AmqpError {
+    AmqpError::not_allowed(what)
+}
+
+/// 530 at `channel.open`: a channel number above the negotiated channel_max.
+pub fn channel_number_too_high(number: u16, channel_max: u16) -> AmqpError {
+    AmqpError::not_allowed(format!(
+        "channel number {number} exceeds the negotiated channel_max {channel_max}"
+    ))
+}
+
+/// 503: a SASL mechanism the broker does not offer.
+pub fn unknown_mechanism(mechanism: &str) -> AmqpError {
+    AmqpError::command_invalid(format!("unknown authentication mechanism '{mechanism}'"))
+}
+
+/// 403: a login refused, for whatever reason (the reason goes to the log only).
+pub fn login_refused(mechanism: &str) -> AmqpError {
+    AmqpError::access_refused(format!(
+        "Login was refused using authentication mechanism {mechanism}. For details see the \
+         broker logfile."
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,11 +16,13 @@ use tokio::time::Instant;
 /// A deadline that never comes.
 pub const NEVER: u64 = u64::MAX;
 
-const NANOS_PER_MS: u128 = 1_000_000;
+const NANOS_PER_MS: u64 = 1_000_000;
 
-/// The wall-clock time of one monotonic instant, taken at first use.
+/// The wall-clock time of one monotonic instant, taken at first use. Nanoseconds fit a `u64`
+/// until the year 2554, and `u64` arithmetic keeps reading the clock cheap (it is read on
+/// every delivery).
 struct Base {
-    epoch_ns: u128,
+    epoch_ns: u64,
     instant: std::time::Instant,
 }
 
@@ -29,39 +31,38 @@ fn base() -> &'static Base {
     BASE.get_or_init(|| Base {
         epoch_ns: SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
         instant: std::time::Instant::now(),
     })
 }
 
-/// Milliseconds as a `u64` (saturating: the year 584 million is far enough).
-fn ms(value: u128) -> u64 {
-    u64::try_from(value).unwrap_or(u64::MAX)
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Now, in nanoseconds since the Unix epoch.
-fn now_ns() -> u128 {
+fn now_ns() -> u64 {
     let base = base();
     let now = Instant::now().into_std();
     // A paused test clock may start a little before the base was taken.
     match now.checked_duration_since(base.instant) {
-        Some(after) => base.epoch_ns + after.as_nanos(),
+        Some(after) => base.epoch_ns.saturating_add(nanos(after)),
         None => base
             .epoch_ns
-            .saturating_sub(base.instant.duration_since(now).as_nanos()),
+            .saturating_sub(nanos(base.instant.duration_since(now))),
     }
 }
 
 /// Now, in epoch milliseconds, rounded down: what has fully elapsed, so firing everything
 /// due at or before it is never early.
 pub fn now_ms() -> u64 {
-    ms(now_ns() / NANOS_PER_MS)
+    now_ns() / NANOS_PER_MS
 }
 
 /// Now, in epoch milliseconds, rounded up: the base a delay is added to, so that it is never
 /// shortened.
 pub fn now_ms_ceil() -> u64 {
-    ms(now_ns().div_ceil(NANOS_PER_MS))
+    now_ns().div_ceil(NANOS_PER_MS)
 }
 
 /// The runtime instant at which epoch millisecond `at` has passed, capped at `cap` from now:
@@ -69,10 +70,11 @@ pub fn now_ms_ceil() -> u64 {
 pub fn instant_of(at: u64, cap: Duration) -> Instant {
     let base = base();
     let limit = Instant::now() + cap;
-    let after_base = (u128::from(at) * NANOS_PER_MS).saturating_sub(base.epoch_ns);
-    u64::try_from(after_base)
-        .ok()
-        .and_then(|ns| base.instant.checked_add(Duration::from_nanos(ns)))
+    let after_base = at
+        .saturating_mul(NANOS_PER_MS)
+        .saturating_sub(base.epoch_ns);
+    base.instant
+        .checked_add(Duration::from_nanos(after_base))
         .map(Instant::from_std)
         .map_or(limit, |t| t.min(limit))
 }

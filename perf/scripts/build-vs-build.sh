@@ -6,7 +6,8 @@
 # BEFORE_BIN and AFTER_BIN are `warren` release binaries (e.g. one built from a worktree of
 # the commit before the change). Both run at once on free loopback ports; each round runs
 # every load against both, alternating which goes first, and the table gives the median over
-# rounds. Needs a release `warren-perf` (`cargo build --release -p warren-perf`).
+# rounds. Needs a release `warren-perf` (`cargo build --release -p warren-perf`). ONLY=1 (a
+# prefix of the load names below) runs only the matching loads.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BEFORE=${1:?usage: build-vs-build.sh BEFORE_BIN AFTER_BIN [ROUNDS] [DURATION_S]}
@@ -40,7 +41,7 @@ declare -A LOADS=(
 )
 
 for round in $(seq 1 "$ROUNDS"); do
-  for load in $(printf '%s\n' "${!LOADS[@]}" | sort); do
+  for load in $(printf '%s\n' "${!LOADS[@]}" | sort | grep "^${ONLY:-}"); do
     if ((round % 2)); then order="before after"; else order="after before"; fi
     for which in $order; do
       # shellcheck disable=SC2086

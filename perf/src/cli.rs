@@ -52,6 +52,13 @@ pub struct Cli {
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_unconfirmed: u64,
 
+    /// Publishes in flight per producer: started, but not yet written to the socket by the
+    /// client library (with --confirm: not yet confirmed). 1 awaits each publish before
+    /// starting the next, as most programs do [default: 256; with --confirm:
+    /// --max-unconfirmed, which also caps it].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub publish_window: Option<u64>,
+
     /// Publish with delivery_mode 2 (persistent).
     #[arg(long)]
     pub persistent: bool,
@@ -172,6 +179,8 @@ pub struct Plan {
     pub size: usize,
     pub rate: f64,
     pub max_unconfirmed: Option<usize>,
+    /// Publishes each producer keeps in flight (see `--publish-window`).
+    pub publish_window: usize,
     pub persistent: bool,
     pub manual_ack: bool,
     pub prefetch: u16,
@@ -201,6 +210,8 @@ pub struct ExpiryPlan {
     pub dead_letter_queue: String,
 }
 
+/// Without confirms, how many publishes may wait for the client library to write them.
+const DEFAULT_PUBLISH_WINDOW: usize = 256;
 const DEFAULT_DELAYED_EXCHANGE: &str = "warren-perf-delayed";
 const DEFAULT_DELAYED_MESSAGES: u64 = 10_000;
 /// TTL mode: a whole-run limit, so a broker that never expires anything cannot keep the
@@ -208,6 +219,25 @@ const DEFAULT_DELAYED_MESSAGES: u64 = 10_000;
 const DEFAULT_TTL_RUN_SECS: u64 = 300;
 
 impl Cli {
+    fn max_unconfirmed(&self) -> Option<usize> {
+        self.confirm
+            .then(|| usize::try_from(self.max_unconfirmed).unwrap_or(usize::MAX))
+    }
+
+    /// With confirms a publish stays in flight until confirmed, so the window is also the
+    /// unconfirmed limit and the smaller of the two applies.
+    fn publish_window(&self) -> usize {
+        let asked = self
+            .publish_window
+            .map(|window| usize::try_from(window).unwrap_or(usize::MAX));
+        match (asked, self.max_unconfirmed()) {
+            (Some(asked), Some(unconfirmed)) => asked.min(unconfirmed),
+            (Some(asked), None) => asked,
+            (None, Some(unconfirmed)) => unconfirmed,
+            (None, None) => DEFAULT_PUBLISH_WINDOW,
+        }
+    }
+
     pub fn into_plan(mut self) -> Result<Plan, String> {
         if let Some(mode) = self.mode_word.take() {
             self.mode = mode;
@@ -215,6 +245,8 @@ impl Cli {
         if self.mode == Mode::Ttl {
             return self.into_ttl_plan();
         }
+        let max_unconfirmed = self.max_unconfirmed();
+        let publish_window = self.publish_window();
         if !self.rate.is_finite() || self.rate < 0.0 {
             return Err(format!("--rate must be 0 or positive, got {}", self.rate));
         }
@@ -269,9 +301,8 @@ impl Cli {
             consumers: self.consumers,
             size: self.size.max(min_size),
             rate: self.rate,
-            max_unconfirmed: self
-                .confirm
-                .then(|| usize::try_from(self.max_unconfirmed).unwrap_or(usize::MAX)),
+            max_unconfirmed,
+            publish_window,
             persistent: self.persistent,
             manual_ack: self.manual_ack,
             prefetch: self.prefetch,
@@ -307,6 +338,8 @@ impl Cli {
                 self.messages, self.producers
             ));
         }
+        let max_unconfirmed = self.max_unconfirmed();
+        let publish_window = self.publish_window();
         let run_id = format!("{}-{}", std::process::id(), crate::stamp::now_nanos());
         let queue = format!("warren-perf-ttl-{run_id}");
         let dead_letter_queue = format!("warren-perf-ttl-dlq-{run_id}");
@@ -317,9 +350,8 @@ impl Cli {
             consumers: 0,
             size: self.size.max(STAMP_LEN),
             rate: self.rate,
-            max_unconfirmed: self
-                .confirm
-                .then(|| usize::try_from(self.max_unconfirmed).unwrap_or(usize::MAX)),
+            max_unconfirmed,
+            publish_window,
             persistent: self.persistent,
             manual_ack: false,
             prefetch: 0,
@@ -411,6 +443,34 @@ mod tests {
             Mode::Ttl,
             "--mode ttl is the same"
         );
+    }
+
+    #[test]
+    fn publish_window_defaults_to_pipelining_and_is_capped_by_confirms() {
+        assert_eq!(plan(&[]).unwrap().publish_window, 256);
+        assert_eq!(plan(&["--publish-window", "1"]).unwrap().publish_window, 1);
+        assert_eq!(plan(&["--confirm"]).unwrap().publish_window, 1000);
+        assert_eq!(
+            plan(&["--confirm", "--publish-window", "1"])
+                .unwrap()
+                .publish_window,
+            1
+        );
+        assert_eq!(
+            plan(&[
+                "--confirm",
+                "--max-unconfirmed",
+                "10",
+                "--publish-window",
+                "64"
+            ])
+            .unwrap()
+            .publish_window,
+            10
+        );
+        let delayed = plan(&["delayed", "--publish-window", "1"]).unwrap();
+        assert_eq!(delayed.publish_window, 1);
+        assert!(plan(&["--publish-window", "0"]).is_err());
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! Own connection because lapin serializes the channels of one connection through a single
 //! socket and I/O loop, which would cap several producers at one producer's rate.
 //!
-//! Publishes are pipelined through [`InFlight`]: without confirms up to [`WRITE_WINDOW`]
-//! may be waiting for lapin to write them; with confirms each in-flight entry is "publish,
-//! then await its confirm", so the window is exactly `--max-unconfirmed`.
+//! Publishes are pipelined through [`InFlight`]: without confirms up to `--publish-window`
+//! (default 256) may be waiting for lapin to write them; with confirms each in-flight entry
+//! is "publish, then await its confirm", so the window is also the unconfirmed limit. A
+//! window of 1 awaits each `basic_publish` (and its confirm) before the next, which is how
+//! most programs publish.
 
 use crate::broker;
 use crate::cli::{Plan, Target};
@@ -36,9 +38,6 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// a broker that throttles publishers may still have megabytes of them to read from the
 /// socket, and dropping the connection would throw those away.
 const TTL_CLOSE_GRACE: Duration = Duration::from_secs(30);
-
-/// Without confirms, how many publishes may wait for lapin to write them.
-const WRITE_WINDOW: usize = 256;
 
 pub struct Producer {
     connection: Connection,
@@ -82,7 +81,7 @@ impl Producer {
             size: plan.size,
             rate: plan.rate,
             confirms: plan.max_unconfirmed.is_some(),
-            window: plan.max_unconfirmed.unwrap_or(WRITE_WINDOW),
+            window: plan.publish_window,
             persistent: plan.persistent,
             limit: plan.pmessages,
             unpaced_first: plan

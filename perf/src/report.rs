@@ -139,12 +139,14 @@ impl Summary<'_> {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "summary: {} mode, {:.1} s, {} producer(s), {} consumer(s), {} B bodies{}{}{}",
+            "summary: {} mode, {:.1} s, {} producer(s), {} consumer(s), {} B bodies, \
+             publish window {}{}{}{}",
             plan.mode.name(),
             self.consume_elapsed.as_secs_f64(),
             plan.producers,
             plan.consumers,
             plan.size,
+            plan.publish_window,
             if plan.max_unconfirmed.is_some() {
                 ", confirms"
             } else {
@@ -173,8 +175,11 @@ impl Summary<'_> {
             c.consumed,
             self.consume_rate(),
             match plan.mode {
-                Mode::Delayed => format!(", missing {}", c.published.saturating_sub(c.consumed)),
-                Mode::Throughput | Mode::Ttl => String::new(),
+                // Without consumers nothing is expected to arrive (a publish-rate run).
+                Mode::Delayed if plan.consumers > 0 => {
+                    format!(", missing {}", c.published.saturating_sub(c.consumed))
+                }
+                Mode::Delayed | Mode::Throughput | Mode::Ttl => String::new(),
             }
         );
         let name = match plan.mode {
@@ -212,7 +217,7 @@ impl Summary<'_> {
         let _ = write!(
             out,
             "\"mode\":\"{}\",\"producers\":{},\"consumers\":{},\"size\":{},\"confirm\":{},\
-             \"persistent\":{},\"manual_ack\":{},\"prefetch\":{},\"elapsed_s\":{:.3},\
+             \"publish_window\":{},\"persistent\":{},\"manual_ack\":{},\"prefetch\":{},\"elapsed_s\":{:.3},\
              \"publish_elapsed_s\":{:.3},\"sent\":{},\"confirmed\":{},\"nacked\":{},\
              \"received\":{},\"stale\":{},\"publish_rate\":{:.1},\"consume_rate\":{:.1}",
             plan.mode.name(),
@@ -220,6 +225,7 @@ impl Summary<'_> {
             plan.consumers,
             plan.size,
             plan.max_unconfirmed.is_some(),
+            plan.publish_window,
             plan.persistent,
             plan.manual_ack,
             plan.prefetch,

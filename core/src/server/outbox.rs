@@ -17,6 +17,7 @@
 //!
 //! Lock order: the outbox lock is a leaf — nothing else is taken while it is held.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
@@ -63,6 +64,18 @@ impl OutboxStats {
     }
 }
 
+thread_local! {
+    /// Pushes made by this thread into any outbox (see [`pushes_by_this_thread`]).
+    static PUSHES: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many times this thread has pushed frames into any outbox. Compared before and after a
+/// synchronous piece of work (a connection handling what it read), it tells whether that work
+/// produced output anywhere: a delivery to a consumer, a confirm, a reply.
+pub fn pushes_by_this_thread() -> u64 {
+    PUSHES.with(Cell::get)
+}
+
 /// The outgoing side of one connection.
 #[derive(Debug, Default)]
 pub struct Outbox {
@@ -100,6 +113,7 @@ impl Outbox {
         if self.closed.load(Ordering::Relaxed) {
             return;
         }
+        PUSHES.with(|pushes| pushes.set(pushes.get() + 1));
         let mut buf = self.buf.lock();
         let was_empty = buf.is_empty();
         write(&mut buf);

@@ -1,6 +1,7 @@
 //! Connection negotiation as a client sees it: connection.start's server properties, tune
 //! values and their limits (530), heartbeats, authentication (PLAIN, AMQPLAIN, 403), the
-//! protocol header, and close in both directions.
+//! protocol header, close in both directions, and a serial publisher's connection still
+//! being read after it lingered between publishes.
 
 use std::time::Duration;
 
@@ -443,4 +444,52 @@ async fn guest_is_refused_from_a_non_loopback_address_with_403() {
         other => panic!("guest from {ip} must be refused with 403, got {other:?}"),
     }
     still_serves(&broker).await;
+}
+
+/// A client that awaits each publish into a queue nobody consumes makes its connection
+/// linger between reads (polling its socket, with the receive low-water mark raised so the
+/// publishes wake nobody). Whatever comes next is still read and answered: a method right
+/// after the stream (read while lingering), and one after a pause (the linger over, the
+/// low-water mark back to one byte, the task parked on the socket).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serial_publisher_is_read_during_and_after_lingering() {
+    let broker = TestBroker::start().await;
+    let (conn, ch) = broker.channel().await;
+    let exclusive = lapin::options::QueueDeclareOptions {
+        exclusive: true,
+        ..Default::default()
+    };
+    let queue = ch
+        .queue_declare("", exclusive, FieldTable::default())
+        .await
+        .expect("declare");
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..exclusive
+    };
+    for round in 1..=3u32 {
+        for _ in 0..200 {
+            ch.basic_publish(
+                "",
+                queue.name().as_str(),
+                lapin::options::BasicPublishOptions::default(),
+                b"serial",
+                lapin::BasicProperties::default(),
+            )
+            .await
+            .expect("publish");
+        }
+        if round == 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let declared = tokio::time::timeout(
+            Duration::from_secs(5),
+            ch.queue_declare(queue.name().as_str(), passive, FieldTable::default()),
+        )
+        .await
+        .expect("answered in time")
+        .expect("declare-ok");
+        assert_eq!(declared.message_count(), 200 * round);
+    }
+    conn.close(200, "bye").await.expect("close");
 }

@@ -5,6 +5,9 @@
 //! the connection's writer task ([`Outbox`]). Reads are decoded in batches: everything that
 //! arrived in one `read` is processed before publisher confirms are flushed, so a pipelining
 //! publisher gets one `basic.ack multiple=true` per batch instead of one per message.
+//! Between reads, a connection that looks like a client awaiting each publish polls its
+//! socket for a moment instead of letting its worker sleep ([`Linger`]); that never holds a
+//! frame back, it only spares the client a wake-up.
 //!
 //! Errors: a channel-level [`AmqpError`] closes that channel (`channel.close`, everything
 //! but close/close-ok ignored until the client answers); a connection-level one or a
@@ -28,12 +31,17 @@ use tokio_util::codec::Decoder;
 
 use super::Config;
 use super::channel::{Channel, ConnCtx, Outcome, Phase as ChannelPhase};
-use super::outbox::Outbox;
+use super::outbox::{self, Outbox};
 use crate::broker::args::as_text;
 use crate::broker::{Broker, Queue};
 use crate::error::AmqpError;
 use crate::protocol::{CodecError, Frame, FrameCodec, PROTOCOL_HEADER, RawMethod, ReplyCode};
 
+/// How long a connection polls its socket before letting its worker sleep, when its reads
+/// come this close together (see [`read_soon`]).
+const LINGER: Duration = Duration::from_micros(200);
+/// Reads at least this long do not linger: the client is already sending in bulk.
+const SMALL_READ: usize = 16 * 1024;
 /// The frame_max below which tune-ok is refused (RabbitMQ's minimum).
 const MIN_FRAME_MAX: u32 = 8192;
 /// How long the server waits for `connection.close-ok` after sending `connection.close`.
@@ -129,18 +137,22 @@ impl Connection {
         // Set while a queue this connection publishes to is backlogged: the socket is not
         // read until it drains (flow control, see `broker::queue`).
         let mut paused: Option<Arc<Queue>> = None;
+        let mut linger = Linger::default();
         loop {
             if buf.capacity() - buf.len() < 16 * 1024 {
                 buf.reserve(64 * 1024);
             }
             tokio::select! {
-                read = reader.read_buf(&mut buf), if paused.is_none() => match read {
+                read = read_soon(reader, &mut buf, &mut linger), if paused.is_none() => match read {
                     Ok(0) | Err(_) => return,
-                    Ok(_) => {
+                    Ok(read) => {
                         self.last_read = Instant::now();
+                        let pushes = outbox::pushes_by_this_thread();
                         if self.process(&mut buf) == Step::Exit {
                             return;
                         }
+                        let silent = outbox::pushes_by_this_thread() == pushes;
+                        linger.after_read(read, silent);
                         paused = self.channels.values_mut().find_map(Channel::take_backlogged);
                     }
                 },
@@ -626,6 +638,137 @@ impl Connection {
                 Ok(())
             }
         }
+    }
+}
+
+/// Whether the next read lingers, and the socket state lingering changes.
+///
+/// A client that awaits each publish (lapin's `basic_publish(..).await` without confirms
+/// resolves once its I/O thread's `send` returns) sends one publish at a time, tens of
+/// microseconds apart, and nothing comes back. If the worker thread sleeps between them,
+/// every publish has to wake it from the client's `send`: the kernel delivers the segment
+/// in the sender's context and wakes the sleeper there, and waking an idle core costs an
+/// inter-processor interrupt (on a virtual machine, an exit to the hypervisor). That wake-up
+/// sits on the client's critical path; see docs/BENCHMARKS.md for the measurements.
+///
+/// So a connection whose small reads come close together and whose frames produce no output
+/// (nothing for a consumer to receive, no confirm or reply: nobody else is waiting on this
+/// work) keeps polling for the next read for up to [`LINGER`] before it parks. Meanwhile the
+/// socket's receive low-water mark is raised so that an arriving publish wakes nobody, and
+/// every poll yields to the worker's other tasks and to other threads on the core. Nothing is
+/// delayed: each poll takes whatever has arrived.
+#[derive(Debug, Default)]
+struct Linger {
+    last_read: Option<std::time::Instant>,
+    wanted: bool,
+    low_water_raised: bool,
+}
+
+impl Linger {
+    fn after_read(&mut self, read: usize, silent: bool) {
+        let now = std::time::Instant::now();
+        let close = self.last_read.is_some_and(|at| now - at < LINGER);
+        self.last_read = Some(now);
+        self.wanted = close && silent && read < SMALL_READ;
+    }
+}
+
+/// Reads into `buf`, lingering first if `linger` says so.
+async fn read_soon(
+    reader: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    linger: &mut Linger,
+) -> std::io::Result<usize> {
+    if linger.wanted {
+        let socket = reader.as_ref();
+        if !linger.low_water_raised {
+            // Below this much queued data the kernel wakes no reader (tcp_data_ready); it
+            // stays under the receive buffer, so the window is not clamped.
+            linger.low_water_raised = set_receive_low_water(socket, SMALL_READ).is_ok();
+        }
+        // std's clock, not tokio's: real microseconds, even under a paused tokio clock.
+        let since = std::time::Instant::now();
+        loop {
+            match receive_now(socket, buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                read => return read,
+            }
+            if since.elapsed() >= LINGER {
+                break;
+            }
+            std::thread::yield_now();
+            YieldNow(false).await;
+        }
+        linger.wanted = false;
+    }
+    if linger.low_water_raised {
+        // Lowering it wakes the driver at once if data is already queued (tcp_set_rcvlowat).
+        let _ = set_receive_low_water(reader.as_ref(), 1);
+        linger.low_water_raised = false;
+    }
+    reader.read_buf(buf).await
+}
+
+/// A non-blocking `recv` into `buf`'s spare capacity, bypassing tokio's readiness (which only
+/// the I/O driver sets, and the driver is not polled while lingering).
+fn receive_now(socket: &tokio::net::TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+    let read = socket2::SockRef::from(socket).recv(buf.spare_capacity_mut())?;
+    // SAFETY: `recv` initialised the first `read` bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + read) };
+    Ok(read)
+}
+
+#[cfg(target_os = "linux")]
+fn set_receive_low_water(socket: &tokio::net::TcpStream, bytes: usize) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: the descriptor is borrowed from a live socket for the call, and the option value
+    // points at a c_int on the stack whose size is passed with it.
+    let status = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            (&raw const value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Elsewhere the low-water mark does not gate wake-ups the same way; lingering then only polls.
+#[cfg(not(target_os = "linux"))]
+fn set_receive_low_water(_: &tokio::net::TcpStream, _: usize) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}
+
+/// Gives the worker's other tasks a turn: wakes itself and returns `Pending` once.
+///
+/// Not `tokio::task::yield_now`: that one defers the wake-up until the worker has run out of
+/// work and gone searching for more, and a searching worker that finds work wakes another
+/// worker to keep searching, so every poll would wake the runtime's other thread. Waking
+/// itself puts the task back in the worker's LIFO slot; tokio moves it behind the other
+/// queued tasks after a few polls in a row, so they still get their turn.
+struct YieldNow(bool);
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
     }
 }
 

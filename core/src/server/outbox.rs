@@ -14,6 +14,7 @@
 //!
 //! Lock order: the outbox lock is a leaf — nothing else is taken while it is held.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -26,6 +27,18 @@ use tokio::sync::Notify;
 pub const CONGESTED: usize = 256 << 10;
 /// A drained buffer larger than this is released instead of kept for reuse.
 const KEEP_CAPACITY: usize = 8 << 20;
+
+thread_local! {
+    /// Pushes made by this thread into any outbox (see [`pushes_by_this_thread`]).
+    static PUSHES: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many times this thread has pushed frames into any outbox. Compared before and after a
+/// synchronous piece of work (a connection handling what it read), it tells whether that work
+/// produced output anywhere: a delivery to a consumer, a confirm, a reply.
+pub fn pushes_by_this_thread() -> u64 {
+    PUSHES.with(Cell::get)
+}
 
 /// The outgoing side of one connection.
 #[derive(Debug, Default)]
@@ -50,6 +63,7 @@ impl Outbox {
         if self.closed.load(Ordering::Relaxed) {
             return;
         }
+        PUSHES.with(|pushes| pushes.set(pushes.get() + 1));
         let mut buf = self.buf.lock();
         let was_empty = buf.is_empty();
         write(&mut buf);

@@ -769,8 +769,11 @@ fn set_receive_low_water(_: &tokio::net::TcpStream, _: usize) -> std::io::Result
 
 /// Gives the worker's other tasks a turn: wakes itself and returns `Pending` once.
 ///
-/// Not `tokio::task::yield_now`, which defers the wake-up until the worker has run out of
-/// work and looked for more, and so wakes the runtime's other worker thread on every poll.
+/// Not `tokio::task::yield_now`: that one defers the wake-up until the worker has run out of
+/// work and gone searching for more, and a searching worker that finds work wakes another
+/// worker to keep searching, so every poll would wake the runtime's other thread. Waking
+/// itself puts the task back in the worker's LIFO slot; tokio moves it behind the other
+/// queued tasks after a few polls in a row, so they still get their turn.
 struct YieldNow(bool);
 
 impl Future for YieldNow {

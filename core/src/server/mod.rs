@@ -28,6 +28,7 @@ use self::outbox::OutboxStats;
 use crate::broker::Broker;
 use crate::error::AmqpError;
 use crate::plugin::ExchangeTypeRegistry;
+use crate::store::data_dir::{DataDir, DataDirError};
 
 /// Where the admin interface listens unless told otherwise (RabbitMQ's management port + 1).
 pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
@@ -131,6 +132,9 @@ pub enum StartError {
     /// The broker state could not be built from the registry.
     #[error("cannot set up the broker: {0}")]
     Broker(#[from] AmqpError),
+    /// The data directory cannot be used (another broker holds it, an unknown format, …).
+    #[error("{0}")]
+    DataDir(#[from] DataDirError),
 }
 
 /// Binds `addr` for `listener`, returning the socket and the address actually bound.
@@ -158,6 +162,8 @@ pub struct RunningServer {
     broker: Arc<Broker>,
     outbox_stats: Arc<OutboxStats>,
     admin: Option<(SocketAddr, JoinHandle<()>)>,
+    /// Held (and so locked) until the server is dropped.
+    data_dir: DataDir,
 }
 
 impl RunningServer {
@@ -174,6 +180,11 @@ impl RunningServer {
     /// The broker state (for embedding and tests).
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
+    }
+
+    /// The data directory this server holds.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data_dir.path()
     }
 
     /// How the connections' output buffers have fared (their high-water mark, read pauses).
@@ -195,6 +206,10 @@ impl RunningServer {
 /// Binds every listener, starts the accept loop and returns at once. Nothing is announced as
 /// listening until every socket is bound, so a failure is the last word in the log.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    let path = config.data_dir.clone();
+    let data_dir = tokio::task::spawn_blocking(move || DataDir::open(&path))
+        .await
+        .map_err(|e| AmqpError::internal(format!("data directory check failed: {e}")))??;
     let mut registry = ExchangeTypeRegistry::with_builtins();
     if let Some(dir) = &config.plugins_dir {
         for e in registry.load_dir(dir) {
@@ -229,6 +244,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         broker,
         outbox_stats,
         admin,
+        data_dir,
     })
 }
 

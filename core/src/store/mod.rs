@@ -16,11 +16,13 @@
 //! Every time in a store is wall-clock epoch milliseconds ([`crate::clock`]): a deadline or a
 //! due time means the same after a restart, and keeps running while the broker is down.
 //!
-//! [`memory::MemoryStore`] keeps everything in the process (today's behaviour: gone with the
+//! [`data_dir`] claims the directory a disk store lives in (one broker at a time, a format
+//! stamp). [`memory::MemoryStore`] keeps everything in the process (today's behaviour: gone with the
 //! process, kept across a broker rebuilt in the same process). Every method that writes may
 //! block on I/O in a disk implementation, so the broker calls them off the async reactor.
 
 pub mod conformance;
+pub mod data_dir;
 pub mod memory;
 
 use std::fmt;

@@ -2,9 +2,13 @@
 //! with the first one's pid, and a killed one leaves no stale lock), and a directory in a
 //! format this Warren does not read is refused. Runs the real binary on ephemeral ports.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
+
+use common::{exit_of, spawn_warren, text};
 
 fn fresh_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("warren-datadir-{}-{name}", std::process::id()));
@@ -13,19 +17,10 @@ fn fresh_dir(name: &str) -> PathBuf {
 }
 
 fn warren(data_dir: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("WARREN_LISTEN")
-        .env_remove("WARREN_ADMIN_LISTEN")
-        .env_remove("WARREN_CONFIG")
-        .env_remove("WARREN_PLUGINS_DIR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the warren binary starts")
+    spawn_warren(
+        &["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+        data_dir,
+    )
 }
 
 /// Waits until `child` holds `data_dir` (its pid is in the lock file).
@@ -48,27 +43,6 @@ fn wait_until_holding(child: &mut Child, data_dir: &Path) {
     }
 }
 
-/// Waits for `child` to exit on its own; fails if it keeps running.
-fn exit_of(mut child: Child) -> Output {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().expect("waitable").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("warren kept running on a directory it should refuse");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("output")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 #[test]
 fn a_second_broker_on_one_directory_is_refused_and_a_killed_one_leaves_no_lock() {
     let dir = fresh_dir("lock");
@@ -81,7 +55,7 @@ fn a_second_broker_on_one_directory_is_refused_and_a_killed_one_leaves_no_lock()
         "warren-data 1"
     );
 
-    let second = exit_of(warren(&dir));
+    let second = exit_of(warren(&dir), "on a directory it should refuse");
     let log = text(&second);
     assert!(!second.status.success(), "{log}");
     assert!(
@@ -108,7 +82,7 @@ fn a_directory_in_an_unknown_format_is_refused() {
     let dir = fresh_dir("format");
     std::fs::create_dir_all(&dir).expect("dir");
     std::fs::write(dir.join("FORMAT"), "warren-data 7\n").expect("stamp");
-    let output = exit_of(warren(&dir));
+    let output = exit_of(warren(&dir), "on a directory it should refuse");
     let log = text(&output);
     assert!(!output.status.success(), "{log}");
     assert!(

@@ -6,9 +6,12 @@
 //! live here rather than in `warren-tests`, which cannot ask Cargo for another package's
 //! binary.
 
+mod common;
+
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+
+use common::{exit_of, spawn_warren, text};
 
 /// A port this test holds for as long as the listener lives.
 fn taken() -> (TcpListener, SocketAddr) {
@@ -18,48 +21,16 @@ fn taken() -> (TcpListener, SocketAddr) {
 }
 
 /// Runs `warren` with `args` (plus a fresh data directory) and returns its output once it
-/// exits; kills it and fails if it is still running after a generous wait.
+/// exits.
 fn run_warren(args: &[&str]) -> Output {
     let data_dir = std::env::temp_dir().join(format!(
         "warren-listen-test-{}-{}",
         std::process::id(),
         args.join("_").replace(['/', ':', '.'], "-")
     ));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .env_remove("WARREN_LISTEN")
-        .env_remove("WARREN_ADMIN_LISTEN")
-        .env_remove("WARREN_CONFIG")
-        .env_remove("WARREN_PLUGINS_DIR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the warren binary starts");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().expect("waitable").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let output = child.wait_with_output().expect("output");
-            panic!(
-                "warren kept running on a taken address; its output:\n{}",
-                text(&output)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let output = exit_of(spawn_warren(args, &data_dir), "on a taken address");
     let _ = std::fs::remove_dir_all(&data_dir);
-    child.wait_with_output().expect("output")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    output
 }
 
 #[test]

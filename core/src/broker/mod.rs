@@ -66,6 +66,7 @@ pub const DEFAULT_VHOST: &str = "/";
 #[derive(Debug)]
 pub struct Broker {
     registry: Arc<ExchangeTypeRegistry>,
+    /// What vhosts record; each vhost gets its definition store.
     stores: Stores,
     vhosts: RwLock<FxHashMap<String, Arc<VHost>>>,
 }
@@ -95,11 +96,6 @@ impl Broker {
     /// The exchange types every vhost routes through.
     pub fn registry(&self) -> &ExchangeTypeRegistry {
         &self.registry
-    }
-
-    /// What the broker stores.
-    pub fn stores(&self) -> &Stores {
-        &self.stores
     }
 
     /// The vhost named `name`.

@@ -163,7 +163,7 @@ pub struct RunningServer {
     outbox_stats: Arc<OutboxStats>,
     admin: Option<(SocketAddr, JoinHandle<()>)>,
     /// Held (and so locked) until the server is dropped.
-    data_dir: DataDir,
+    _data_dir: DataDir,
 }
 
 impl RunningServer {
@@ -180,11 +180,6 @@ impl RunningServer {
     /// The broker state (for embedding and tests).
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
-    }
-
-    /// The data directory this server holds.
-    pub fn data_dir(&self) -> &std::path::Path {
-        self.data_dir.path()
     }
 
     /// How the connections' output buffers have fared (their high-water mark, read pauses).
@@ -244,7 +239,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         broker,
         outbox_stats,
         admin,
-        data_dir,
+        _data_dir: data_dir,
     })
 }
 

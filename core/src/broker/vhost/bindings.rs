@@ -144,7 +144,7 @@ impl BindingTable {
         self.by_source.contains_key(source)
     }
 
-    /// Every binding, source by source.
+    /// Every binding, source by source (for listings).
     pub fn iter(&self) -> impl Iterator<Item = &Binding> {
         self.by_source.values().flatten()
     }

@@ -660,11 +660,6 @@ impl VHost {
         Ok(())
     }
 
-    /// Every binding of this vhost (a snapshot, for listings).
-    pub fn bindings(&self) -> Vec<Binding> {
-        self.catalogue.lock().iter().cloned().collect()
-    }
-
     fn resolve_target(
         &self,
         connection: u64,

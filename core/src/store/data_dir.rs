@@ -2,11 +2,11 @@
 //! time and stamped with the format of what is inside.
 //!
 //! At start the broker creates the directory if it is missing, then:
-//! - takes an exclusive lock on `LOCK` inside it (and writes its process id there, for the
-//!   message a second broker gets): two brokers writing one set of files would each corrupt
-//!   what the other wrote, so the second is refused at start with the holder's pid;
+//! - takes an exclusive lock on `LOCK` inside it: two brokers writing one set of files would
+//!   each corrupt what the other wrote, so the second is refused at start;
 //! - reads `FORMAT` (`warren-data <version>`), or writes it for a new directory: a directory
-//!   written by a Warren whose format this one does not know is refused rather than misread.
+//!   written by a Warren whose format this one does not know is refused rather than misread;
+//! - writes its process id into `LOCK`, last, for the message a second broker gets.
 //!
 //! The lock is the operating system's (`flock`), so it goes with the process however that
 //! ends — a `kill -9` leaves no stale lock behind.
@@ -102,8 +102,6 @@ impl DataDir {
             }
             Err(TryLockError::Error(e)) => return Err(io(e)),
         }
-        lock.set_len(0).map_err(io)?;
-        writeln!(lock, "{}", std::process::id()).map_err(io)?;
         check_format(path).map_err(|e| match e {
             FormatError::Io(source) => io(source),
             FormatError::Unknown(found) => DataDirError::UnknownFormat {
@@ -111,6 +109,9 @@ impl DataDir {
                 found,
             },
         })?;
+        // The pid goes in last: once it is there, the directory is held and stamped.
+        lock.set_len(0).map_err(io)?;
+        writeln!(lock, "{}", std::process::id()).map_err(io)?;
         Ok(DataDir {
             path: path.to_owned(),
             _lock: lock,

@@ -2,16 +2,17 @@
 //! in-memory store runs them in its unit tests, and a disk store runs the same ones, where
 //! "reopen" is a restart over the same files.
 //!
-//! Use: implement [`Reopen`] for a handle to a fresh, empty store, then call [`run_all`]
-//! with a function that makes such a handle (each check starts from an empty store). Each
-//! check panics with what it expected.
+//! Use: implement [`Reopen`] for a handle to a fresh, empty store, then call the `run_*`
+//! function of each contract it implements ([`run_all`] for all three) with a function
+//! that makes such a handle (each check starts from an empty store). Each check panics with
+//! what it expected.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
 use super::{
-    BindingDefinition, Definition, DefinitionKey, DefinitionStore, DestinationKind,
+    BindingDefinition, Definition, DefinitionKey, DefinitionStore, DestinationKind, Durable,
     ExchangeDefinition, ExchangeKey, HeldStore, MessageStore, QueueDefinition, QueueKey,
 };
 use crate::broker::message::Message;
@@ -21,22 +22,70 @@ use crate::protocol::{Properties, ShortStr};
 /// A store under test that can be opened again over what it has written.
 pub trait Reopen {
     /// The implementation.
-    type Store: DefinitionStore + MessageStore + HeldStore;
+    type Store: Durable + ?Sized;
 
-    /// The store as it is after a restart (the first call opens it).
+    /// The store as it is after a restart (the first call opens it; the caller drops the
+    /// previous handle first).
     fn reopen(&mut self) -> Arc<Self::Store>;
 }
 
-/// Runs every check, each on a fresh store from `fresh`.
-pub fn run_all<R: Reopen>(fresh: &mut dyn FnMut() -> R) {
+/// Runs every check of all three contracts, each on a fresh store from `fresh`.
+pub fn run_all<R: Reopen>(fresh: &mut dyn FnMut() -> R)
+where
+    R::Store: DefinitionStore + MessageStore + HeldStore,
+{
+    run_definitions(fresh);
+    run_messages(fresh);
+    run_held(fresh);
+}
+
+/// The [`DefinitionStore`] checks.
+pub fn run_definitions<R: Reopen>(fresh: &mut dyn FnMut() -> R)
+where
+    R::Store: DefinitionStore,
+{
     definitions_survive_and_keep_their_order(&mut fresh());
     a_definition_put_again_replaces_and_a_deleted_one_is_gone(&mut fresh());
+    definition_writes_become_durable(&mut fresh());
+}
+
+/// The [`MessageStore`] checks.
+pub fn run_messages<R: Reopen>(fresh: &mut dyn FnMut() -> R)
+where
+    R::Store: MessageStore,
+{
     messages_come_back_per_queue_in_order_byte_for_byte(&mut fresh());
     removed_messages_stay_gone_and_delivered_ones_are_redelivered(&mut fresh());
     a_forgotten_queue_keeps_nothing(&mut fresh());
     sync_marks_only_grow(&mut fresh());
+}
+
+/// The [`HeldStore`] checks.
+pub fn run_held<R: Reopen>(fresh: &mut dyn FnMut() -> R)
+where
+    R::Store: HeldStore,
+{
     held_messages_are_read_by_due_time_a_page_at_a_time(&mut fresh());
     released_and_forgotten_held_messages_are_gone(&mut fresh());
+}
+
+/// Waits (a bounded time) until `store` reports `mark` durable.
+fn wait_durable<S: Durable + ?Sized>(store: &S, mark: super::SyncMark) {
+    let rx = store.durability();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = *rx.borrow();
+        assert!(!now.failed, "the store failed before {mark:?} was durable");
+        if now.synced >= mark {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{mark:?} never became durable (synced: {:?})",
+            now.synced
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 fn message(routing_key: &str, body: &'static [u8]) -> Message {
@@ -112,12 +161,16 @@ fn binding(source: &str, queue: &str, key: &str) -> Definition {
 }
 
 /// Exchanges and queues load before bindings, each kind in first-put order, after a reopen.
-pub fn definitions_survive_and_keep_their_order<R: Reopen>(r: &mut R) {
+pub fn definitions_survive_and_keep_their_order<R: Reopen>(r: &mut R)
+where
+    R::Store: DefinitionStore,
+{
     let store = r.reopen();
     store.put(binding("x", "q", "k")).expect("put");
     store.put(queue_definition("q")).expect("put");
     store.put(exchange("x", "topic")).expect("put");
     store.put(exchange("d", "x-delayed-message")).expect("put");
+    store.sync().expect("sync");
     drop(store);
     let loaded = r.reopen().load().expect("load");
     assert_eq!(
@@ -133,7 +186,10 @@ pub fn definitions_survive_and_keep_their_order<R: Reopen>(r: &mut R) {
 }
 
 /// A definition put under an existing key replaces it; a removed one does not come back.
-pub fn a_definition_put_again_replaces_and_a_deleted_one_is_gone<R: Reopen>(r: &mut R) {
+pub fn a_definition_put_again_replaces_and_a_deleted_one_is_gone<R: Reopen>(r: &mut R)
+where
+    R::Store: DefinitionStore,
+{
     let store = r.reopen();
     store.put(exchange("x", "direct")).expect("put");
     store.put(exchange("y", "direct")).expect("put");
@@ -148,6 +204,7 @@ pub fn a_definition_put_again_replaces_and_a_deleted_one_is_gone<R: Reopen>(r: &
     store
         .delete(&DefinitionKey::Queue("/".into(), "never-put".into()))
         .expect("removing nothing is fine");
+    store.sync().expect("sync");
     drop(store);
     assert_eq!(
         r.reopen().load().expect("load"),
@@ -158,7 +215,10 @@ pub fn a_definition_put_again_replaces_and_a_deleted_one_is_gone<R: Reopen>(r: &
 
 /// Each queue gets back its own messages, in append order, every byte as appended, with
 /// the deadline it was given; a fan-out is one message for every queue.
-pub fn messages_come_back_per_queue_in_order_byte_for_byte<R: Reopen>(r: &mut R) {
+pub fn messages_come_back_per_queue_in_order_byte_for_byte<R: Reopen>(r: &mut R)
+where
+    R::Store: MessageStore,
+{
     let store = r.reopen();
     let (a, b) = (queue("a"), queue("b"));
     let first = message("k1", b"first");
@@ -191,7 +251,10 @@ pub fn messages_come_back_per_queue_in_order_byte_for_byte<R: Reopen>(r: &mut R)
 
 /// Removing a message from one queue leaves it in the others; a delivered one comes back
 /// redelivered.
-pub fn removed_messages_stay_gone_and_delivered_ones_are_redelivered<R: Reopen>(r: &mut R) {
+pub fn removed_messages_stay_gone_and_delivered_ones_are_redelivered<R: Reopen>(r: &mut R)
+where
+    R::Store: MessageStore,
+{
     let store = r.reopen();
     let (a, b) = (queue("a"), queue("b"));
     let (id1, _) = store
@@ -219,7 +282,10 @@ pub fn removed_messages_stay_gone_and_delivered_ones_are_redelivered<R: Reopen>(
 }
 
 /// A deleted queue's messages are gone, and only its.
-pub fn a_forgotten_queue_keeps_nothing<R: Reopen>(r: &mut R) {
+pub fn a_forgotten_queue_keeps_nothing<R: Reopen>(r: &mut R)
+where
+    R::Store: MessageStore,
+{
     let store = r.reopen();
     let (a, b) = (queue("a"), queue("b"));
     store
@@ -237,7 +303,10 @@ pub fn a_forgotten_queue_keeps_nothing<R: Reopen>(r: &mut R) {
 }
 
 /// Every write moves the mark forward; a sync reaches the last write's mark.
-pub fn sync_marks_only_grow<R: Reopen>(r: &mut R) {
+pub fn sync_marks_only_grow<R: Reopen>(r: &mut R)
+where
+    R::Store: MessageStore,
+{
     let store = r.reopen();
     let a = queue("a");
     let (_, m1) = store
@@ -249,11 +318,34 @@ pub fn sync_marks_only_grow<R: Reopen>(r: &mut R) {
     assert!(m2 > m1, "later writes have later marks");
     let synced = store.sync().expect("sync");
     assert!(synced >= m2, "a sync covers every write before it");
-    assert!(store.synced() >= synced, "the synced mark never goes back");
+    assert!(
+        store.durability().borrow().synced >= synced,
+        "the synced mark never goes back"
+    );
+    let (_, m3) = store
+        .append(&message("k", b"3"), &[(a.clone(), NEVER)])
+        .expect("append");
+    wait_durable(&*store, m3);
+}
+
+/// A definition write's mark becomes durable without anyone calling `sync` (the writer
+/// syncs on its own), and what it wrote is then there after a reopen.
+pub fn definition_writes_become_durable<R: Reopen>(r: &mut R)
+where
+    R::Store: DefinitionStore,
+{
+    let store = r.reopen();
+    let mark = store.put(exchange("x", "direct")).expect("put");
+    wait_durable(&*store, mark);
+    drop(store);
+    assert_eq!(r.reopen().load().expect("load"), vec![exchange("x", "direct")]);
 }
 
 /// Held messages come back by due time (ties by id), a page at a time, up to a horizon.
-pub fn held_messages_are_read_by_due_time_a_page_at_a_time<R: Reopen>(r: &mut R) {
+pub fn held_messages_are_read_by_due_time_a_page_at_a_time<R: Reopen>(r: &mut R)
+where
+    R::Store: HeldStore,
+{
     let store = r.reopen();
     let (x, y) = (exchange_key("x"), exchange_key("y"));
     let far = 1u64 << 40; // beyond 2^32 ms
@@ -295,7 +387,10 @@ pub fn held_messages_are_read_by_due_time_a_page_at_a_time<R: Reopen>(r: &mut R)
 }
 
 /// A released (fired or cancelled) message and a deleted exchange's messages stay gone.
-pub fn released_and_forgotten_held_messages_are_gone<R: Reopen>(r: &mut R) {
+pub fn released_and_forgotten_held_messages_are_gone<R: Reopen>(r: &mut R)
+where
+    R::Store: HeldStore,
+{
     let store = r.reopen();
     let (x, y) = (exchange_key("x"), exchange_key("y"));
     let (fired, _) = store.hold(&x, 10, &message("a", b"a"), &[]).expect("hold");

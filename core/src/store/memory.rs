@@ -10,9 +10,12 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 
+use tokio::sync::watch;
+
 use super::{
-    Definition, DefinitionKey, DefinitionStore, ExchangeKey, HeldCursor, HeldId, HeldRecord,
-    HeldStore, MessageId, MessageStore, QueueKey, Recovered, StoreResult, SyncMark,
+    Definition, DefinitionKey, DefinitionStore, Durability, Durable, ExchangeKey, HeldCursor,
+    HeldId, HeldRecord, HeldStore, MessageId, MessageStore, QueueKey, Recovered, StoreResult,
+    SyncMark,
 };
 use crate::broker::message::Message;
 
@@ -59,32 +62,65 @@ impl State {
 }
 
 /// Definitions, messages and held messages in memory.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    /// Always at the last write: nothing here waits for a disk.
+    durability: watch::Sender<Durability>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore {
+            state: Mutex::default(),
+            durability: watch::Sender::new(Durability::default()),
+        }
+    }
+}
+
+impl MemoryStore {
+    /// Runs `write` on the state, then publishes its mark as durable.
+    fn write<T>(&self, write: impl FnOnce(&mut State) -> T) -> (T, SyncMark) {
+        let mut st = self.state.lock();
+        let out = write(&mut st);
+        let mark = st.write();
+        self.durability.send_replace(Durability {
+            synced: mark,
+            failed: false,
+        });
+        (out, mark)
+    }
+}
+
+impl Durable for MemoryStore {
+    fn sync(&self) -> StoreResult<SyncMark> {
+        Ok(SyncMark(self.state.lock().written))
+    }
+
+    fn durability(&self) -> watch::Receiver<Durability> {
+        self.durability.subscribe()
+    }
 }
 
 impl DefinitionStore for MemoryStore {
-    fn put(&self, definition: Definition) -> StoreResult<()> {
-        let mut st = self.state.lock();
-        let key = definition.key();
-        let order = match st.definitions.get(&key) {
-            Some((order, _)) => *order,
-            None => {
-                st.next_definition += 1;
-                st.next_definition
-            }
-        };
-        st.definitions.insert(key, (order, definition));
-        st.write();
-        Ok(())
+    fn put(&self, definition: Definition) -> StoreResult<SyncMark> {
+        let ((), mark) = self.write(|st| {
+            let key = definition.key();
+            let order = match st.definitions.get(&key) {
+                Some((order, _)) => *order,
+                None => {
+                    st.next_definition += 1;
+                    st.next_definition
+                }
+            };
+            st.definitions.insert(key, (order, definition));
+        });
+        Ok(mark)
     }
 
-    fn delete(&self, key: &DefinitionKey) -> StoreResult<()> {
-        let mut st = self.state.lock();
-        st.definitions.remove(key);
-        st.write();
-        Ok(())
+    fn delete(&self, key: &DefinitionKey) -> StoreResult<SyncMark> {
+        let (_, mark) = self.write(|st| st.definitions.remove(key));
+        Ok(mark)
     }
 
     fn load(&self) -> StoreResult<Vec<Definition>> {
@@ -102,61 +138,54 @@ impl MessageStore for MemoryStore {
         message: &Message,
         queues: &[(QueueKey, u64)],
     ) -> StoreResult<(MessageId, SyncMark)> {
-        let mut st = self.state.lock();
-        st.next_id += 1;
-        let id = MessageId(st.next_id);
-        st.messages.insert(id, Arc::new(message.clone()));
-        for (queue, deadline) in queues {
-            st.queues.entry(queue.clone()).or_default().insert(
-                id,
-                Entry {
-                    deadline: *deadline,
-                    delivered: false,
-                },
-            );
-        }
-        Ok((id, st.write()))
+        Ok(self.write(|st| {
+            st.next_id += 1;
+            let id = MessageId(st.next_id);
+            st.messages.insert(id, Arc::new(message.clone()));
+            for (queue, deadline) in queues {
+                st.queues.entry(queue.clone()).or_default().insert(
+                    id,
+                    Entry {
+                        deadline: *deadline,
+                        delivered: false,
+                    },
+                );
+            }
+            id
+        }))
     }
 
-    fn remove(&self, queue: &QueueKey, id: MessageId) -> StoreResult<()> {
-        let mut st = self.state.lock();
-        if let Some(q) = st.queues.get_mut(queue) {
-            q.remove(&id);
-        }
-        st.collect(id);
-        st.write();
-        Ok(())
-    }
-
-    fn delivered(&self, queue: &QueueKey, id: MessageId) -> StoreResult<()> {
-        let mut st = self.state.lock();
-        if let Some(entry) = st.queues.get_mut(queue).and_then(|q| q.get_mut(&id)) {
-            entry.delivered = true;
-        }
-        st.write();
-        Ok(())
-    }
-
-    fn forget_queue(&self, queue: &QueueKey) -> StoreResult<()> {
-        let mut st = self.state.lock();
-        let ids: BTreeSet<MessageId> = st
-            .queues
-            .remove(queue)
-            .map(|q| q.into_keys().collect())
-            .unwrap_or_default();
-        for id in ids {
+    fn remove(&self, queue: &QueueKey, id: MessageId) -> StoreResult<SyncMark> {
+        let ((), mark) = self.write(|st| {
+            if let Some(q) = st.queues.get_mut(queue) {
+                q.remove(&id);
+            }
             st.collect(id);
-        }
-        st.write();
-        Ok(())
+        });
+        Ok(mark)
     }
 
-    fn sync(&self) -> StoreResult<SyncMark> {
-        Ok(self.synced())
+    fn delivered(&self, queue: &QueueKey, id: MessageId) -> StoreResult<SyncMark> {
+        let ((), mark) = self.write(|st| {
+            if let Some(entry) = st.queues.get_mut(queue).and_then(|q| q.get_mut(&id)) {
+                entry.delivered = true;
+            }
+        });
+        Ok(mark)
     }
 
-    fn synced(&self) -> SyncMark {
-        SyncMark(self.state.lock().written)
+    fn forget_queue(&self, queue: &QueueKey) -> StoreResult<SyncMark> {
+        let ((), mark) = self.write(|st| {
+            let ids: BTreeSet<MessageId> = st
+                .queues
+                .remove(queue)
+                .map(|q| q.into_keys().collect())
+                .unwrap_or_default();
+            for id in ids {
+                st.collect(id);
+            }
+        });
+        Ok(mark)
     }
 
     fn recover(&self, queue: &QueueKey) -> StoreResult<Vec<Recovered>> {
@@ -186,26 +215,27 @@ impl HeldStore for MemoryStore {
         message: &Message,
         keys: &[Vec<u8>],
     ) -> StoreResult<(HeldId, SyncMark)> {
-        let mut st = self.state.lock();
-        st.next_id += 1;
-        let id = HeldId(st.next_id);
-        st.held.entry(exchange.clone()).or_default().insert(
-            (due, id),
-            Held {
-                message: Arc::new(message.clone()),
-                keys: keys.to_vec(),
-            },
-        );
-        Ok((id, st.write()))
+        Ok(self.write(|st| {
+            st.next_id += 1;
+            let id = HeldId(st.next_id);
+            st.held.entry(exchange.clone()).or_default().insert(
+                (due, id),
+                Held {
+                    message: Arc::new(message.clone()),
+                    keys: keys.to_vec(),
+                },
+            );
+            id
+        }))
     }
 
-    fn release(&self, exchange: &ExchangeKey, id: HeldId) -> StoreResult<()> {
-        let mut st = self.state.lock();
-        if let Some(held) = st.held.get_mut(exchange) {
-            held.retain(|(_, held_id), _| *held_id != id);
-        }
-        st.write();
-        Ok(())
+    fn release(&self, exchange: &ExchangeKey, id: HeldId) -> StoreResult<SyncMark> {
+        let ((), mark) = self.write(|st| {
+            if let Some(held) = st.held.get_mut(exchange) {
+                held.retain(|(_, held_id), _| *held_id != id);
+            }
+        });
+        Ok(mark)
     }
 
     fn page(
@@ -245,11 +275,9 @@ impl HeldStore for MemoryStore {
             .map_or(0, |h| h.len() as u64))
     }
 
-    fn forget_exchange(&self, exchange: &ExchangeKey) -> StoreResult<()> {
-        let mut st = self.state.lock();
-        st.held.remove(exchange);
-        st.write();
-        Ok(())
+    fn forget_exchange(&self, exchange: &ExchangeKey) -> StoreResult<SyncMark> {
+        let (_, mark) = self.write(|st| st.held.remove(exchange));
+        Ok(mark)
     }
 }
 

@@ -138,12 +138,34 @@ impl Definition {
     }
 }
 
+/// How far a store's writes are durable: what a confirm (or a `declare-ok`) waits for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Durability {
+    /// Everything written at or before this mark is durable.
+    pub synced: SyncMark,
+    /// A write or sync failed: no mark above `synced` will ever become durable, so whatever
+    /// waits on one is refused (a nack), and the store takes no more writes.
+    pub failed: bool,
+}
+
+/// What every store shares: writes return a [`SyncMark`] at once (a disk store queues them
+/// for its own writer thread, so no caller blocks on I/O), and this says when they are
+/// durable. One sync covers every write before it, whoever made it (group commit).
+pub trait Durable: Send + Sync + fmt::Debug {
+    /// Makes everything written so far durable and returns the mark now synced (blocks; for
+    /// shutdown, tests and the rare caller that must wait in place).
+    fn sync(&self) -> StoreResult<SyncMark>;
+    /// The store's durability, updated after every sync; `borrow()` it for the current
+    /// state, `changed()` to wait for the next.
+    fn durability(&self) -> tokio::sync::watch::Receiver<Durability>;
+}
+
 /// Durable definitions.
-pub trait DefinitionStore: Send + Sync + fmt::Debug {
-    /// Records `definition` (replacing one with the same key); durable when it returns.
-    fn put(&self, definition: Definition) -> StoreResult<()>;
-    /// Forgets the definition named `key` (nothing if there is none); durable when it returns.
-    fn delete(&self, key: &DefinitionKey) -> StoreResult<()>;
+pub trait DefinitionStore: Durable {
+    /// Records `definition` (replacing one with the same key); durable at the mark.
+    fn put(&self, definition: Definition) -> StoreResult<SyncMark>;
+    /// Forgets the definition named `key` (nothing if there is none); durable at the mark.
+    fn delete(&self, key: &DefinitionKey) -> StoreResult<SyncMark>;
     /// Every definition: exchanges and queues before any binding, each kind in the order its
     /// definitions were first put.
     fn load(&self) -> StoreResult<Vec<Definition>>;
@@ -181,7 +203,7 @@ pub struct Recovered {
 }
 
 /// Persistent messages of durable queues.
-pub trait MessageStore: Send + Sync + fmt::Debug {
+pub trait MessageStore: Durable {
     /// Appends `message` for each of `queues` with its deadline there (the body is written
     /// once); returns its id and the mark a confirm for it waits on.
     fn append(
@@ -190,16 +212,11 @@ pub trait MessageStore: Send + Sync + fmt::Debug {
         queues: &[(QueueKey, u64)],
     ) -> StoreResult<(MessageId, SyncMark)>;
     /// The message left `queue` for good (acked, rejected, expired, dropped or purged).
-    fn remove(&self, queue: &QueueKey, id: MessageId) -> StoreResult<()>;
+    fn remove(&self, queue: &QueueKey, id: MessageId) -> StoreResult<SyncMark>;
     /// The message was delivered from `queue`: if it is recovered, it is redelivered.
-    fn delivered(&self, queue: &QueueKey, id: MessageId) -> StoreResult<()>;
+    fn delivered(&self, queue: &QueueKey, id: MessageId) -> StoreResult<SyncMark>;
     /// Forgets everything of `queue` (it was deleted).
-    fn forget_queue(&self, queue: &QueueKey) -> StoreResult<()>;
-    /// Makes everything written so far durable (one sync for every writer since the last:
-    /// group commit); returns the mark now synced.
-    fn sync(&self) -> StoreResult<SyncMark>;
-    /// The highest mark that is durable now.
-    fn synced(&self) -> SyncMark;
+    fn forget_queue(&self, queue: &QueueKey) -> StoreResult<SyncMark>;
     /// The messages `queue` still has, in append order.
     fn recover(&self, queue: &QueueKey) -> StoreResult<Vec<Recovered>>;
 }
@@ -234,7 +251,7 @@ pub struct HeldRecord {
 }
 
 /// Messages held by delayed exchanges.
-pub trait HeldStore: Send + Sync + fmt::Debug {
+pub trait HeldStore: Durable {
     /// Holds `message` for `exchange` until `due`; returns its id and the mark a confirm
     /// waits on.
     fn hold(
@@ -245,7 +262,7 @@ pub trait HeldStore: Send + Sync + fmt::Debug {
         keys: &[Vec<u8>],
     ) -> StoreResult<(HeldId, SyncMark)>;
     /// Forgets a held message (it fired into durable queues, or was cancelled).
-    fn release(&self, exchange: &ExchangeKey, id: HeldId) -> StoreResult<()>;
+    fn release(&self, exchange: &ExchangeKey, id: HeldId) -> StoreResult<SyncMark>;
     /// Up to `limit` held messages of `exchange` due at or before `until`, in (due, id)
     /// order, starting after `after`.
     fn page(
@@ -258,7 +275,7 @@ pub trait HeldStore: Send + Sync + fmt::Debug {
     /// How many messages `exchange` holds.
     fn count(&self, exchange: &ExchangeKey) -> StoreResult<u64>;
     /// Forgets everything `exchange` holds (it was deleted).
-    fn forget_exchange(&self, exchange: &ExchangeKey) -> StoreResult<()>;
+    fn forget_exchange(&self, exchange: &ExchangeKey) -> StoreResult<SyncMark>;
 }
 
 /// The three stores a broker runs on.

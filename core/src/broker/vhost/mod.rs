@@ -166,6 +166,7 @@ impl VHost {
     fn record(&self, definition: Definition) -> Result<(), AmqpError> {
         self.definitions
             .put(definition)
+            .map(|_| ())
             .map_err(|e| AmqpError::internal(format!("cannot store the definition: {e}")))
     }
 

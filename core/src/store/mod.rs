@@ -21,6 +21,7 @@
 //! process, kept across a broker rebuilt in the same process). Every method that writes may
 //! block on I/O in a disk implementation, so the broker calls them off the async reactor.
 
+pub mod codec;
 pub mod conformance;
 pub mod data_dir;
 pub mod memory;

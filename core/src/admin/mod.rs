@@ -102,13 +102,31 @@ async fn cancel(
     State(broker): State<Arc<Broker>>,
     Path((vhost, exchange, id)): Path<(String, String, u64)>,
 ) -> Result<StatusCode, ApiError> {
-    if find_vhost(&broker, &vhost)?.delayed(&exchange)?.cancel(id) {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError(
+    let delayed = find_vhost(&broker, &vhost)?.delayed(&exchange)?;
+    match delayed.cancel(id) {
+        None => Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("NOT_FOUND - no pending message {id} in exchange '{exchange}'"),
-        ))
+        )),
+        Some(None) => Ok(StatusCode::NO_CONTENT),
+        // A cancel is answered once it is durable: it cannot come back after a restart.
+        Some(Some(mark)) => {
+            let stored = match delayed.durability() {
+                Some(durability) => crate::store::durable_at(durability, mark).await,
+                None => true,
+            };
+            if stored {
+                Ok(StatusCode::NO_CONTENT)
+            } else {
+                Err(ApiError(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!(
+                        "the cancel of message {id} could not be stored; it may fire after a \
+                         restart"
+                    ),
+                ))
+            }
+        }
     }
 }
 

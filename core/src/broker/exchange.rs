@@ -59,7 +59,8 @@ impl Destination {
 
 #[derive(Debug)]
 struct Inner {
-    router: ExchangeRouter,
+    /// `None` for a stored exchange whose type is not loaded (see [`Exchange::unavailable`]).
+    router: Option<ExchangeRouter>,
     /// Destination and how many bindings lead to it.
     destinations: FxHashMap<u64, (Destination, usize)>,
 }
@@ -84,6 +85,22 @@ impl Exchange {
         id: u64,
         spec: ExchangeSpec,
         router: ExchangeRouter,
+        delayed: Option<Arc<Delayed>>,
+    ) -> Arc<Exchange> {
+        Self::with_router(id, spec, Some(router), delayed)
+    }
+
+    /// A stored exchange whose type (or, for a delayed exchange, inner type) is not loaded
+    /// at start: it stays defined — listed, compared on redeclare, its bindings kept — and
+    /// refuses publishes and new bindings with a clear error until the plugin is back.
+    pub fn unavailable(id: u64, spec: ExchangeSpec) -> Arc<Exchange> {
+        Self::with_router(id, spec, None, None)
+    }
+
+    fn with_router(
+        id: u64,
+        spec: ExchangeSpec,
+        router: Option<ExchangeRouter>,
         delayed: Option<Arc<Delayed>>,
     ) -> Arc<Exchange> {
         Arc::new(Exchange {
@@ -125,9 +142,34 @@ impl Exchange {
         }
     }
 
-    /// Asks the plugin about redeclare arguments.
+    /// Whether its type is not loaded (see [`Exchange::unavailable`]).
+    pub fn is_unavailable(&self) -> bool {
+        self.inner.read().router.is_none()
+    }
+
+    /// The 406 an unavailable exchange answers with.
+    fn not_loaded(&self) -> AmqpError {
+        let kind = match (&self.spec.kind[..], &self.spec.arguments) {
+            (super::delayed::DELAYED_TYPE, args) => {
+                super::args::text_arg(args, super::delayed::DELAYED_TYPE_ARG)
+                    .unwrap_or("?")
+                    .to_owned()
+            }
+            (kind, _) => kind.to_owned(),
+        };
+        AmqpError::precondition_failed(format!(
+            "exchange '{}' has type '{kind}', which is not loaded (its plugin is missing); it \
+             accepts no messages or bindings until the broker starts with that plugin",
+            self.spec.name
+        ))
+    }
+
+    /// Asks the plugin about redeclare arguments (nothing to ask without one).
     pub fn assert_args_equivalence(&self, raw: &[u8]) -> Result<(), AmqpError> {
-        self.inner.read().router.assert_args_equivalence(raw)
+        match &self.inner.read().router {
+            Some(router) => router.assert_args_equivalence(raw),
+            None => Ok(()),
+        }
     }
 
     /// Routes through the plugin, resolving ids into destinations (appended to `out`).
@@ -138,7 +180,10 @@ impl Exchange {
         out: &mut Vec<Destination>,
     ) -> Result<(), AmqpError> {
         let inner = self.inner.read();
-        inner.router.route(request, ids)?;
+        let Some(router) = &inner.router else {
+            return Err(self.not_loaded());
+        };
+        router.route(request, ids)?;
         for id in ids.iter() {
             if let Some((dest, _)) = inner.destinations.get(id) {
                 out.push(dest.clone());
@@ -157,12 +202,11 @@ impl Exchange {
     ) -> Result<(), AmqpError> {
         let id = destination.id();
         let mut inner = self.inner.write();
-        inner
-            .router
-            .validate_binding(id, key.as_bytes(), raw_arguments)?;
-        inner
-            .router
-            .add_binding(id, key.as_bytes(), raw_arguments)?;
+        let Some(router) = &mut inner.router else {
+            return Err(self.not_loaded());
+        };
+        router.validate_binding(id, key.as_bytes(), raw_arguments)?;
+        router.add_binding(id, key.as_bytes(), raw_arguments)?;
         inner.destinations.entry(id).or_insert((destination, 0)).1 += 1;
         Ok(())
     }
@@ -173,7 +217,9 @@ impl Exchange {
             return;
         }
         let mut inner = self.inner.write();
-        if let Err(e) = inner.router.remove_bindings(removed.iter().copied()) {
+        if let Some(router) = &mut inner.router
+            && let Err(e) = router.remove_bindings(removed.iter().copied())
+        {
             tracing::error!(exchange = %self.spec.name, "plugin failed to remove bindings: {e}");
         }
         for (id, _, _) in removed {

@@ -12,6 +12,7 @@
 //! - [`dead_letter`]: what a dead message becomes (`x-death`, the cycle rule).
 //! - [`delayed`]: the `x-delayed-message` type — held messages and their timer wheel.
 //! - [`drivers`]: the tasks that act when time passes (queue expiry, delayed firing).
+//! - [`recovery`]: start-up — what the stores kept, read and put back.
 //! - [`replies`]: every reply text, in RabbitMQ's words.
 //! - [`message`], [`args`] (argument equivalence), [`names`] (generated names).
 //!
@@ -36,6 +37,7 @@ pub mod message;
 pub mod names;
 pub mod publish;
 pub mod queue;
+pub mod recovery;
 pub mod replies;
 pub mod routing_keys;
 pub mod vhost;
@@ -51,7 +53,7 @@ use crate::store::Stores;
 pub use delayed::{Delayed, PendingInfo};
 pub use exchange::{Exchange, ExchangeSpec};
 pub use message::Message;
-pub use publish::{Confirm, Origin, Outcome, Publish, PublishScratch, Routed};
+pub use publish::{Confirm, Durably, Origin, Outcome, Publish, PublishScratch, Routed};
 pub use queue::{
     Consumer, Dead, Deaths, DeliveryChannel, DeliverySink, Enqueued, Queue, QueueSpec, Queued,
     Unacked,
@@ -93,6 +95,11 @@ impl Broker {
         Ok(Arc::new(broker))
     }
 
+    /// The stores every vhost writes to.
+    pub fn stores(&self) -> &Stores {
+        &self.stores
+    }
+
     /// The exchange types every vhost routes through.
     pub fn registry(&self) -> &ExchangeTypeRegistry {
         &self.registry
@@ -115,7 +122,7 @@ impl Broker {
         if let Some(existing) = self.vhost(name) {
             return Ok(existing);
         }
-        let vhost = VHost::new(name, self.registry.clone(), self.stores.definitions.clone())?;
+        let vhost = VHost::new(name, self.registry.clone(), self.stores.clone())?;
         Ok(self
             .vhosts
             .write()

@@ -11,8 +11,10 @@
 //!    returned, not held). A fired message comes back here with [`Origin::Fired`] and is
 //!    routed like any other.
 //! 2. [`VHost::route`] finds the distinct destination queues.
-//! 3. [`VHost::enqueue_all`] hands the one `Arc<Message>` to each (the only enqueue loop):
-//!    a `reject-publish` queue's refusal makes the confirm a nack; a dead letter skips the
+//! 3. [`VHost::enqueue_all`] writes a persistent message once to the message store for its
+//!    durable targets (the confirm then waits for that write to be durable: [`Durably`]),
+//!    then hands the one `Arc<Message>` to each (the only enqueue loop): a `reject-publish`
+//!    queue's refusal or a store failure makes the confirm a nack; a dead letter skips the
 //!    targets the cycle rule forbids; what dies in a target (drop-head, TTL 0) is collected.
 //! 4. What died is dead-lettered from a work list ([`VHost::bury`]), through steps 2–3
 //!    again, until nothing more dies — never by recursion.
@@ -23,6 +25,7 @@
 use std::sync::Arc;
 
 use super::dead_letter::{DeadLetter, drops_as_cycle};
+use super::delayed::Holding;
 use super::exchange::Exchange;
 use super::message::Message;
 use super::queue::{Dead, Deaths, Enqueued, Queue};
@@ -31,6 +34,7 @@ use super::vhost::{RouteScratch, VHost};
 use crate::clock;
 use crate::error::AmqpError;
 use crate::plugin::RouteRequest;
+use crate::store::{MessageId, SyncMark};
 
 /// Who is publishing, where it changes what happens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,9 +76,11 @@ pub enum Routed {
 pub enum Confirm {
     /// `basic.ack`.
     Ack,
-    /// `basic.nack`: a queue refused it (`reject-publish`).
+    /// `basic.nack`: a queue refused it (`reject-publish`), or a store could not take it.
     Nack,
 }
+
+pub use crate::store::Durably;
 
 /// What became of one publish.
 #[derive(Debug)]
@@ -87,6 +93,8 @@ pub struct Outcome {
     pub returned: Option<Arc<Message>>,
     /// A queue it reached is backlogged: its publisher should pause (flow control).
     pub backlogged: Option<Arc<Queue>>,
+    /// The write its confirm waits for, if it was written to a store.
+    pub durably: Option<Durably>,
 }
 
 impl Outcome {
@@ -110,6 +118,31 @@ pub struct PublishScratch {
 
 /// Deaths waiting to be dead-lettered, by the queue they happened in.
 type WorkList = Vec<(Arc<Queue>, Vec<Dead>)>;
+
+/// What the enqueue loop did with one message.
+#[derive(Debug, Default)]
+struct EnqueuedAll {
+    /// A target refused it, or the store could not take it.
+    refused: bool,
+    /// A backlogged target, for flow control.
+    backlogged: Option<Arc<Queue>>,
+    /// The store's mark for its write, if it was written.
+    stored: Option<SyncMark>,
+}
+
+/// Whether a message was written to the message store.
+enum Stored {
+    /// Not needed (transient, or no durable target).
+    No,
+    /// Written with this id, durable at `mark`; deadlines were computed at `now`.
+    Yes {
+        id: MessageId,
+        mark: SyncMark,
+        now: u64,
+    },
+    /// The store refused it.
+    Failed,
+}
 
 impl VHost {
     /// Publishes one message (see the module docs).
@@ -136,6 +169,7 @@ impl VHost {
             refused: false,
             returned: None,
             backlogged: None,
+            durably: None,
         };
         if origin == Origin::Client
             && let Some(delayed) = exchange.delayed()
@@ -152,7 +186,11 @@ impl VHost {
                     return Ok(outcome);
                 }
             }
-            delayed.hold(due, message, keys);
+            match delayed.hold(due, message, keys) {
+                Holding::InMemory => {}
+                Holding::Stored(mark) => outcome.durably = Some(Durably::Held(mark)),
+                Holding::Failed => outcome.refused = true,
+            }
             outcome.routed = Routed::Held;
             return Ok(outcome);
         }
@@ -167,12 +205,12 @@ impl VHost {
         outcome.routed = Routed::Queues(scratch.queues.len());
         let mut work = WorkList::new();
         let targets = std::mem::take(&mut scratch.queues);
-        let (refused, backlogged) =
-            self.enqueue_all(&message, &targets, None, &mut scratch.dead, &mut work);
+        let enqueued = self.enqueue_all(&message, &targets, None, &mut scratch.dead, &mut work);
         scratch.queues = targets;
         scratch.queues.clear();
-        outcome.refused = refused;
-        outcome.backlogged = backlogged;
+        outcome.refused = enqueued.refused;
+        outcome.backlogged = enqueued.backlogged;
+        outcome.durably = enqueued.stored.map(Durably::Messages);
         if !work.is_empty() {
             self.dead_letter(work, scratch);
         }
@@ -180,8 +218,9 @@ impl VHost {
     }
 
     /// The only enqueue loop: hands `message` to each target (skipping, for a dead letter
-    /// that died as `reason`, the targets the cycle rule forbids). Returns whether a target
-    /// refused it and a backlogged target, if any; deaths in the targets go on `work`.
+    /// that died as `reason`, the targets the cycle rule forbids), after writing it once to
+    /// the message store for the durable targets if it is persistent. Deaths in the targets
+    /// go on `work`.
     fn enqueue_all(
         &self,
         message: &Arc<Message>,
@@ -189,32 +228,80 @@ impl VHost {
         dead_letter: Option<super::dead_letter::Reason>,
         dead: &mut Vec<Dead>,
         work: &mut WorkList,
-    ) -> (bool, Option<Arc<Queue>>) {
-        let mut refused = false;
-        let mut backlogged = None;
-        for queue in targets {
-            if let Some(reason) = dead_letter
-                && drops_as_cycle(
+    ) -> EnqueuedAll {
+        let skips = |queue: &Queue| {
+            dead_letter.is_some_and(|reason| {
+                drops_as_cycle(
                     reason,
                     message.properties.headers(),
                     queue.name().as_bytes(),
                 )
-            {
+            })
+        };
+        let mut all = EnqueuedAll::default();
+        let (id, now) = match self.store_message(message, targets, &skips) {
+            Stored::No => (None, 0),
+            Stored::Yes { id, mark, now } => {
+                all.stored = Some(mark);
+                (Some(id), now)
+            }
+            Stored::Failed => {
+                all.refused = true;
+                (None, 0)
+            }
+        };
+        for queue in targets {
+            if skips(queue) {
                 tracing::debug!(
                     target = queue.name(),
                     "dead letter dropped: dead-letter queues cycle"
                 );
                 continue;
             }
-            refused |= queue.enqueue(message.clone(), dead) == Enqueued::Refused;
+            let stored = id
+                .filter(|_| queue.stores(message))
+                .map(|id| (id, queue.deadline_at(message, now)));
+            all.refused |= queue.enqueue(message.clone(), stored, dead) == Enqueued::Refused;
             if !dead.is_empty() {
                 work.push((queue.clone(), std::mem::take(dead)));
             }
             if queue.is_backlogged() {
-                backlogged = Some(queue.clone());
+                all.backlogged = Some(queue.clone());
             }
         }
-        (refused, backlogged)
+        all
+    }
+
+    /// Writes a persistent `message` once for every durable target (each with its deadline
+    /// there), before any of them has it: an ack or an expiry can then only follow the
+    /// write. Nothing is written for a transient message or when no target is durable.
+    fn store_message(
+        &self,
+        message: &Message,
+        targets: &[Arc<Queue>],
+        skips: &dyn Fn(&Queue) -> bool,
+    ) -> Stored {
+        if !message.properties.is_persistent()
+            || !targets.iter().any(|q| q.stores(message) && !skips(q))
+        {
+            return Stored::No;
+        }
+        let now = clock::now_ms();
+        let entries: Vec<_> = targets
+            .iter()
+            .filter(|q| !skips(q))
+            .filter_map(|q| Some((&q.store()?.key, q.deadline_at(message, now))))
+            .collect();
+        match self.stores().messages.append(message, &entries) {
+            Ok((id, mark)) => Stored::Yes { id, mark, now },
+            Err(e) => {
+                tracing::error!(
+                    vhost = self.name(),
+                    "message not stored (kept in memory only, publish nacked): {e}"
+                );
+                Stored::Failed
+            }
+        }
     }
 
     /// Dead-letters what died in `queue` (no-op when nothing did, or when the queue does not

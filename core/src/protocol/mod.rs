@@ -41,7 +41,7 @@ pub use reply_code::ReplyCode;
 pub use shortstr::{ShortStr, ShortStrError};
 pub(crate) use table::skip_value as skip_table_value;
 pub use table::type_name;
-pub use table::{MAX_DEPTH as MAX_TABLE_DEPTH, encode_table_body};
+pub use table::{MAX_DEPTH as MAX_TABLE_DEPTH, decode_table_body, encode_table_body};
 
 #[cfg(test)]
 pub(crate) mod testutil {

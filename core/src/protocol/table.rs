@@ -115,6 +115,20 @@ pub(crate) fn long_slice(buf: &[u8], pos: usize) -> Result<(&[u8], usize), Table
     Ok((&buf[start..end], end))
 }
 
+/// Decodes a table body (the form [`encode_table_body`] writes: no length prefix) into an
+/// amq-protocol table — for arguments read back from a store.
+pub fn decode_table_body(body: &[u8]) -> Result<FieldTable, super::ProtocolError> {
+    let mut framed = Vec::with_capacity(body.len() + 4);
+    framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    framed.extend_from_slice(body);
+    match amq_protocol::types::parsing::parse_field_table(&framed[..]) {
+        Ok((rest, table)) if rest.is_empty() => Ok(table),
+        _ => Err(super::ProtocolError::Encode(
+            "stored field table does not parse",
+        )),
+    }
+}
+
 /// Encodes an amq-protocol table into the raw body form used by
 /// [`Properties::headers`](super::Properties::headers) (no length prefix) — for the
 /// dead-lettering path, which builds `x-death` as a `FieldTable`.

@@ -36,6 +36,7 @@ use crate::broker::args::as_text;
 use crate::broker::{Broker, Queue, replies};
 use crate::error::AmqpError;
 use crate::protocol::{CodecError, Frame, FrameCodec, PROTOCOL_HEADER, RawMethod, ReplyCode};
+use crate::store::Stores;
 
 /// How long a connection polls its socket before letting its worker sleep, when its reads
 /// come this close together (see [`read_soon`]).
@@ -88,6 +89,7 @@ pub async fn serve(
             max_message_size: config.max_message_size,
             cancel_notify: false,
             exclusive_queues: Vec::new(),
+            holds: Vec::new(),
         },
         config,
         codec: FrameCodec::new(),
@@ -145,7 +147,9 @@ impl Connection {
         let mut paused: Option<Arc<Queue>> = None;
         let mut output_full = false;
         let mut linger = Linger::default();
+        let mut stores = self.ctx.broker.stores().watches();
         loop {
+            let waiting = self.settle_store_waits();
             if buf.capacity() - buf.len() < 16 * 1024 {
                 buf.reserve(64 * 1024);
             }
@@ -197,6 +201,9 @@ impl Connection {
                         channel.resume(&self.ctx);
                     }
                 }
+                () = Stores::changed(&mut stores), if waiting => {
+                    // Looked at again at the top of the loop.
+                }
                 _ = tick.tick() => {
                     if self.on_tick() == Step::Exit {
                         return;
@@ -204,6 +211,47 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Sends what store writes made decidable — confirms, held replies — and says whether
+    /// anything still waits for a store. A held reply whose write failed closes the
+    /// connection (541): it promised something the broker could not keep.
+    fn settle_store_waits(&mut self) -> bool {
+        let broker = self.ctx.broker.clone();
+        let stores = broker.stores();
+        let mut waiting = false;
+        for channel in self.channels.values_mut() {
+            if channel.confirms_waiting() {
+                channel.flush_confirms(&self.ctx.outbox, stores);
+                waiting |= channel.confirms_waiting();
+            }
+        }
+        if self.ctx.holds.is_empty() {
+            return waiting;
+        }
+        let mut failed = false;
+        self.ctx
+            .holds
+            .retain(|write| match stores.is_durable(*write) {
+                Some(true) => false,
+                Some(false) => {
+                    failed = true;
+                    false
+                }
+                None => true,
+            });
+        if failed {
+            self.ctx.holds.clear();
+            self.ctx.outbox.discard_held();
+            if !matches!(self.phase, Phase::Closing(_)) {
+                self.close_connection(AmqpError::internal(
+                    "a write this reply depends on could not be stored",
+                ));
+            }
+        } else if self.ctx.holds.is_empty() {
+            self.ctx.outbox.release();
+        }
+        waiting || !self.ctx.holds.is_empty()
     }
 
     /// Whether reading must wait for the writer: everything a frame can cause (replies,
@@ -250,7 +298,7 @@ impl Connection {
         }
         for channel in self.channels.values_mut() {
             if channel.phase == ChannelPhase::Open {
-                channel.flush_confirms(&self.ctx.outbox);
+                channel.flush_confirms(&self.ctx.outbox, self.ctx.broker.stores());
             }
         }
         Step::Continue
@@ -641,7 +689,7 @@ impl Connection {
                 tracing::debug!(peer = %self.peer, channel = number, "channel error: {e}");
                 if let Some(ch) = self.channels.get_mut(&number) {
                     // Publishes completed before the error are confirmed before the close.
-                    ch.flush_confirms(&self.ctx.outbox);
+                    ch.flush_confirms(&self.ctx.outbox, self.ctx.broker.stores());
                     ch.close(&self.ctx);
                     ch.phase = ChannelPhase::Closing;
                 }

@@ -15,6 +15,11 @@
 //! and the closing handshake are appended past the limit. An outbox therefore holds at most
 //! the limit plus what one read batch produces, and its writer one such buffer more.
 //!
+//! Holding: a reply that must not leave before a store write is durable (a `declare-ok`
+//! for a durable queue) is pushed after [`Outbox::hold`]; the writer sends what came before
+//! the hold and keeps everything after it until [`Outbox::release`]. Everything after it, not
+//! only the reply, so the order of the connection's frames never changes.
+//!
 //! Lock order: the outbox lock is a leaf — nothing else is taken while it is held.
 
 use std::cell::Cell;
@@ -76,11 +81,19 @@ pub fn pushes_by_this_thread() -> u64 {
     PUSHES.with(Cell::get)
 }
 
+/// The bytes waiting for the writer.
+#[derive(Debug, Default)]
+struct Pending {
+    bytes: BytesMut,
+    /// While held: how many of `bytes` may still be written (those pushed before the hold).
+    held_from: Option<usize>,
+}
+
 /// The outgoing side of one connection.
 #[derive(Debug, Default)]
 pub struct Outbox {
     stats: Arc<OutboxStats>,
-    buf: Mutex<BytesMut>,
+    buf: Mutex<Pending>,
     len: AtomicUsize,
     wake_writer: Notify,
     closed: AtomicBool,
@@ -115,9 +128,9 @@ impl Outbox {
         }
         PUSHES.with(|pushes| pushes.set(pushes.get() + 1));
         let mut buf = self.buf.lock();
-        let was_empty = buf.is_empty();
-        write(&mut buf);
-        let len = buf.len();
+        let was_empty = buf.bytes.is_empty();
+        write(&mut buf.bytes);
+        let len = buf.bytes.len();
         self.len.store(len, Ordering::Relaxed);
         drop(buf);
         self.stats.record(len);
@@ -149,6 +162,31 @@ impl Outbox {
         self.kick.notified().await
     }
 
+    /// Keeps everything pushed from now on from the socket until [`Outbox::release`].
+    pub fn hold(&self) {
+        let mut buf = self.buf.lock();
+        if buf.held_from.is_none() {
+            buf.held_from = Some(buf.bytes.len());
+        }
+    }
+
+    /// Drops what was held (it promised a write that failed).
+    pub fn discard_held(&self) {
+        let mut buf = self.buf.lock();
+        if let Some(free) = buf.held_from.take() {
+            buf.bytes.truncate(free);
+            self.len.store(buf.bytes.len(), Ordering::SeqCst);
+        }
+        drop(buf);
+        self.wake_writer.notify_one();
+    }
+
+    /// Lets the writer send what was held.
+    pub fn release(&self) {
+        self.buf.lock().held_from = None;
+        self.wake_writer.notify_one();
+    }
+
     /// Stops accepting frames; the writer flushes what is buffered and ends.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
@@ -161,13 +199,27 @@ impl Outbox {
         loop {
             {
                 let mut buf = self.buf.lock();
-                if !buf.is_empty() {
-                    std::mem::swap(&mut *buf, &mut spare);
-                    self.len.store(0, Ordering::SeqCst);
+                match buf.held_from {
+                    None if !buf.bytes.is_empty() => {
+                        std::mem::swap(&mut buf.bytes, &mut spare);
+                        self.len.store(0, Ordering::SeqCst);
+                    }
+                    Some(free) if free > 0 => {
+                        spare.extend_from_slice(&buf.bytes[..free]);
+                        let _ = buf.bytes.split_to(free);
+                        buf.held_from = Some(0);
+                        self.len.store(buf.bytes.len(), Ordering::SeqCst);
+                    }
+                    _ => {}
                 }
             }
             if spare.is_empty() {
-                if self.closed.load(Ordering::Relaxed) && self.buf.lock().is_empty() {
+                let closed = self.closed.load(Ordering::Relaxed);
+                if closed && self.buf.lock().bytes.is_empty() {
+                    break;
+                }
+                if closed && self.buf.lock().held_from.is_some() {
+                    // Closing drops what was held: it waited for a write that failed.
                     break;
                 }
                 self.wake_writer.notified().await;

@@ -224,11 +224,9 @@ where
     let first = message("k1", b"first");
     let second = message("k2", b"second");
     let (id1, _) = store
-        .append(&first, &[(a.clone(), NEVER), (b.clone(), 1_000)])
+        .append(&first, &[(&a, NEVER), (&b, 1_000)])
         .expect("append");
-    let (id2, _) = store
-        .append(&second, &[(a.clone(), 2_000)])
-        .expect("append");
+    let (id2, _) = store.append(&second, &[(&a, 2_000)]).expect("append");
     assert_ne!(id1, id2, "ids are unique");
     store.sync().expect("sync");
     drop(store);
@@ -258,13 +256,10 @@ where
     let store = r.reopen();
     let (a, b) = (queue("a"), queue("b"));
     let (id1, _) = store
-        .append(
-            &message("k", b"1"),
-            &[(a.clone(), NEVER), (b.clone(), NEVER)],
-        )
+        .append(&message("k", b"1"), &[(&a, NEVER), (&b, NEVER)])
         .expect("append");
     let (id2, _) = store
-        .append(&message("k", b"2"), &[(a.clone(), NEVER)])
+        .append(&message("k", b"2"), &[(&a, NEVER)])
         .expect("append");
     store.remove(&a, id1).expect("ack in a");
     store.delivered(&a, id2).expect("delivered");
@@ -289,10 +284,7 @@ where
     let store = r.reopen();
     let (a, b) = (queue("a"), queue("b"));
     store
-        .append(
-            &message("k", b"1"),
-            &[(a.clone(), NEVER), (b.clone(), NEVER)],
-        )
+        .append(&message("k", b"1"), &[(&a, NEVER), (&b, NEVER)])
         .expect("append");
     store.forget_queue(&a).expect("forget");
     store.sync().expect("sync");
@@ -310,10 +302,10 @@ where
     let store = r.reopen();
     let a = queue("a");
     let (_, m1) = store
-        .append(&message("k", b"1"), &[(a.clone(), NEVER)])
+        .append(&message("k", b"1"), &[(&a, NEVER)])
         .expect("append");
     let (_, m2) = store
-        .append(&message("k", b"2"), &[(a.clone(), NEVER)])
+        .append(&message("k", b"2"), &[(&a, NEVER)])
         .expect("append");
     assert!(m2 > m1, "later writes have later marks");
     let synced = store.sync().expect("sync");
@@ -323,7 +315,7 @@ where
         "the synced mark never goes back"
     );
     let (_, m3) = store
-        .append(&message("k", b"3"), &[(a.clone(), NEVER)])
+        .append(&message("k", b"3"), &[(&a, NEVER)])
         .expect("append");
     wait_durable(&*store, m3);
 }
@@ -338,7 +330,10 @@ where
     let mark = store.put(exchange("x", "direct")).expect("put");
     wait_durable(&*store, mark);
     drop(store);
-    assert_eq!(r.reopen().load().expect("load"), vec![exchange("x", "direct")]);
+    assert_eq!(
+        r.reopen().load().expect("load"),
+        vec![exchange("x", "direct")]
+    );
 }
 
 /// Held messages come back by due time (ties by id), a page at a time, up to a horizon.

@@ -136,14 +136,14 @@ impl MessageStore for MemoryStore {
     fn append(
         &self,
         message: &Message,
-        queues: &[(QueueKey, u64)],
+        queues: &[(&QueueKey, u64)],
     ) -> StoreResult<(MessageId, SyncMark)> {
         Ok(self.write(|st| {
             st.next_id += 1;
             let id = MessageId(st.next_id);
             st.messages.insert(id, Arc::new(message.clone()));
             for (queue, deadline) in queues {
-                st.queues.entry(queue.clone()).or_default().insert(
+                st.queues.entry((*queue).clone()).or_default().insert(
                     id,
                     Entry {
                         deadline: *deadline,

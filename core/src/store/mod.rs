@@ -161,6 +161,64 @@ pub trait Durable: Send + Sync + fmt::Debug {
     fn durability(&self) -> tokio::sync::watch::Receiver<Durability>;
 }
 
+/// A write a reply or confirm waits for: which store, and its mark there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durably {
+    /// A definition write.
+    Definitions(SyncMark),
+    /// A message written to the message store (it reached a durable queue).
+    Messages(SyncMark),
+    /// A message written to the held store (a durable delayed exchange holds it).
+    Held(SyncMark),
+}
+
+impl Stores {
+    /// Whether `write` is durable: `Some(true)` yes, `Some(false)` never (its store failed),
+    /// `None` not yet.
+    pub fn is_durable(&self, write: Durably) -> Option<bool> {
+        let (watch, mark) = match write {
+            Durably::Definitions(m) => (&self.watches[0], m),
+            Durably::Messages(m) => (&self.watches[1], m),
+            Durably::Held(m) => (&self.watches[2], m),
+        };
+        let now = *watch.borrow();
+        if now.synced >= mark {
+            Some(true)
+        } else if now.failed {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// Completes when any of the three stores' durability changes (or one goes away).
+    pub async fn changed(watches: &mut [tokio::sync::watch::Receiver<Durability>; 3]) {
+        let [a, b, c] = watches;
+        tokio::select! {
+            _ = a.changed() => {}
+            _ = b.changed() => {}
+            _ = c.changed() => {}
+        }
+    }
+
+    /// Watches on the definitions, messages and held stores, for [`Stores::changed`].
+    pub fn watches(&self) -> [tokio::sync::watch::Receiver<Durability>; 3] {
+        self.watches.clone()
+    }
+}
+
+/// Waits until `mark` is durable on the store `durability` watches: `true` then, `false` if
+/// the store failed first (or went away).
+pub async fn durable_at(
+    mut durability: tokio::sync::watch::Receiver<Durability>,
+    mark: SyncMark,
+) -> bool {
+    match durability.wait_for(|d| d.synced >= mark || d.failed).await {
+        Ok(d) => d.synced >= mark,
+        Err(_) => false,
+    }
+}
+
 /// Durable definitions.
 pub trait DefinitionStore: Durable {
     /// Records `definition` (replacing one with the same key); durable at the mark.
@@ -172,13 +230,14 @@ pub trait DefinitionStore: Durable {
     fn load(&self) -> StoreResult<Vec<Definition>>;
 }
 
-/// A durable queue, as stores name it.
+/// A durable queue, as stores name it. Shared strings: a queue keeps its key and hands out
+/// references on every write, so naming it costs no allocation.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct QueueKey {
     /// Its vhost.
-    pub vhost: String,
+    pub vhost: Arc<str>,
     /// Its name.
-    pub queue: String,
+    pub queue: Arc<str>,
 }
 
 /// A stored message, unique within its store.
@@ -210,7 +269,7 @@ pub trait MessageStore: Durable {
     fn append(
         &self,
         message: &Message,
-        queues: &[(QueueKey, u64)],
+        queues: &[(&QueueKey, u64)],
     ) -> StoreResult<(MessageId, SyncMark)>;
     /// The message left `queue` for good (acked, rejected, expired, dropped or purged).
     fn remove(&self, queue: &QueueKey, id: MessageId) -> StoreResult<SyncMark>;
@@ -288,9 +347,30 @@ pub struct Stores {
     pub messages: Arc<dyn MessageStore>,
     /// Messages held by delayed exchanges.
     pub held: Arc<dyn HeldStore>,
+    /// Their durability, watched once (checking a confirm reads it, subscribes nothing).
+    watches: [tokio::sync::watch::Receiver<Durability>; 3],
 }
 
 impl Stores {
+    /// The three stores.
+    pub fn new(
+        definitions: Arc<dyn DefinitionStore>,
+        messages: Arc<dyn MessageStore>,
+        held: Arc<dyn HeldStore>,
+    ) -> Stores {
+        let watches = [
+            definitions.durability(),
+            messages.durability(),
+            held.durability(),
+        ];
+        Stores {
+            definitions,
+            messages,
+            held,
+            watches,
+        }
+    }
+
     /// All three kept in memory, by one [`memory::MemoryStore`].
     pub fn memory() -> Stores {
         Stores::from_one(Arc::new(memory::MemoryStore::default()))
@@ -300,10 +380,6 @@ impl Stores {
     pub fn from_one<S: DefinitionStore + MessageStore + HeldStore + 'static>(
         store: Arc<S>,
     ) -> Stores {
-        Stores {
-            definitions: store.clone(),
-            messages: store.clone(),
-            held: store,
-        }
+        Stores::new(store.clone(), store.clone(), store)
     }
 }

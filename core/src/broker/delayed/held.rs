@@ -13,6 +13,7 @@
 //!
 //! ```text
 //! flags: u8
+//! store id:     u64 (little-endian)    only if STORED
 //! routing key:  len, bytes
 //! properties:   len, bytes (the raw wire form, so headers stay byte-for-byte as published)
 //! exchange:     len, bytes             only if OTHER_EXCHANGE
@@ -45,8 +46,8 @@ use bytes::Bytes;
 
 use super::super::message::Message;
 use super::thin::ThinBytes;
-use crate::broker::routing_keys::RoutingKeys;
 use crate::protocol::{Properties, ShortStr};
+use crate::store::HeldId;
 
 /// Largest body copied into the packed allocation; larger ones are shared (see module docs).
 pub const MAX_PACKED_BODY: usize = 64 * 1024;
@@ -54,6 +55,8 @@ pub const MAX_PACKED_BODY: usize = 64 * 1024;
 const SHARED_BODY: u8 = 1;
 const OTHER_EXCHANGE: u8 = 2;
 const EXTRA_KEYS: u8 = 4;
+const STORED: u8 = 8;
+const ID_LEN: usize = size_of::<u64>();
 
 const SHARED_LEN: usize = size_of::<Bytes>();
 
@@ -78,6 +81,8 @@ struct Sections {
 pub struct Unpacked {
     pub message: Arc<Message>,
     pub extra_keys: Option<Bytes>,
+    /// Its id in the held store, if it was written there.
+    pub stored: Option<HeldId>,
 }
 
 fn len_len(mut len: usize) -> usize {
@@ -148,17 +153,25 @@ pub fn extra_keys(packed: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 impl Held {
-    /// Packs `message` (published to the exchange named `exchange`) and its extra routing keys.
-    pub fn pack(message: &Message, keys: &RoutingKeys, exchange: &ShortStr) -> Held {
-        let extra_keys: Vec<&[u8]> = keys.extra().collect();
+    /// Packs `message` (published to the exchange named `exchange`) and its extra routing
+    /// keys, with its id in the held store if it was written there.
+    pub fn pack(
+        message: &Message,
+        keys: &[&[u8]],
+        exchange: &ShortStr,
+        stored: Option<HeldId>,
+    ) -> Held {
+        let extra_keys = keys;
         let shared = message.body.len() > MAX_PACKED_BODY;
         let other_exchange = message.exchange != *exchange;
         let flags = if shared { SHARED_BODY } else { 0 }
             | if other_exchange { OTHER_EXCHANGE } else { 0 }
-            | if extra_keys.is_empty() { 0 } else { EXTRA_KEYS };
+            | if extra_keys.is_empty() { 0 } else { EXTRA_KEYS }
+            | if stored.is_some() { STORED } else { 0 };
         let routing_key = message.routing_key.as_bytes();
         let properties = message.properties.raw();
-        let mut len = 1 + sized(routing_key) + sized(properties);
+        let id_len = if stored.is_some() { ID_LEN } else { 0 };
+        let mut len = 1 + id_len + sized(routing_key) + sized(properties);
         if other_exchange {
             len += sized(message.exchange.as_bytes());
         }
@@ -173,6 +186,10 @@ impl Held {
         let packed = ThinBytes::build(len, |out| {
             let mut at = 1;
             out[0] = flags;
+            if let Some(HeldId(id)) = stored {
+                out[1..1 + ID_LEN].copy_from_slice(&id.to_le_bytes());
+                at += ID_LEN;
+            }
             put_bytes(out, &mut at, routing_key);
             put_bytes(out, &mut at, properties);
             if other_exchange {
@@ -194,7 +211,7 @@ impl Held {
             }
             if !extra_keys.is_empty() {
                 put_len(out, &mut at, extra_keys.len());
-                for key in &extra_keys {
+                for key in extra_keys {
                     put_bytes(out, &mut at, key);
                 }
             }
@@ -206,7 +223,7 @@ impl Held {
     fn sections(&self) -> Sections {
         let bytes = self.packed.as_slice();
         let flags = bytes[0];
-        let mut at = 1;
+        let mut at = if flags & STORED != 0 { 1 + ID_LEN } else { 1 };
         let routing_key = get_range(bytes, &mut at);
         let properties = get_range(bytes, &mut at);
         let exchange = (flags & OTHER_EXCHANGE != 0).then(|| get_range(bytes, &mut at));
@@ -235,6 +252,16 @@ impl Held {
         ManuallyDrop::new(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Bytes>()) })
     }
 
+    /// Its id in the held store, if it was written there.
+    pub fn stored(&self) -> Option<HeldId> {
+        let bytes = self.packed.as_slice();
+        (bytes[0] & STORED != 0).then(|| {
+            let mut id = [0; ID_LEN];
+            id.copy_from_slice(&bytes[1..1 + ID_LEN]);
+            HeldId(u64::from_le_bytes(id))
+        })
+    }
+
     /// The routing key it was published with.
     pub fn routing_key(&self) -> &str {
         let range = self.sections().routing_key;
@@ -256,6 +283,7 @@ impl Held {
     /// the queues, and its extra routing keys.
     pub fn into_parts(self, exchange: &ShortStr) -> Result<Unpacked, String> {
         let s = self.sections();
+        let stored = self.stored();
         let shared_body = (s.flags & SHARED_BODY != 0)
             .then(|| ManuallyDrop::into_inner(self.peek_shared(&s.body)));
         // The shared body (if any) is now owned by `shared_body`: `Held::drop` must not run.
@@ -279,6 +307,7 @@ impl Held {
                 body,
             }),
             extra_keys: s.extra_keys.map(|range| all.slice(range)),
+            stored,
         })
     }
 }
@@ -333,11 +362,9 @@ mod tests {
     }
 
     fn round_trip(message: &Message, keys: &[Vec<u8>], exchange: &str) -> Unpacked {
-        let held = Held::pack(
-            message,
-            &RoutingKeys::from_extra(keys.to_vec()),
-            &name(exchange),
-        );
+        let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        let held = Held::pack(message, &keys, &name(exchange), None);
+        assert_eq!(held.stored(), None);
         assert_eq!(held.routing_key(), message.routing_key.as_str());
         assert_eq!(held.body_len(), message.body.len());
         held.into_parts(&name(exchange)).expect("unpacks")
@@ -410,13 +437,30 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_message_keeps_its_store_id_and_everything_else() {
+        for body in [
+            Bytes::from_static(b"small"),
+            Bytes::from(vec![7u8; MAX_PACKED_BODY + 1]),
+        ] {
+            let m = message("d", body);
+            let keys: [&[u8]; 1] = [b"cc.key"];
+            let held = Held::pack(&m, &keys, &name("d"), Some(HeldId(u64::MAX - 3)));
+            assert_eq!(held.stored(), Some(HeldId(u64::MAX - 3)));
+            assert_eq!(held.routing_key(), "orders.eu");
+            assert_eq!(held.body_len(), m.body.len());
+            let back = held.into_parts(&name("d")).expect("unpacks");
+            assert_eq!(back.stored, Some(HeldId(u64::MAX - 3)));
+            assert_same(&back.message, &m);
+            let extra: Vec<&[u8]> =
+                extra_keys(back.extra_keys.as_deref().unwrap_or_default()).collect();
+            assert_eq!(extra, keys);
+        }
+    }
+
+    #[test]
     fn dropping_a_held_large_body_releases_it() {
         let mut large = Bytes::from(vec![1u8; MAX_PACKED_BODY + 1]);
-        let held = Held::pack(
-            &message("d", large.clone()),
-            &RoutingKeys::default(),
-            &name("d"),
-        );
+        let held = Held::pack(&message("d", large.clone()), &[], &name("d"), None);
         assert!(!large.is_unique());
         drop(held);
         assert!(large.is_unique(), "the held reference was dropped");
@@ -433,7 +477,7 @@ mod tests {
             properties: Properties::empty(),
             body: buffer.slice(13..),
         };
-        let held = Held::pack(&published, &RoutingKeys::default(), &name("d"));
+        let held = Held::pack(&published, &[], &name("d"), None);
         drop(published);
         let mut buffer = buffer;
         assert!(

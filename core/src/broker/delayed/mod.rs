@@ -14,7 +14,8 @@
 //! Where Warren differs from RabbitMQ's plugin (each on purpose):
 //! - `mandatory` is checked against the bindings at publish; only a message that routes
 //!   nowhere *now* is returned (312) and it is then not held. Nothing is returned at fire time.
-//! - A publisher confirm is sent once the message is in the wheel.
+//! - A publisher confirm is sent once the message is in the wheel — and, for a persistent
+//!   message on a durable exchange, once it is durably in the held store.
 //! - Any delay up to the `u64` millisecond range is held (not only < 2^32 ms); `x-deliver-at`
 //!   and human durations are accepted ([`due`]).
 //! - An unknown `x-delayed-type` is refused with the same 406 as a missing one (RabbitMQ's
@@ -50,6 +51,7 @@ use crate::error::AmqpError;
 use crate::plugin::ExchangeTypeRegistry;
 use crate::protocol::ShortStr;
 use crate::scheduler::{TimerId, TimerWheel};
+use crate::store::{Durability, ExchangeKey, HeldId, HeldStore, SyncMark};
 use due::When;
 use held::Held;
 
@@ -92,12 +94,34 @@ pub struct PendingInfo {
     pub body_size: usize,
 }
 
+/// Where a durable delayed exchange writes its persistent held messages.
+#[derive(Debug)]
+pub struct DelayedStore {
+    /// The exchange's name in the store.
+    pub key: ExchangeKey,
+    /// The store.
+    pub held: Arc<dyn HeldStore>,
+}
+
+/// What a hold wrote: the mark its confirm waits on, if it was stored.
+#[derive(Debug)]
+pub enum Holding {
+    /// Held in memory only (a transient message, or an exchange that is not durable).
+    InMemory,
+    /// Written to the held store; durable at this mark.
+    Stored(SyncMark),
+    /// The store refused the write: held in memory only, and its confirm is a nack.
+    Failed,
+}
+
 /// The delayed half of an `x-delayed-message` exchange: pending messages and the driver's
 /// wake-up signal.
 #[derive(Debug)]
 pub struct Delayed {
     inner_type: String,
     pending: Mutex<Pending>,
+    /// The held store, for a durable exchange.
+    store: Option<DelayedStore>,
     /// The exchange's name as the first held message carried it, so that held messages need
     /// not store it (see [`held`]).
     exchange_name: OnceLock<ShortStr>,
@@ -106,11 +130,12 @@ pub struct Delayed {
 }
 
 impl Delayed {
-    /// A delayed state routing through `inner_type`. Must be called inside a tokio runtime
-    /// (its clock is tokio's).
-    pub fn new(inner_type: &str) -> Arc<Delayed> {
+    /// A delayed state routing through `inner_type`, writing persistent messages to `store`
+    /// if it has one. Must be called inside a tokio runtime (its clock is tokio's).
+    pub fn new(inner_type: &str, store: Option<DelayedStore>) -> Arc<Delayed> {
         Arc::new(Delayed {
             inner_type: inner_type.to_owned(),
+            store,
             pending: Mutex::new(Pending {
                 wheel: TimerWheel::new(clock::now_ms()),
                 stopped: false,
@@ -144,14 +169,42 @@ impl Delayed {
         }
     }
 
-    /// Holds `message` until `due`, packed (the publish's buffers are let go). A message
-    /// arriving while the exchange is being deleted is dropped with it.
-    pub fn hold(&self, due: u64, message: Arc<Message>, keys: &RoutingKeys) {
+    /// Holds `message` until `due`, packed (the publish's buffers are let go); a persistent
+    /// one on a durable exchange is written to the held store first. A message arriving
+    /// while the exchange is being deleted is dropped with it.
+    pub fn hold(&self, due: u64, message: Arc<Message>, keys: &RoutingKeys) -> Holding {
+        let extra: Vec<&[u8]> = keys.extra().collect();
+        let (stored, holding) = match &self.store {
+            Some(store) if message.properties.is_persistent() => {
+                let owned: Vec<Vec<u8>> = extra.iter().map(|k| k.to_vec()).collect();
+                match store.held.hold(&store.key, due, &message, &owned) {
+                    Ok((id, mark)) => (Some(id), Holding::Stored(mark)),
+                    Err(e) => {
+                        tracing::error!(
+                            exchange = %store.key.exchange,
+                            "delayed message not stored (held in memory only, publish nacked): {e}"
+                        );
+                        (None, Holding::Failed)
+                    }
+                }
+            }
+            _ => (None, Holding::InMemory),
+        };
+        self.insert(due, &message, &extra, stored);
+        holding
+    }
+
+    /// Puts back what the held store kept (at start): in memory only, with its store id.
+    pub fn restore(&self, record: crate::store::HeldRecord) {
+        let keys: Vec<&[u8]> = record.keys.iter().map(Vec::as_slice).collect();
+        self.insert(record.due, &record.message, &keys, Some(record.id));
+    }
+
+    fn insert(&self, due: u64, message: &Message, keys: &[&[u8]], stored: Option<HeldId>) {
         let name = self
             .exchange_name
             .get_or_init(|| message.exchange.compact());
-        let held = Held::pack(&message, keys, name);
-        drop(message);
+        let held = Held::pack(message, keys, name, stored);
         let earlier = {
             let mut pending = self.pending.lock();
             if pending.stopped {
@@ -164,6 +217,27 @@ impl Delayed {
         if earlier {
             self.wake.notify_one();
         }
+    }
+
+    /// Forgets a stored message that fired (its destinations have it durably) or was
+    /// cancelled; returns the mark at which that is durable.
+    pub(crate) fn release(&self, stored: Option<HeldId>) -> Option<SyncMark> {
+        let (store, id) = (self.store.as_ref()?, stored?);
+        match store.held.release(&store.key, id) {
+            Ok(mark) => Some(mark),
+            Err(e) => {
+                tracing::error!(
+                    exchange = %store.key.exchange,
+                    "held message not released (it fires again after a restart): {e}"
+                );
+                None
+            }
+        }
+    }
+
+    /// The held store's durability, for a durable exchange.
+    pub fn durability(&self) -> Option<tokio::sync::watch::Receiver<Durability>> {
+        self.store.as_ref().map(|s| s.held.durability())
     }
 
     /// Number of pending messages. O(1).
@@ -195,17 +269,21 @@ impl Delayed {
         out
     }
 
-    /// Cancels a pending message; false if the id names nothing pending.
-    pub fn cancel(&self, id: u64) -> bool {
-        self.pending
-            .lock()
-            .wheel
-            .cancel(TimerId::from_bits(id))
-            .is_some()
+    /// Cancels a pending message: `None` if the id names nothing pending, else the mark at
+    /// which the cancel is durable (`Some(None)`: nothing stored to wait for).
+    pub fn cancel(&self, id: u64) -> Option<Option<SyncMark>> {
+        let held = self.pending.lock().wheel.cancel(TimerId::from_bits(id))?;
+        Some(self.release(held.stored()))
     }
 
-    /// Drops everything pending and stops the driver (exchange deleted).
+    /// Drops everything pending and stops the driver (exchange deleted); the store forgets
+    /// the exchange's messages.
     pub(crate) fn stop(&self) {
+        if let Some(store) = &self.store
+            && let Err(e) = store.held.forget_exchange(&store.key)
+        {
+            tracing::error!(exchange = %store.key.exchange, "held messages not forgotten: {e}");
+        }
         {
             let mut pending = self.pending.lock();
             pending.stopped = true;

@@ -3,18 +3,24 @@
 //! publishes each through the vhost's one publish path with the bindings of that moment.
 //!
 //! The wheel's lock is never held while publishing: the due messages are taken out first.
+//!
+//! A stored held message is released from the held store only once its destinations have
+//! it durably (the message store's mark for the batch is synced): a crash in between fires
+//! it again after the restart — a duplicate, never a loss. If the message store fails, the
+//! held record is kept for the same reason.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crate::broker::delayed::{Delayed, held::Held};
 use crate::broker::exchange::Exchange;
-use crate::broker::publish::{Origin, Publish, PublishScratch};
+use crate::broker::publish::{Durably, Origin, Publish, PublishScratch};
 use crate::broker::routing_keys::RoutingKeys;
 use crate::broker::vhost::VHost;
 use crate::clock;
 use crate::error::AmqpError;
 use crate::protocol::ShortStr;
+use crate::store::{HeldId, SyncMark};
 
 /// The longest the driver sleeps in one go: far-future sleeps are re-armed rather than
 /// trusted to the runtime's timer range.
@@ -33,6 +39,7 @@ pub fn spawn(
     })?;
     runtime.spawn(async move {
         let mut fired = Vec::new();
+        let mut to_release = Vec::new();
         let mut scratch = PublishScratch::default();
         loop {
             let Some(next) = delayed.take_due(&mut fired) else {
@@ -43,8 +50,33 @@ pub fn spawn(
                     return;
                 };
                 let name = delayed.exchange_name();
+                let mut written = None;
                 for held in fired.drain(..) {
-                    fire(&vhost, &exchange, &name, held, &mut scratch);
+                    match fire(&vhost, &exchange, &name, held, &mut scratch) {
+                        Fired::Release(stored) => {
+                            delayed.release(Some(stored));
+                        }
+                        Fired::ReleaseAt(stored, mark) => {
+                            written = written.max(Some(mark));
+                            to_release.push(stored);
+                        }
+                        Fired::Keep => {}
+                    }
+                }
+                if let Some(mark) = written {
+                    let durability = vhost.stores().messages.durability();
+                    drop((exchange, vhost));
+                    if crate::store::durable_at(durability, mark).await {
+                        for stored in to_release.drain(..) {
+                            delayed.release(Some(stored));
+                        }
+                    } else {
+                        tracing::error!(
+                            "fired delayed messages were not stored durably; they stay held \
+                             and fire again after a restart"
+                        );
+                        to_release.clear();
+                    }
                 }
                 // Publishing took time: look again before sleeping.
                 continue;
@@ -63,6 +95,16 @@ pub fn spawn(
     Ok(())
 }
 
+/// What to do with a fired message's held record.
+enum Fired {
+    /// Forget it now (it went nowhere durable, or was never stored).
+    Release(HeldId),
+    /// Forget it once the message store's mark is durable.
+    ReleaseAt(HeldId, SyncMark),
+    /// Keep it (not stored, or its destinations could not store it).
+    Keep,
+}
+
 /// Publishes a fired message exactly as a publish would, without `mandatory` (its publisher
 /// was answered at publish time).
 fn fire(
@@ -71,7 +113,7 @@ fn fire(
     name: &ShortStr,
     held: Held,
     scratch: &mut PublishScratch,
-) {
+) -> Fired {
     let unpacked = match held.into_parts(name) {
         Ok(unpacked) => unpacked,
         Err(e) => {
@@ -80,9 +122,10 @@ fn fire(
                 exchange = exchange.name(),
                 "delayed message could not be unpacked: {e}"
             );
-            return;
+            return Fired::Keep;
         }
     };
+    let stored = unpacked.stored;
     let keys = match &unpacked.extra_keys {
         None => RoutingKeys::default(),
         Some(packed) => RoutingKeys::from_extra(
@@ -98,10 +141,23 @@ fn fire(
         mandatory: false,
         origin: Origin::Fired,
     };
-    if let Err(e) = vhost.publish(publish, scratch) {
-        tracing::warn!(
-            exchange = exchange.name(),
-            "delayed message not routed: {e}"
-        );
+    let outcome = match vhost.publish(publish, scratch) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            tracing::warn!(
+                exchange = exchange.name(),
+                "delayed message not routed: {e}"
+            );
+            return stored.map_or(Fired::Keep, Fired::Release);
+        }
+    };
+    match (stored, outcome.durably) {
+        (None, _) => Fired::Keep,
+        (Some(id), Some(Durably::Messages(mark))) => Fired::ReleaseAt(id, mark),
+        // The message store refused it: keep the held record.
+        (Some(_), _) if outcome.refused && vhost.stores().messages.durability().borrow().failed => {
+            Fired::Keep
+        }
+        (Some(id), _) => Fired::Release(id),
     }
 }

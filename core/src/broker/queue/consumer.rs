@@ -27,6 +27,7 @@ use rustc_hash::FxHashMap;
 use super::{Queue, Queued};
 use crate::broker::message::Message;
 use crate::protocol::{Deliver, ShortStr, encode_deliver, encode_method};
+use crate::store::MessageId;
 
 /// Where a channel's deliveries go: the connection's outgoing frames.
 pub trait DeliverySink: Send + Sync + fmt::Debug {
@@ -46,6 +47,8 @@ pub struct Unacked {
     pub message: Arc<Message>,
     /// Its deadline from enqueue (epoch ms), kept if it is requeued.
     pub deadline: u64,
+    /// Its id in the queue's store, if it is stored there.
+    pub stored: Option<MessageId>,
     /// The consumer it went to (`None` for `basic.get`), whose credit an ack restores.
     pub consumer: Option<Arc<Consumer>>,
 }
@@ -79,6 +82,7 @@ impl DeliveryState {
     ) -> u64 {
         self.next_tag += 1;
         let tag = self.next_tag;
+        queue.delivered_stored(item.stored, no_ack);
         if !no_ack {
             if let Some(c) = consumer {
                 c.unacked.fetch_add(1, Ordering::Relaxed);
@@ -89,6 +93,7 @@ impl DeliveryState {
                     queue: queue.clone(),
                     message: item.message.clone(),
                     deadline: item.deadline,
+                    stored: item.stored,
                     consumer: consumer.cloned(),
                 },
             );

@@ -50,6 +50,7 @@ use super::message::Message;
 use super::replies;
 use crate::clock::now_ms;
 use crate::error::AmqpError;
+use crate::store::{MessageId, MessageStore, QueueKey};
 pub use arguments::{Overflow, QueueArguments, QueueLimits};
 pub use consumer::{Consumer, DeliveryChannel, DeliverySink, Unacked};
 use expiration::parse_expiration;
@@ -152,6 +153,26 @@ struct QueueState {
     armed: u64,
 }
 
+/// Where a durable queue's persistent messages are written: the store and the queue's name
+/// in it. Every way a stored message leaves the queue for good (ack, reject, expiry, a
+/// length limit, purge, a no-ack delivery) is recorded through it, and so is a delivery
+/// (so that a crash brings the message back redelivered).
+#[derive(Debug)]
+pub struct QueueStore {
+    /// The queue's name in the store.
+    pub key: QueueKey,
+    /// The store.
+    pub messages: Arc<dyn MessageStore>,
+}
+
+impl QueueStore {
+    fn log_failure(&self, what: &str, e: &crate::store::StoreError) {
+        // The store flags itself failed (confirms waiting on it are nacked); say it once
+        // per message would flood, so at debug beyond the store's own error.
+        tracing::debug!(queue = %self.key.queue, "message store refused {what}: {e}");
+    }
+}
+
 /// A queue.
 #[derive(Debug)]
 pub struct Queue {
@@ -177,6 +198,8 @@ pub struct Queue {
     wake: Arc<Notify>,
     /// A problem with this queue's dead-lettering was logged at warn already.
     warned: AtomicBool,
+    /// Its message store, if it is durable (and not exclusive) and the broker stores.
+    store: Option<QueueStore>,
 }
 
 /// What removing a consumer left behind.
@@ -191,8 +214,14 @@ pub enum ConsumerRemoved {
 }
 
 impl Queue {
-    /// A new, empty queue in the vhost named `vhost`.
-    pub fn new(id: u64, spec: QueueSpec, vhost: Arc<str>) -> Arc<Queue> {
+    /// A new, empty queue in the vhost named `vhost`; a stored one (durable, not exclusive)
+    /// writes its persistent messages to `messages`.
+    pub fn new(
+        id: u64,
+        spec: QueueSpec,
+        vhost: Arc<str>,
+        messages: Option<Arc<dyn MessageStore>>,
+    ) -> Arc<Queue> {
         let levels = spec.limits.max_priority.map_or(1, |p| usize::from(p) + 1);
         let now = now_ms();
         let dead_letter_names = DeadLetterNames::of(
@@ -200,10 +229,20 @@ impl Queue {
             spec.limits.dead_letter_exchange.as_deref(),
             spec.limits.dead_letter_routing_key.as_deref(),
         );
+        let store = messages
+            .filter(|_| spec.durable && spec.exclusive_owner.is_none())
+            .map(|messages| QueueStore {
+                key: QueueKey {
+                    vhost: vhost.clone(),
+                    queue: spec.name.as_str().into(),
+                },
+                messages,
+            });
         let queue = Arc::new(Queue {
             id,
             spec,
             vhost,
+            store,
             dead_letter_names,
             deleted: AtomicBool::new(false),
             state: Mutex::new(QueueState {
@@ -239,6 +278,62 @@ impl Queue {
     /// restart.
     pub fn is_stored(&self) -> bool {
         self.spec.durable && self.spec.exclusive_owner.is_none()
+    }
+
+    /// Its message store, if its persistent messages are written to one.
+    pub fn store(&self) -> Option<&QueueStore> {
+        self.store.as_ref()
+    }
+
+    /// Whether `message` is written to this queue's store when it enters.
+    pub fn stores(&self, message: &Message) -> bool {
+        self.store.is_some() && message.properties.is_persistent()
+    }
+
+    /// Records that a stored message left the queue for good.
+    fn forget_stored(&self, stored: Option<MessageId>) {
+        if let (Some(store), Some(id)) = (&self.store, stored)
+            && let Err(e) = store.messages.remove(&store.key, id)
+        {
+            store.log_failure("a removal", &e);
+        }
+    }
+
+    /// A delivery was settled for good (acked, or rejected without requeue).
+    pub fn settled(&self, stored: Option<MessageId>) {
+        self.forget_stored(stored);
+    }
+
+    /// A message was delivered: with no ack to wait for it is gone, else it comes back
+    /// redelivered after a crash.
+    pub(crate) fn delivered_stored(&self, stored: Option<MessageId>, no_ack: bool) {
+        if no_ack {
+            return self.forget_stored(stored);
+        }
+        if let (Some(store), Some(id)) = (&self.store, stored)
+            && let Err(e) = store.messages.delivered(&store.key, id)
+        {
+            store.log_failure("a delivery mark", &e);
+        }
+    }
+
+    /// Puts back what the store kept for this queue (at start, before any client), in
+    /// order; what expired while the broker was down expires at the driver's first visit.
+    pub fn restore(&self, recovered: Vec<crate::store::Recovered>) {
+        let mut st = self.state.lock();
+        let now = now_ms();
+        let mut earliest = NEVER;
+        for r in recovered {
+            earliest = earliest.min(r.deadline);
+            st.ready.push_back(
+                Queued::new(r.message, r.deadline, r.redelivered, Some(r.id)),
+                now,
+            );
+        }
+        if earliest != NEVER {
+            self.schedule(&mut st, earliest);
+        }
+        self.counts_changed(&st);
     }
 
     /// The name of the vhost it lives in.
@@ -293,23 +388,30 @@ impl Queue {
 
     /// Messages a client rejected (`basic.reject` / `basic.nack` without requeue), as deaths
     /// to dead-letter (none if the queue does not dead-letter).
-    pub fn reject(&self, messages: impl IntoIterator<Item = Arc<Message>>) -> Deaths {
-        if !self.dead_letters() {
-            return Deaths::default();
+    pub fn reject(
+        &self,
+        messages: impl IntoIterator<Item = (Arc<Message>, Option<MessageId>)>,
+    ) -> Deaths {
+        let mut dead = Vec::new();
+        for (message, stored) in messages {
+            self.kill(&mut dead, message, stored, Reason::Rejected);
         }
-        Deaths(
-            messages
-                .into_iter()
-                .map(|message| Dead {
-                    message,
-                    reason: Reason::Rejected,
-                })
-                .collect(),
-        )
+        Deaths(dead)
     }
 
-    /// Records a message that died under the lock, handed back once it is released.
-    fn kill(&self, dead: &mut Vec<Dead>, message: Arc<Message>, reason: Reason) {
+    /// Records a message that died (under the lock, or just after), handed back to be
+    /// dead-lettered once the lock is released; a stored one leaves the store.
+    ///
+    /// Its removal is written before its dead letter (if any) is: a crash between loses the
+    /// dead letter, as RabbitMQ's classic queues do (dead-lettering is at most once).
+    fn kill(
+        &self,
+        dead: &mut Vec<Dead>,
+        message: Arc<Message>,
+        stored: Option<MessageId>,
+        reason: Reason,
+    ) {
+        self.forget_stored(stored);
         if self.dead_letters() {
             dead.push(Dead { message, reason });
         }
@@ -323,7 +425,7 @@ impl Queue {
         }
         let QueueState { ready, dead, .. } = st;
         ready.expire(now_ms(), limit, |item| {
-            self.kill(dead, item.message, Reason::Expired);
+            self.kill(dead, item.message, item.stored, Reason::Expired);
         })
     }
 
@@ -339,6 +441,12 @@ impl Queue {
         }
         st.armed = at;
         self.wake.notify_one();
+    }
+
+    /// The deadline of a message entering at `now`: the lower of the queue's
+    /// `x-message-ttl` and the message's `expiration` (validated at publish).
+    pub fn deadline_at(&self, message: &Message, now: u64) -> u64 {
+        self.deadline_of(message, || now)
     }
 
     /// The deadline of a message entering now: the lower of the queue's `x-message-ttl` and
@@ -385,7 +493,7 @@ impl Queue {
             let Some(item) = st.ready.pop_front() else {
                 break;
             };
-            self.kill(&mut st.dead, item.message, Reason::Maxlen);
+            self.kill(&mut st.dead, item.message, item.stored, Reason::Maxlen);
         }
     }
 
@@ -426,31 +534,56 @@ impl Queue {
     /// `reject-publish` limit is reached, delivers it or queues it, expires it at once if its
     /// TTL is already over and no consumer took it, then applies `drop-head`. What died
     /// meanwhile is appended to `dead`, for the caller to dead-letter.
-    pub fn enqueue(self: &Arc<Self>, message: Arc<Message>, dead: &mut Vec<Dead>) -> Enqueued {
+    ///
+    /// `stored` is the message's id in this queue's store and the deadline it was written
+    /// with (computed by [`Queue::deadline_at`] before the write), if it was written.
+    pub fn enqueue(
+        self: &Arc<Self>,
+        message: Arc<Message>,
+        stored: Option<(MessageId, u64)>,
+        dead: &mut Vec<Dead>,
+    ) -> Enqueued {
         let mut st = self.state.lock();
-        let outcome = self.enqueue_locked(&mut st, message);
+        let outcome = self.enqueue_locked(&mut st, message, stored);
         dead.append(&mut st.dead);
         outcome
     }
 
-    fn enqueue_locked(self: &Arc<Self>, st: &mut QueueState, message: Arc<Message>) -> Enqueued {
+    fn enqueue_locked(
+        self: &Arc<Self>,
+        st: &mut QueueState,
+        message: Arc<Message>,
+        stored: Option<(MessageId, u64)>,
+    ) -> Enqueued {
+        let id = stored.map(|(id, _)| id);
         if self.is_deleted() {
+            self.forget_stored(id);
             return Enqueued::Gone;
         }
         if self.spec.limits.overflow != Overflow::DropHead
             && self.would_overflow(st, message.body_len())
         {
             if self.spec.limits.overflow == Overflow::RejectPublishDlx {
-                self.kill(&mut st.dead, message, Reason::Maxlen);
+                self.kill(&mut st.dead, message, id, Reason::Maxlen);
+            } else {
+                self.forget_stored(id);
             }
             return Enqueued::Refused;
         }
         let mut now = NEVER;
-        let deadline = self.deadline_of(&message, || {
-            now = now_ms();
-            now
-        });
-        let item = Queued::new(message, deadline, false);
+        let deadline = match stored {
+            Some((_, deadline)) => {
+                if deadline != NEVER {
+                    now = now_ms();
+                }
+                deadline
+            }
+            None => self.deadline_of(&message, || {
+                now = now_ms();
+                now
+            }),
+        };
+        let item = Queued::new(message, deadline, false, id);
         if deadline != NEVER && deadline <= now {
             // TTL 0: to a consumer that can take it now, or nowhere.
             self.expire_locked(st);
@@ -465,7 +598,7 @@ impl Queue {
                 self.counts_changed(st);
                 return Enqueued::Accepted;
             }
-            self.kill(&mut st.dead, item.message, Reason::Expired);
+            self.kill(&mut st.dead, item.message, item.stored, Reason::Expired);
             return Enqueued::Accepted;
         }
         st.ready.push_back(item, now);
@@ -479,10 +612,11 @@ impl Queue {
     }
 
     /// Puts messages back at the front (in the given order), marked redelivered, each with
-    /// the deadline it got at enqueue (one that passed meanwhile expires now).
+    /// the deadline it got at enqueue (one that passed meanwhile expires now) and its store
+    /// id.
     pub fn requeue(
         self: &Arc<Self>,
-        messages: impl DoubleEndedIterator<Item = (Arc<Message>, u64)>,
+        messages: impl DoubleEndedIterator<Item = (Arc<Message>, u64, Option<MessageId>)>,
     ) -> Deaths {
         self.with_state(|st| {
             if self.is_deleted() {
@@ -490,14 +624,14 @@ impl Queue {
             }
             let now = now_ms();
             let mut earliest = NEVER;
-            for (message, deadline) in messages.rev() {
+            for (message, deadline, stored) in messages.rev() {
                 if deadline <= now {
-                    self.kill(&mut st.dead, message, Reason::Expired);
+                    self.kill(&mut st.dead, message, stored, Reason::Expired);
                     continue;
                 }
                 earliest = earliest.min(deadline);
                 st.ready
-                    .push_front(Queued::new(message, deadline, true), now);
+                    .push_front(Queued::new(message, deadline, true, stored), now);
             }
             if earliest != NEVER {
                 self.schedule(st, earliest);
@@ -698,16 +832,17 @@ impl Queue {
     /// Drops every ready message, returning how many (not dead-lettered, as in RabbitMQ).
     pub fn purge(&self) -> usize {
         let mut st = self.state.lock();
-        let n = st.ready.clear();
+        let n = st.ready.clear(|item| self.forget_stored(item.stored));
         self.counts_changed(&st);
         n
     }
 
-    /// Marks the queue deleted; returns its ready count and its consumers.
+    /// Marks the queue deleted; returns its ready count and its consumers. (Its stored
+    /// messages are forgotten all at once by the vhost.)
     pub(crate) fn mark_deleted(&self) -> (usize, Vec<Arc<Consumer>>) {
         let mut st = self.state.lock();
         self.deleted.store(true, Ordering::Release);
-        let n = st.ready.clear();
+        let n = st.ready.clear(drop);
         self.counts_changed(&st);
         self.wake.notify_one();
         (n, std::mem::take(&mut st.consumers))
@@ -736,7 +871,7 @@ mod tests {
     /// Enqueues, with no dead-lettering configured (nothing may die into the void unseen).
     fn put(q: &Arc<Queue>, message: Arc<Message>) -> Enqueued {
         let mut dead = Vec::new();
-        let outcome = q.enqueue(message, &mut dead);
+        let outcome = q.enqueue(message, None, &mut dead);
         assert!(
             dead.is_empty(),
             "no dead-letter exchange: nothing to dead-letter"
@@ -769,6 +904,7 @@ mod tests {
                 limits,
             },
             "/".into(),
+            None,
         )
     }
 
@@ -836,7 +972,10 @@ mod tests {
     fn requeued_messages_come_first_and_redelivered() {
         let q = queue(false);
         put(&q, message());
-        assert!(q.requeue(vec![(message(), NEVER)].into_iter()).is_empty());
+        assert!(
+            q.requeue(vec![(message(), NEVER, None)].into_iter())
+                .is_empty()
+        );
         let (first, left) = take(&q).expect("a message");
         assert!(first.redelivered);
         assert_eq!(left, 1);
@@ -916,8 +1055,8 @@ mod tests {
         let now = now_ms();
         let deaths = q.requeue(
             vec![
-                (message(), now.saturating_sub(1)),
-                (message(), now + 60_000),
+                (message(), now.saturating_sub(1), None),
+                (message(), now + 60_000, None),
             ]
             .into_iter(),
         );

@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use crate::broker::message::Message;
 use crate::scheduler::{TimerId, TimerWheel};
+use crate::store::MessageId;
 
 /// "No deadline".
 pub use crate::clock::NEVER;
@@ -39,17 +40,26 @@ pub struct Queued {
     pub deadline: u64,
     /// Delivered before and requeued.
     pub redelivered: bool,
+    /// Its id in the queue's message store, if it was written there (a persistent message
+    /// in a durable queue).
+    pub stored: Option<MessageId>,
     /// Its expiry timer while it is ready.
     timer: Option<TimerId>,
 }
 
 impl Queued {
     /// A message entering the queue.
-    pub fn new(message: Arc<Message>, deadline: u64, redelivered: bool) -> Queued {
+    pub fn new(
+        message: Arc<Message>,
+        deadline: u64,
+        redelivered: bool,
+        stored: Option<MessageId>,
+    ) -> Queued {
         Queued {
             message,
             deadline,
             redelivered,
+            stored,
             timer: None,
         }
     }
@@ -285,11 +295,14 @@ impl Ready {
         }
     }
 
-    /// Removes everything, returning how many messages were ready.
-    pub fn clear(&mut self) -> usize {
+    /// Removes everything, handing each message to `gone`; returns how many were ready.
+    pub fn clear(&mut self, mut gone: impl FnMut(Queued)) -> usize {
         let n = self.live;
         let levels = self.levels.len();
-        *self = Ready::new(levels);
+        let old = std::mem::replace(self, Ready::new(levels));
+        for level in old.levels {
+            level.slots.into_iter().flatten().for_each(&mut gone);
+        }
         n
     }
 }
@@ -319,7 +332,7 @@ mod tests {
     }
 
     fn item(body: &'static str, deadline: u64) -> Queued {
-        Queued::new(message(body, None), deadline, false)
+        Queued::new(message(body, None), deadline, false, None)
     }
 
     fn bodies(ready: &mut Ready) -> Vec<String> {
@@ -352,7 +365,7 @@ mod tests {
             ("p3", Some(3)),
             ("p5", Some(5)),
         ] {
-            r.push_back(Queued::new(message(body, p), NEVER, false), 0);
+            r.push_back(Queued::new(message(body, p), NEVER, false, None), 0);
         }
         r.push_back(item("p0b", NEVER), 0);
         // 9 counts as 5 and came first among the fives.

@@ -12,8 +12,10 @@
 //! - [`bindings`]: the binding table.
 //! - [`routing`]: routing across exchanges (the first half of the publish path, whose
 //!   second half is `broker::publish`).
+//! - `restore`: re-creating the stored objects at start.
 
 pub mod bindings;
+mod restore;
 pub mod routing;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +26,7 @@ use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 
 use super::args::{EXCHANGE_EQUIVALENCE_ARGS, check_args_equivalence, text_arg};
-use super::delayed::{self, DELAYED_TYPE, DELAYED_TYPE_ARG, Delayed, PendingInfo};
+use super::delayed::{self, DELAYED_TYPE, DELAYED_TYPE_ARG, Delayed, DelayedStore, PendingInfo};
 use super::drivers;
 use super::exchange::{Destination, Exchange, ExchangeSpec};
 use super::names;
@@ -35,8 +37,8 @@ use crate::error::AmqpError;
 use crate::plugin::ExchangeTypeRegistry;
 use crate::protocol::{ReplyCode, encode_table_body};
 use crate::store::{
-    BindingDefinition, Definition, DefinitionKey, DefinitionStore, DestinationKind,
-    ExchangeDefinition, QueueDefinition,
+    BindingDefinition, Definition, DefinitionKey, DestinationKind, ExchangeDefinition, ExchangeKey,
+    QueueDefinition, Stores, SyncMark,
 };
 pub use bindings::{Binding, BindingTable, BoundTo};
 pub use routing::RouteScratch;
@@ -95,8 +97,11 @@ pub struct VHost {
     pub(super) queues: RwLock<FxHashMap<String, Arc<Queue>>>,
     /// The catalogue lock, and the bindings it guards.
     catalogue: Mutex<BindingTable>,
-    /// Where durable definitions are recorded.
-    definitions: Arc<dyn DefinitionStore>,
+    /// Where durable definitions, persistent messages and held messages are written.
+    stores: Stores,
+    /// The definition store's mark of this vhost's last definition write: a reply to a
+    /// catalogue method is sent once it is durable.
+    definitions_written: AtomicU64,
     next_id: AtomicU64,
     /// Itself, for the drivers it starts (which must not keep it alive).
     me: Weak<VHost>,
@@ -109,7 +114,7 @@ impl VHost {
     pub fn new(
         name: &str,
         registry: Arc<ExchangeTypeRegistry>,
-        definitions: Arc<dyn DefinitionStore>,
+        stores: Stores,
     ) -> Result<Arc<VHost>, AmqpError> {
         let mut created = Ok(());
         let vhost = Arc::new_cyclic(|me| {
@@ -119,7 +124,8 @@ impl VHost {
                 exchanges: RwLock::new(FxHashMap::default()),
                 queues: RwLock::new(FxHashMap::default()),
                 catalogue: Mutex::new(BindingTable::default()),
-                definitions,
+                stores,
+                definitions_written: AtomicU64::new(0),
                 next_id: AtomicU64::new(1),
                 me: me.clone(),
             };
@@ -162,19 +168,40 @@ impl VHost {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Records a durable definition before the client hears that it exists.
+    /// The stores this vhost writes to.
+    pub fn stores(&self) -> &Stores {
+        &self.stores
+    }
+
+    /// The definition store's mark of this vhost's last definition write (a reply to a
+    /// catalogue method waits until it is durable).
+    pub fn definitions_written(&self) -> SyncMark {
+        SyncMark(self.definitions_written.load(Ordering::Acquire))
+    }
+
+    fn wrote_definition(&self, mark: SyncMark) {
+        self.definitions_written.fetch_max(mark.0, Ordering::AcqRel);
+    }
+
+    /// Records a durable definition; the client hears that it exists once it is durable.
     fn record(&self, definition: Definition) -> Result<(), AmqpError> {
-        self.definitions
+        let mark = self
+            .stores
+            .definitions
             .put(definition)
-            .map(|_| ())
-            .map_err(|e| AmqpError::internal(format!("cannot store the definition: {e}")))
+            .map_err(|e| AmqpError::internal(format!("cannot store the definition: {e}")))?;
+        self.wrote_definition(mark);
+        Ok(())
     }
 
     /// Forgets a durable definition. The object is already gone from memory, so a failure
     /// can only be logged: it would come back at the next start.
     fn forget(&self, key: DefinitionKey) {
-        if let Err(e) = self.definitions.delete(&key) {
-            tracing::error!(vhost = %self.name, ?key, "cannot delete the stored definition: {e}");
+        match self.stores.definitions.delete(&key) {
+            Ok(mark) => self.wrote_definition(mark),
+            Err(e) => {
+                tracing::error!(vhost = %self.name, ?key, "cannot delete the stored definition: {e}");
+            }
         }
     }
 
@@ -203,7 +230,14 @@ impl VHost {
         // A delayed exchange routes through its inner type's plugin.
         let (router_kind, delayed) = if spec.kind == DELAYED_TYPE {
             let inner = delayed::inner_type(&spec.arguments, &self.registry)?;
-            (inner, Some(Delayed::new(inner)))
+            let store = spec.durable.then(|| DelayedStore {
+                key: ExchangeKey {
+                    vhost: self.name.to_string(),
+                    exchange: spec.name.clone(),
+                },
+                held: self.stores.held.clone(),
+            });
+            (inner, Some(Delayed::new(inner, store)))
         } else {
             (spec.kind.as_str(), None)
         };
@@ -286,13 +320,17 @@ impl VHost {
         if d.passive {
             return self.existing_exchange(d.name).map(drop);
         }
-        if d.kind == DELAYED_TYPE {
-            delayed::inner_type(d.arguments, &self.registry)?;
-        } else if self.registry.get(d.kind).is_none() {
-            return Err(replies::unknown_exchange_type(d.kind));
+        let existing = self.exchange(d.name);
+        // An existing exchange is compared, even one whose type is not loaded now.
+        if existing.as_ref().is_none_or(|x| !x.is_unavailable()) {
+            if d.kind == DELAYED_TYPE {
+                delayed::inner_type(d.arguments, &self.registry)?;
+            } else if self.registry.get(d.kind).is_none() {
+                return Err(replies::unknown_exchange_type(d.kind));
+            }
         }
         let raw = encode_args(d.arguments)?;
-        if let Some(existing) = self.exchange(d.name) {
+        if let Some(existing) = existing {
             let s = &existing.spec;
             let name = d.name;
             let flag = |flag: &str, received: bool, current: bool| {
@@ -509,7 +547,12 @@ impl VHost {
                 arguments: encode_args(d.arguments)?,
             }))?;
         }
-        let queue = Queue::new(self.next_id(), spec, self.name.clone());
+        let queue = Queue::new(
+            self.next_id(),
+            spec,
+            self.name.clone(),
+            Some(self.stores.messages.clone()),
+        );
         drivers::expiry::spawn(&queue, self.me.clone());
         self.queues.write().insert(name.to_owned(), queue.clone());
         Ok(queue)
@@ -555,6 +598,11 @@ impl VHost {
                 self.name.to_string(),
                 queue.name().to_owned(),
             ));
+        }
+        if let Some(store) = queue.store()
+            && let Err(e) = store.messages.forget_queue(&store.key)
+        {
+            tracing::error!(queue = queue.name(), "stored messages not forgotten: {e}");
         }
         let incoming = bindings.remove_to(queue.id);
         self.unbind_from_sources(bindings, &incoming);

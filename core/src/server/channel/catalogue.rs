@@ -52,6 +52,7 @@ impl Channel {
             }
             _ => return Err(replies::unexpected_method("exchange method")),
         };
+        ctx.hold_for_definitions();
         if let Some(reply) = reply {
             self.send(ctx, AMQPClass::Exchange(reply));
         }
@@ -149,6 +150,7 @@ impl Channel {
             }
             _ => return Err(replies::unexpected_method("queue method")),
         };
+        ctx.hold_for_definitions();
         if let Some(reply) = reply {
             self.send(ctx, AMQPClass::Queue(reply));
         }

@@ -17,6 +17,7 @@ use super::{Channel, ConnCtx};
 use crate::broker::{Consumer, DeliveryChannel, Message, Queue, Unacked, VHost, names, replies};
 use crate::error::AmqpError;
 use crate::protocol::{RawMethod, ShortStr};
+use crate::store::MessageId;
 
 impl Channel {
     pub(super) fn basic_method(
@@ -179,7 +180,11 @@ impl Channel {
         match requeue {
             Some(true) => requeue_all(vhost, removed),
             Some(false) => reject_all(vhost, removed),
-            None => {}
+            None => {
+                for u in &removed {
+                    u.queue.settled(u.stored);
+                }
+            }
         }
         self.drain_consumers(ctx)
     }
@@ -282,14 +287,14 @@ fn release_credit(settled: &[Unacked]) {
     }
 }
 
-/// Settled deliveries of one queue, oldest first: each message with its deadline.
-type QueueGroup = (Arc<Queue>, Vec<(Arc<Message>, u64)>);
+/// Settled deliveries of one queue, oldest first: each message with its deadline and store id.
+type QueueGroup = (Arc<Queue>, Vec<(Arc<Message>, u64, Option<MessageId>)>);
 
 /// Groups settled deliveries by the queue they came from.
 fn by_queue(unacked: Vec<Unacked>) -> Vec<QueueGroup> {
     let mut groups: Vec<QueueGroup> = Vec::new();
     for u in unacked {
-        let item = (u.message, u.deadline);
+        let item = (u.message, u.deadline, u.stored);
         match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
             Some((_, items)) => items.push(item),
             None => groups.push((u.queue, vec![item])),
@@ -309,7 +314,11 @@ pub(super) fn requeue_all(vhost: &VHost, unacked: Vec<Unacked>) {
 /// Dead-letters rejected messages (reject/nack without requeue) through their queues.
 fn reject_all(vhost: &VHost, unacked: Vec<Unacked>) {
     for (queue, items) in by_queue(unacked) {
-        let deaths = queue.reject(items.into_iter().map(|(message, _)| message));
+        let deaths = queue.reject(
+            items
+                .into_iter()
+                .map(|(message, _, stored)| (message, stored)),
+        );
         vhost.bury(&queue, deaths);
     }
 }

@@ -23,7 +23,7 @@ use rustc_hash::FxHashMap;
 
 use super::outbox::Outbox;
 use crate::broker::{
-    Broker, DeliveryChannel, Exchange, Message, PublishScratch, Queue, VHost, replies,
+    Broker, DeliveryChannel, Durably, Exchange, Message, PublishScratch, Queue, VHost, replies,
 };
 use crate::error::AmqpError;
 use crate::protocol::{RawMethod, encode_content, encode_method};
@@ -49,6 +49,8 @@ pub struct ConnCtx {
     pub cancel_notify: bool,
     /// Exclusive queues declared by this connection (deleted with it).
     pub exclusive_queues: Vec<Arc<Queue>>,
+    /// The store writes the connection's held output waits for (see [`ConnCtx::hold_output_until`]).
+    pub holds: Vec<Durably>,
 }
 
 impl ConnCtx {
@@ -76,6 +78,28 @@ impl ConnCtx {
                 ),
                 Err(e) => tracing::error!("cannot encode {method:?}: {e}"),
             });
+    }
+
+    /// Keeps everything sent from now on from the socket until `write` is durable (a reply
+    /// that promises it: `declare-ok` of a durable object, `tx.commit-ok`); nothing is held
+    /// for a write that is durable already. The connection releases the output.
+    pub fn hold_output_until(&mut self, write: Durably) {
+        if self.broker.stores().is_durable(write) == Some(true) {
+            return;
+        }
+        self.outbox.hold();
+        self.holds.push(write);
+    }
+
+    /// After a catalogue change: its reply waits until the vhost's definition writes are
+    /// durable.
+    pub fn hold_for_definitions(&mut self) {
+        if let Some(vhost) = &self.vhost {
+            let written = vhost.definitions_written();
+            if written.0 > 0 {
+                self.hold_output_until(Durably::Definitions(written));
+            }
+        }
     }
 
     /// The connection's vhost. Channels exist only after `connection.open` chose it, so the
@@ -189,7 +213,7 @@ impl Channel {
         match method {
             C::Channel(channel::AMQPMethod::Close(_)) => {
                 let outbox = ctx.outbox.clone();
-                self.flush_confirms(&outbox);
+                self.flush_confirms(&outbox, ctx.broker.stores());
                 self.close(ctx);
                 self.send(
                     ctx,

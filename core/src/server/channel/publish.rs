@@ -16,7 +16,7 @@ use super::tx::TxOp;
 use super::{Channel, ConnCtx};
 use crate::broker::queue::expiration::parse_expiration;
 use crate::broker::{
-    Exchange, Message, Origin, Publish as BrokerPublish, Queue, RoutingKeys, replies,
+    Durably, Exchange, Message, Origin, Publish as BrokerPublish, Queue, RoutingKeys, replies,
 };
 use crate::error::AmqpError;
 use crate::protocol::{ContentHeader, Publish, ReplyCode};
@@ -201,16 +201,17 @@ impl Channel {
             });
             return Ok(());
         }
-        let refused = self
+        let (refused, durably) = self
             .publish_one(ctx, &exchange, message, &keys, publish.mandatory)
             .map_err(|e| e.during(60, 40))?;
-        self.numbered(&ctx.outbox, refused);
+        self.numbered(refused, durably);
         Ok(())
     }
 
     /// Publishes one message through the vhost and acts on the outcome: `basic.return` for
     /// an unroutable `mandatory` message, flow control for a backlogged queue. Returns
-    /// whether a full queue refused it (its confirm is then a nack).
+    /// whether it was refused (a full queue, a failed store: its confirm is then a nack) and
+    /// the store write its confirm waits for.
     pub(super) fn publish_one(
         &mut self,
         ctx: &ConnCtx,
@@ -218,7 +219,7 @@ impl Channel {
         message: Arc<Message>,
         keys: &RoutingKeys,
         mandatory: bool,
-    ) -> Result<bool, AmqpError> {
+    ) -> Result<(bool, Option<Durably>), AmqpError> {
         let outcome = ctx.vhost()?.publish(
             BrokerPublish {
                 exchange,
@@ -235,7 +236,7 @@ impl Channel {
         if outcome.backlogged.is_some() {
             self.backlogged = outcome.backlogged.clone();
         }
-        Ok(outcome.refused)
+        Ok((outcome.refused, outcome.durably))
     }
 
     /// Returns an unroutable `mandatory` message (312 NO_ROUTE).

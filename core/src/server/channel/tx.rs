@@ -1,21 +1,30 @@
 //! Transactions (`tx.select/commit/rollback`) and publisher confirms (`confirm.select`).
 //!
-//! Confirms are numbered per channel in publish order. A publish that a full
-//! `reject-publish` queue refused is nacked at once — after acking everything before it, so
-//! confirms stay in order; the others are acked in one `basic.ack multiple=true` per batch of
-//! frames read ([`Channel::flush_confirms`], called by the connection), not one per message.
+//! Confirms are numbered per channel in publish order and sent in that order. A publish
+//! written to a store (a persistent message that reached a durable queue, or held by a
+//! durable delayed exchange) is confirmed only once that write is durable — so, confirms
+//! being in order, so is everything published after it on the channel. A publish that a
+//! full `reject-publish` queue refused, or whose store write failed, is nacked; the others
+//! are acked in one `basic.ack multiple=true` per batch ([`Channel::flush_confirms`], called
+//! by the connection after each batch of frames read and whenever a store's durability
+//! moves), not one per message.
+//!
+//! `tx.commit-ok` is likewise sent only once the transaction's stored publishes are durable
+//! (the connection holds its output until then, see `server::outbox`).
 //!
 //! In a transaction, publishes and acknowledgements are held as [`TxOp`]s and applied at
 //! `tx.commit`, each publish through the same vhost publish path as outside one.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use amq_protocol::protocol::{AMQPClass, confirm, tx};
 
 use super::{Channel, ConnCtx, Outbox};
-use crate::broker::{Exchange, Message, RoutingKeys, replies};
+use crate::broker::{Durably, Exchange, Message, RoutingKeys, replies};
 use crate::error::AmqpError;
 use crate::protocol::{encode_basic_ack, encode_basic_nack};
+use crate::store::Stores;
 
 /// A publish or acknowledgement held back until `tx.commit`.
 #[derive(Debug)]
@@ -37,11 +46,22 @@ pub(super) enum TxOp {
     },
 }
 
-/// A channel in confirm mode: the last publish sequence number and the last one confirmed.
+/// A channel in confirm mode: the last publish sequence number, the last one confirmed, and
+/// the publishes whose confirm is not simply an ack yet.
 #[derive(Debug, Default)]
 pub(super) struct Confirms {
     seq: u64,
     confirmed: u64,
+    /// In publish order: a nack to send, or a store write to wait for.
+    undecided: VecDeque<(u64, Undecided)>,
+    /// How many of `undecided` wait for a store.
+    waits: usize,
+}
+
+#[derive(Debug)]
+enum Undecided {
+    Nack,
+    Wait(Durably),
 }
 
 impl Channel {
@@ -61,36 +81,65 @@ impl Channel {
         Ok(())
     }
 
-    /// In confirm mode, numbers the publish just made; a refused one is nacked at once,
-    /// after acking everything before it so that confirms stay in order.
-    pub(super) fn numbered(&mut self, outbox: &Outbox, refused: bool) {
+    /// In confirm mode, numbers the publish just made: a refused one will be nacked, a
+    /// stored one waits for its write (see [`Channel::flush_confirms`]).
+    pub(super) fn numbered(&mut self, refused: bool, durably: Option<Durably>) {
         let Some(c) = &mut self.confirms else {
             return;
         };
         c.seq += 1;
-        if !refused {
-            return;
+        match (refused, durably) {
+            (true, _) => c.undecided.push_back((c.seq, Undecided::Nack)),
+            (false, Some(write)) => {
+                c.undecided.push_back((c.seq, Undecided::Wait(write)));
+                c.waits += 1;
+            }
+            (false, None) => {}
         }
-        let (tag, number) = (c.seq, self.number);
-        let before = tag - 1;
-        if before > c.confirmed {
-            let multiple = before - c.confirmed > 1;
-            outbox.push(|out| encode_basic_ack(out, number, before, multiple));
-        }
-        outbox.push(|out| encode_basic_nack(out, number, tag, false, false));
-        c.confirmed = tag;
     }
 
-    /// Writes the confirm acks due since the last flush (one frame, `multiple` if several).
-    pub fn flush_confirms(&mut self, outbox: &Outbox) {
-        if let Some(c) = &mut self.confirms
-            && c.seq > c.confirmed
-        {
-            let multiple = c.seq - c.confirmed > 1;
-            let (tag, number) = (c.seq, self.number);
-            outbox.push(|out| encode_basic_ack(out, number, tag, multiple));
-            c.confirmed = c.seq;
+    /// Whether a confirm waits for a store write.
+    pub fn confirms_waiting(&self) -> bool {
+        self.confirms.as_ref().is_some_and(|c| c.waits > 0)
+    }
+
+    /// Writes the confirms that are decided, in order: acks as one `multiple` frame up to
+    /// the first publish still waiting for its store, nacks one by one.
+    pub fn flush_confirms(&mut self, outbox: &Outbox, stores: &Stores) {
+        let number = self.number;
+        let Some(c) = &mut self.confirms else {
+            return;
+        };
+        let ack_to = |c: &mut Confirms, tag: u64| {
+            if tag > c.confirmed {
+                let multiple = tag - c.confirmed > 1;
+                outbox.push(|out| encode_basic_ack(out, number, tag, multiple));
+                c.confirmed = tag;
+            }
+        };
+        while let Some(&(tag, ref undecided)) = c.undecided.front() {
+            let nack = match undecided {
+                Undecided::Nack => true,
+                Undecided::Wait(write) => match stores.is_durable(*write) {
+                    Some(durable) => {
+                        c.waits -= 1;
+                        !durable
+                    }
+                    None => {
+                        ack_to(c, tag - 1);
+                        return;
+                    }
+                },
+            };
+            c.undecided.pop_front();
+            if nack {
+                ack_to(c, tag - 1);
+                outbox.push(|out| encode_basic_nack(out, number, tag, false, false));
+                c.confirmed = tag;
+            }
         }
+        let seq = c.seq;
+        ack_to(c, seq);
     }
 
     pub(super) fn tx_method(
@@ -122,7 +171,12 @@ impl Channel {
                             keys,
                             mandatory,
                         } => {
-                            self.publish_one(ctx, &exchange, message, &keys, mandatory)?;
+                            let (_, durably) =
+                                self.publish_one(ctx, &exchange, message, &keys, mandatory)?;
+                            if let Some(write) = durably {
+                                // commit-ok leaves once the commit's writes are durable.
+                                ctx.hold_output_until(write);
+                            }
                         }
                         TxOp::Ack { tag, multiple } => self.settle(ctx, tag, multiple, None)?,
                         TxOp::Reject {

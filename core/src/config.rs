@@ -3,9 +3,14 @@
 //!
 //! Precedence: flag or environment variable, then the file, then the defaults. The file uses
 //! the flags' names with underscores (`listen`, `admin_listen`, `data_dir`, `plugins_dir`,
-//! `log_level`, plus
+//! `log_level`, `sync`, `disk_free_limit`, plus
 //! `frame_max`, `channel_max`, `heartbeat`, `max_message_size`); unknown keys are an error so
 //! a typo does not silently fall back to a default.
+//!
+//! `sync` is `always` (the default: a confirm means the message was synced to disk) or
+//! `interval:<duration>` (e.g. `interval:100ms`: synced on that timer, see
+//! [`SyncPolicy`]). `disk_free_limit` is a size (`50MB`, `1GiB`, `52428800`; `0` turns the
+//! disk alarm off).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::server::Config;
+use crate::store::SyncPolicy;
 
 /// The TOML config file.
 #[derive(Debug, Default, Deserialize)]
@@ -36,6 +42,10 @@ pub struct FileConfig {
     pub heartbeat: Option<u16>,
     /// Largest message body (bytes).
     pub max_message_size: Option<usize>,
+    /// When stores sync (`always`, `interval:<duration>`).
+    pub sync: Option<String>,
+    /// Free disk space below which publishers are blocked (a size).
+    pub disk_free_limit: Option<String>,
 }
 
 /// Why the configuration could not be read.
@@ -57,6 +67,76 @@ pub enum ConfigError {
         /// The cause.
         source: toml::de::Error,
     },
+    /// A setting's value is not one it takes.
+    #[error("invalid {setting} '{value}': {why}")]
+    Invalid {
+        /// The setting, as a flag.
+        setting: &'static str,
+        /// The value given.
+        value: String,
+        /// What it should look like.
+        why: String,
+    },
+}
+
+/// Reads `--sync`: `always`, or `interval:<duration>` (humantime, e.g. `100ms`).
+pub fn parse_sync(value: &str) -> Result<SyncPolicy, ConfigError> {
+    let invalid = |why: String| ConfigError::Invalid {
+        setting: "--sync",
+        value: value.to_owned(),
+        why,
+    };
+    match value.split_once(':') {
+        None if value == "always" => Ok(SyncPolicy::Always),
+        Some(("interval", d)) => {
+            let d = humantime::parse_duration(d.trim())
+                .map_err(|e| invalid(format!("the interval is not a duration ({e})")))?;
+            if d.is_zero() {
+                return Err(invalid("the interval must be more than 0".into()));
+            }
+            Ok(SyncPolicy::Interval(d))
+        }
+        _ => Err(invalid(
+            "expected 'always' or 'interval:<duration>' (e.g. interval:100ms)".into(),
+        )),
+    }
+}
+
+/// Reads a size: bytes, or a number with a unit (`kB`, `MB`, `GB`, `TB` powers of 1000;
+/// `KiB`, `MiB`, `GiB`, `TiB` powers of 1024), as RabbitMQ's `disk_free_limit` takes them.
+pub fn parse_size(setting: &'static str, value: &str) -> Result<u64, ConfigError> {
+    let invalid = |why: &str| ConfigError::Invalid {
+        setting,
+        value: value.to_owned(),
+        why: why.to_owned(),
+    };
+    let text = value.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| invalid("expected a whole number of bytes, optionally with a unit"))?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        _ => {
+            return Err(invalid(
+                "unknown unit (use kB, MB, GB, TB, KiB, MiB, GiB or TiB)",
+            ));
+        }
+    };
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| invalid("too large"))
 }
 
 impl FileConfig {
@@ -84,11 +164,15 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     /// `--plugins-dir`.
     pub plugins_dir: Option<PathBuf>,
+    /// `--sync`.
+    pub sync: Option<String>,
+    /// `--disk-free-limit`.
+    pub disk_free_limit: Option<String>,
 }
 
 /// Merges overrides, file and defaults. The plugins directory defaults to
 /// `<data_dir>/plugins` when that exists.
-pub fn resolve(overrides: Overrides, file: FileConfig) -> Config {
+pub fn resolve(overrides: Overrides, file: FileConfig) -> Result<Config, ConfigError> {
     let defaults = Config::default();
     let data_dir = overrides
         .data_dir
@@ -98,7 +182,15 @@ pub fn resolve(overrides: Overrides, file: FileConfig) -> Config {
         let dir = data_dir.join("plugins");
         dir.is_dir().then_some(dir)
     });
-    Config {
+    let sync = match overrides.sync.or(file.sync) {
+        Some(value) => parse_sync(&value)?,
+        None => defaults.sync,
+    };
+    let disk_free_limit = match overrides.disk_free_limit.or(file.disk_free_limit) {
+        Some(value) => parse_size("--disk-free-limit", &value)?,
+        None => defaults.disk_free_limit,
+    };
+    Ok(Config {
         listen: overrides.listen.or(file.listen).unwrap_or(defaults.listen),
         admin_listen: overrides
             .admin_listen
@@ -110,8 +202,10 @@ pub fn resolve(overrides: Overrides, file: FileConfig) -> Config {
         channel_max: file.channel_max.unwrap_or(defaults.channel_max),
         heartbeat: file.heartbeat.unwrap_or(defaults.heartbeat),
         max_message_size: file.max_message_size.unwrap_or(defaults.max_message_size),
+        sync,
+        disk_free_limit,
         ..defaults
-    }
+    })
 }
 
 #[cfg(test)]
@@ -128,7 +222,8 @@ mod tests {
                 ..Overrides::default()
             },
             file,
-        );
+        )
+        .expect("valid");
         assert_eq!(config.listen.port(), 2);
         assert_eq!(config.heartbeat, 5);
         assert_eq!(config.frame_max, 131_072);
@@ -141,8 +236,37 @@ mod tests {
     #[test]
     fn admin_listen_comes_from_the_file() {
         let file: FileConfig = toml::from_str("admin_listen = \"127.0.0.1:9\"\n").expect("parses");
-        let config = resolve(Overrides::default(), file);
+        let config = resolve(Overrides::default(), file).expect("valid");
         assert_eq!(config.admin_listen.map(|a| a.port()), Some(9));
+    }
+
+    #[test]
+    fn sync_and_disk_free_limit_are_read_and_checked() {
+        let file: FileConfig =
+            toml::from_str("sync = \"interval:250ms\"\ndisk_free_limit = \"1GiB\"\n")
+                .expect("parses");
+        let config = resolve(Overrides::default(), file).expect("valid");
+        assert_eq!(
+            config.sync,
+            SyncPolicy::Interval(std::time::Duration::from_millis(250))
+        );
+        assert_eq!(config.disk_free_limit, 1 << 30);
+        let defaults = resolve(Overrides::default(), FileConfig::default()).expect("valid");
+        assert_eq!(defaults.sync, SyncPolicy::Always, "safe by default");
+        assert_eq!(defaults.disk_free_limit, 50_000_000, "RabbitMQ's 50MB");
+        assert_eq!(parse_size("x", "50MB").expect("size"), 50_000_000);
+        assert_eq!(parse_size("x", "0").expect("size"), 0);
+        for bad in ["", "MB", "5 parsecs", "1.5GB", "99999999999999TB"] {
+            let err = parse_size("--disk-free-limit", bad).expect_err(bad);
+            assert!(
+                err.to_string().starts_with("invalid --disk-free-limit"),
+                "{err}"
+            );
+        }
+        for bad in ["sometimes", "interval:", "interval:0s", "interval:soon"] {
+            let err = parse_sync(bad).expect_err(bad);
+            assert!(err.to_string().contains("--sync"), "{err}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Warren, an AMQP 0-9-1 broker. See `docs/ARCHITECTURE.md` for the map of this crate.
 
 pub mod admin;
+pub mod alarm;
 pub mod broker;
 pub mod clock;
 pub mod config;

@@ -28,6 +28,15 @@ struct Args {
     /// Directory of exchange-type plugin libraries [default: <data-dir>/plugins if present].
     #[arg(long, env = "WARREN_PLUGINS_DIR")]
     plugins_dir: Option<PathBuf>,
+    /// When persistent messages are synced to disk: `always` (a confirm means synced) or
+    /// `interval:<duration>` (synced on that timer; faster, loses up to that much on power
+    /// loss) [default: always].
+    #[arg(long, env = "WARREN_SYNC")]
+    sync: Option<String>,
+    /// Free disk space below which publishing connections are blocked, e.g. `50MB`,
+    /// `2GiB`; `0` turns the disk alarm off [default: 50MB].
+    #[arg(long, env = "WARREN_DISK_FREE_LIMIT")]
+    disk_free_limit: Option<String>,
     /// TOML config file with the same keys (underscores for dashes).
     #[arg(long, env = "WARREN_CONFIG")]
     config: Option<PathBuf>,
@@ -127,15 +136,23 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_ansi(ansi)
         .init();
-    let config = resolve(
+    let config = match resolve(
         Overrides {
             listen: args.listen,
             admin_listen: args.admin_listen,
             data_dir: args.data_dir,
             plugins_dir: args.plugins_dir,
+            sync: args.sync,
+            disk_free_limit: args.disk_free_limit,
         },
         file,
-    );
+    ) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("warren: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -47,6 +47,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use rustc_hash::FxHashMap;
 
+use crate::alarm::Alarms;
 use crate::error::AmqpError;
 use crate::plugin::ExchangeTypeRegistry;
 use crate::store::Stores;
@@ -71,6 +72,8 @@ pub struct Broker {
     /// What vhosts record; each vhost gets its definition store.
     stores: Stores,
     vhosts: RwLock<FxHashMap<String, Arc<VHost>>>,
+    /// Resource alarms (free disk space), which block publishing connections.
+    alarms: Arc<Alarms>,
 }
 
 impl Broker {
@@ -90,9 +93,15 @@ impl Broker {
             registry: Arc::new(registry),
             stores,
             vhosts: RwLock::new(FxHashMap::default()),
+            alarms: Arc::default(),
         };
         broker.add_vhost(DEFAULT_VHOST)?;
         Ok(Arc::new(broker))
+    }
+
+    /// The resource alarms.
+    pub fn alarms(&self) -> &Arc<Alarms> {
+        &self.alarms
     }
 
     /// The stores every vhost writes to.

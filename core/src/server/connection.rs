@@ -32,6 +32,7 @@ use tokio_util::codec::Decoder;
 use super::Config;
 use super::channel::{Channel, ConnCtx, Outcome, Phase as ChannelPhase};
 use super::outbox::{self, Outbox, OutboxStats};
+use crate::alarm::Raised;
 use crate::broker::args::as_text;
 use crate::broker::{Broker, Queue, replies};
 use crate::error::AmqpError;
@@ -89,6 +90,7 @@ pub async fn serve(
             max_message_size: config.max_message_size,
             cancel_notify: false,
             exclusive_queues: Vec::new(),
+            published: false,
             holds: Vec::new(),
         },
         config,
@@ -96,6 +98,9 @@ pub async fn serve(
         phase: Phase::ProtocolHeader,
         channels: FxHashMap::default(),
         awaiting_close_ok: FxHashSet::default(),
+        blocked_notify: false,
+        told_blocked: false,
+        blocked: false,
         channel_max: 0,
         heartbeat: 0,
         last_read: Instant::now(),
@@ -126,6 +131,13 @@ struct Connection {
     /// Channels finished while the client still owes the close-ok for the server's
     /// `channel.close`: the two closes crossed (see [`Connection::channel_method`]).
     awaiting_close_ok: FxHashSet<u16>,
+    /// The client announced the `connection.blocked` capability.
+    blocked_notify: bool,
+    /// `connection.blocked` was sent and not yet `connection.unblocked`.
+    told_blocked: bool,
+    /// Not read because of an alarm: its heartbeats are not watched meanwhile (as
+    /// RabbitMQ pauses its heartbeat monitor for a blocked connection).
+    blocked: bool,
     channel_max: u16,
     heartbeat: u16,
     last_read: Instant,
@@ -148,8 +160,17 @@ impl Connection {
         let mut output_full = false;
         let mut linger = Linger::default();
         let mut stores = self.ctx.broker.stores().watches();
+        let mut alarms = self.ctx.broker.alarms().subscribe();
+        let mut was_blocked = false;
         loop {
             let waiting = self.settle_store_waits();
+            let blocked = self.blocked_by(*alarms.borrow_and_update());
+            if was_blocked && !blocked {
+                // The silence was ours, not the client's.
+                self.last_read = Instant::now();
+            }
+            was_blocked = blocked;
+            self.blocked = blocked;
             if buf.capacity() - buf.len() < 16 * 1024 {
                 buf.reserve(64 * 1024);
             }
@@ -162,7 +183,7 @@ impl Connection {
                 self.last_read = Instant::now();
             }
             tokio::select! {
-                read = read_soon(reader, &mut buf, &mut linger), if paused.is_none() && !output_full => match read {
+                read = read_soon(reader, &mut buf, &mut linger), if paused.is_none() && !output_full && !blocked => match read {
                     Ok(0) | Err(_) => return,
                     Ok(read) => {
                         self.last_read = Instant::now();
@@ -202,6 +223,9 @@ impl Connection {
                     }
                 }
                 () = Stores::changed(&mut stores), if waiting => {
+                    // Looked at again at the top of the loop.
+                }
+                _ = alarms.changed() => {
                     // Looked at again at the top of the loop.
                 }
                 _ = tick.tick() => {
@@ -328,7 +352,7 @@ impl Connection {
                     .outbox
                     .push(|out| out.extend_from_slice(&HEARTBEAT_FRAME));
             }
-            if now.duration_since(self.last_read) > interval * 2 {
+            if !self.blocked && now.duration_since(self.last_read) > interval * 2 {
                 tracing::info!(peer = %self.peer, "missed heartbeats from client, closing");
                 return Step::Exit;
             }
@@ -504,11 +528,35 @@ impl Connection {
 
     fn read_capabilities(&mut self, client_properties: &FieldTable) {
         if let Some(AMQPValue::FieldTable(caps)) = client_properties.inner().get("capabilities") {
-            self.ctx.cancel_notify = matches!(
-                caps.inner().get("consumer_cancel_notify"),
-                Some(AMQPValue::Boolean(true))
+            let has = |name: &str| matches!(caps.inner().get(name), Some(AMQPValue::Boolean(true)));
+            self.ctx.cancel_notify = has("consumer_cancel_notify");
+            self.blocked_notify = has("connection.blocked");
+        }
+    }
+
+    /// Whether the socket must not be read because an alarm is raised and this connection
+    /// publishes (RabbitMQ blocks a connection once it publishes during an alarm). Tells
+    /// the client once, if it can hear it.
+    fn blocked_by(&mut self, raised: Raised) -> bool {
+        let block = raised.any() && self.ctx.published && self.phase == Phase::Running;
+        if block && !self.told_blocked && self.blocked_notify {
+            self.told_blocked = true;
+            let reason = raised.reason();
+            self.send(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::Blocked(connection::Blocked {
+                    reason: reason.into(),
+                })),
             );
         }
+        if !raised.any() && self.told_blocked {
+            self.told_blocked = false;
+            self.send(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::Unblocked(connection::Unblocked {})),
+            );
+        }
+        block
     }
 
     fn authenticate(&self, mechanism: &str, response: &[u8]) -> Result<(), AmqpError> {

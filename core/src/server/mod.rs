@@ -26,9 +26,11 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use self::outbox::OutboxStats;
 use crate::broker::Broker;
+use crate::broker::recovery::Kept;
 use crate::error::AmqpError;
 use crate::plugin::ExchangeTypeRegistry;
 use crate::store::data_dir::{DataDir, DataDirError};
+use crate::store::{StoreError, Stores, SyncPolicy};
 
 /// Where the admin interface listens unless told otherwise (RabbitMQ's management port + 1).
 pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
@@ -63,6 +65,13 @@ pub struct Config {
     /// Address of the admin HTTP interface (`None`: not started). Unauthenticated: keep it
     /// on loopback.
     pub admin_listen: Option<SocketAddr>,
+    /// When the disk stores sync.
+    pub sync: SyncPolicy,
+    /// Free bytes under the data directory below which publishers are blocked (0: never).
+    pub disk_free_limit: u64,
+    /// Stores to run on instead of the disk stores in the data directory (tests that make a
+    /// store fail on demand, embedders).
+    pub stores: Option<Stores>,
 }
 
 impl Default for Config {
@@ -80,6 +89,9 @@ impl Default for Config {
             loopback_only: true,
             handshake_timeout: Duration::from_secs(10),
             admin_listen: Some(DEFAULT_ADMIN_LISTEN),
+            sync: SyncPolicy::Always,
+            disk_free_limit: 50_000_000,
+            stores: None,
         }
     }
 }
@@ -135,6 +147,14 @@ pub enum StartError {
     /// The data directory cannot be used (another broker holds it, an unknown format, …).
     #[error("{0}")]
     DataDir(#[from] DataDirError),
+    /// The stores in the data directory cannot be opened or read.
+    #[error("cannot open the stores in {dir}: {source}")]
+    Store {
+        /// The data directory.
+        dir: PathBuf,
+        /// The cause.
+        source: StoreError,
+    },
 }
 
 /// Binds `addr` for `listener`, returning the socket and the address actually bound.
@@ -211,7 +231,46 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             tracing::warn!("plugin not loaded: {e}");
         }
     }
-    let broker = Broker::new(registry)?;
+    let stores = match config.stores.clone() {
+        Some(stores) => stores,
+        None => {
+            let dir = config.data_dir.clone();
+            let sync = config.sync;
+            tokio::task::spawn_blocking(move || crate::store::disk::open(&dir, sync))
+                .await
+                .map_err(|e| AmqpError::internal(format!("opening the stores failed: {e}")))?
+                .map_err(|source| StartError::Store {
+                    dir: config.data_dir.clone(),
+                    source,
+                })?
+        }
+    };
+    let started = std::time::Instant::now();
+    let reading = stores.clone();
+    let kept = tokio::task::spawn_blocking(move || Kept::read(&reading))
+        .await
+        .map_err(|e| AmqpError::internal(format!("reading the stores failed: {e}")))?
+        .map_err(|source| StartError::Store {
+            dir: config.data_dir.clone(),
+            source,
+        })?;
+    let broker = Broker::with_stores(registry, stores)?;
+    let restored = broker.restore(kept);
+    tracing::info!(
+        exchanges = restored.exchanges,
+        queues = restored.queues,
+        bindings = restored.bindings,
+        messages = restored.messages,
+        delayed = restored.held,
+        not_restored = restored.failed,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "restored what the data directory kept"
+    );
+    crate::alarm::watch_disk(
+        Arc::downgrade(broker.alarms()),
+        config.data_dir.clone(),
+        config.disk_free_limit,
+    );
     let (listener, local_addr) = bind(Listener::Amqp, config.listen).await?;
     let admin_listener = match config.admin_listen {
         Some(addr) => Some(bind(Listener::Admin, addr).await?),

@@ -24,7 +24,11 @@
 pub mod codec;
 pub mod conformance;
 pub mod data_dir;
+pub mod disk;
 pub mod memory;
+mod sync_policy;
+
+pub use sync_policy::SyncPolicy;
 
 use std::fmt;
 use std::sync::Arc;

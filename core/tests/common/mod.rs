@@ -17,6 +17,8 @@ pub fn spawn_warren(args: &[&str], data_dir: &Path) -> Child {
         .env_remove("WARREN_CONFIG")
         .env_remove("WARREN_PLUGINS_DIR")
         .env_remove("WARREN_DATA_DIR")
+        .env_remove("WARREN_SYNC")
+        .env_remove("WARREN_DISK_FREE_LIMIT")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -49,6 +49,8 @@ pub struct ConnCtx {
     pub cancel_notify: bool,
     /// Exclusive queues declared by this connection (deleted with it).
     pub exclusive_queues: Vec<Arc<Queue>>,
+    /// A message was published on this connection (an alarm then blocks it).
+    pub published: bool,
     /// The store writes the connection's held output waits for (see [`ConnCtx::hold_output_until`]).
     pub holds: Vec<Durably>,
 }

@@ -63,12 +63,13 @@ impl Channel {
 
     pub(super) fn start_publish(
         &mut self,
-        ctx: &ConnCtx,
+        ctx: &mut ConnCtx,
         publish: Publish,
     ) -> Result<(), AmqpError> {
         if publish.immediate {
             return Err(replies::not_implemented("immediate=true"));
         }
+        ctx.published = true;
         let exchange = self.exchange_handle(ctx, publish.exchange.as_str())?;
         if exchange.spec.internal {
             return Err(replies::internal_exchange(

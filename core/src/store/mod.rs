@@ -24,6 +24,7 @@
 pub mod codec;
 pub mod conformance;
 pub mod data_dir;
+pub mod log;
 pub mod memory;
 
 use std::fmt;

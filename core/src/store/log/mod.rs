@@ -178,6 +178,7 @@ impl MessageLog {
             written: last,
             unsynced_since: None,
             compactor: Default::default(),
+            rolls: Vec::new(),
         };
         let writer = std::thread::Builder::new()
             .name("warren-log".into())

@@ -279,6 +279,49 @@ fn interval_mode_reports_marks_durable_without_waiting_for_a_sync() {
     assert_eq!(bodies(&disk.open(), &queue("a")), ["m"]);
 }
 
+#[test]
+fn a_batch_bigger_than_a_segment_is_split_across_segments() {
+    let disk = OnDisk::new(
+        "split",
+        LogOptions {
+            segment_bytes: 1000,
+            ..LogOptions::default()
+        },
+    );
+    let a = queue("a");
+    let store = disk.open();
+    // No sync in between: these go in one batch or a few.
+    for i in 0..50 {
+        store
+            .append(&message(body_name(i)), &[(a.clone(), NEVER)])
+            .expect("append");
+    }
+    store.sync().expect("sync");
+    assert!(store.stats().writes < 50, "batched: {:?}", store.stats());
+    drop(store);
+    let segments = disk.segments();
+    assert!(segments.len() >= 5, "rolled: {}", segments.len());
+    for seg in &segments {
+        let records = records_of(seg);
+        let (last_at, _) = *records.last().expect("records");
+        assert!(
+            last_at < 1000,
+            "{} starts a record past the limit",
+            seg.display()
+        );
+        let first = segment::file_name(
+            record::read(&std::fs::read(seg).expect("read"), 0)
+                .expect("record")
+                .index,
+        );
+        assert!(seg.ends_with(first), "named by its first record");
+    }
+    assert_eq!(
+        bodies(&disk.open(), &a),
+        (0..50).map(body_name).collect::<Vec<_>>()
+    );
+}
+
 // ---- failures ----
 
 fn with_faults(tag: &str, sync: SyncPolicy) -> (OnDisk, Arc<Faults>) {

@@ -5,10 +5,11 @@
 //! its index (their [`SyncMark`]); the first one into an empty batch while the writer sleeps
 //! wakes it. The writer swaps the whole batch out for its spare buffer (so the two buffers
 //! keep their capacity and the hot path does not allocate), stamps the time and computes
-//! every checksum, folds the records into the [`Index`], writes them with one `write_all`,
-//! then — with [`SyncPolicy::Always`] — one `fdatasync`, and publishes the last index as
-//! durable. Whoever wrote while the writer was busy shares the next sync: one sync per
-//! batch, however many callers.
+//! every checksum, folds the records into the [`Index`], writes them with one `write_all`
+//! (one per segment, should the batch cross into the next), then — with
+//! [`SyncPolicy::Always`] — one `fdatasync`, and publishes the last index as durable.
+//! Whoever wrote while the writer was busy shares the next sync: one sync per batch,
+//! however many callers.
 //!
 //! With [`SyncPolicy::Interval`] the batch is published once it is written to the OS, and
 //! `fdatasync` runs when the interval has passed since the first unsynced write, when a
@@ -124,6 +125,8 @@ pub(super) struct Writer {
     /// When the first write since the last sync happened.
     pub unsynced_since: Option<Instant>,
     pub compactor: Compactor,
+    /// Reused: where the batch being written crosses segments.
+    pub rolls: Vec<(usize, u64)>,
 }
 
 /// A batch above this capacity is not kept for reuse.
@@ -164,7 +167,6 @@ impl Writer {
                 p.writer_idle = false;
             }
             std::mem::swap(&mut p.buf, &mut self.batch);
-            let first = self.next;
             let copies_from = p.next_index;
             p.next_index += plan.as_ref().map_or(0, |plan| plan.len() as u64);
             self.next = p.next_index;
@@ -173,7 +175,7 @@ impl Writer {
             drop(p);
 
             let result = self
-                .commit(first, copies_from, plan.as_ref(), force_sync)
+                .commit(copies_from, plan.as_ref(), force_sync)
                 .and_then(|()| self.collect());
             if let Some(plan) = plan {
                 self.compactor.recycle(plan);
@@ -202,43 +204,64 @@ impl Writer {
         }
     }
 
-    /// Writes the taken batch (records `first..copies_from`) and `plan`'s copies (indexes
-    /// from `copies_from`), syncs as the policy says, publishes.
+    /// Writes the taken batch and `plan`'s copies (indexes from `copies_from`), syncs as
+    /// the policy says, publishes.
     fn commit(
         &mut self,
-        first: u64,
         copies_from: u64,
         plan: Option<&Plan>,
         force_sync: bool,
     ) -> io::Result<()> {
         let copies = plan.map_or(0, Plan::len);
         if !self.batch.is_empty() || copies > 0 {
-            if self.active.len >= self.segment_bytes && self.active.len > 0 {
-                self.roll(first)?;
-            }
             let time = clock::now_ms();
-            let at = (self.active.first, self.active.len);
+            let mut place = Placement {
+                segment: self.active.first,
+                len: self.active.len,
+                limit: self.segment_bytes,
+                rolls: std::mem::take(&mut self.rolls),
+            };
+            place.rolls.clear();
             let records = {
                 let mut index = self.shared.index.lock();
-                let mut records = seal_and_apply(&mut self.batch, 0, time, at, &mut index)?;
+                let mut records = seal_and_apply(&mut self.batch, 0, time, &mut place, &mut index)?;
                 if let Some(plan) = plan {
                     let from = self.batch.len();
                     plan.encode(&mut self.batch, copies_from, &index);
-                    records += seal_and_apply(&mut self.batch, from, time, at, &mut index)?;
+                    records += seal_and_apply(&mut self.batch, from, time, &mut place, &mut index)?;
                 }
-                index.grew(self.active.first, self.batch.len() as u64);
                 records
             };
-            self.write()?;
+            // One write per segment the batch lands in, a roll between them.
+            let mut start = 0;
+            let ends = place.rolls.iter().copied().map(Some).chain([None]);
+            for end in ends {
+                let (until, last) = match end {
+                    Some((at, first)) => (at, first - 1),
+                    None => (self.batch.len(), self.next - 1),
+                };
+                if until > start {
+                    write(
+                        &mut self.active.file,
+                        self.shared.faults.as_deref(),
+                        &self.batch[start..until],
+                    )?;
+                    self.active.len += (until - start) as u64;
+                    self.written = last;
+                    self.unsynced_since.get_or_insert_with(Instant::now);
+                    self.shared.counters.writes.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some((_, first)) = end {
+                    self.roll(first)?;
+                }
+                start = until;
+            }
+            self.rolls = place.rolls;
             let c = &self.shared.counters;
-            c.writes.fetch_add(1, Ordering::Relaxed);
             c.records.fetch_add(records, Ordering::Relaxed);
             c.bytes
                 .fetch_add(self.batch.len() as u64, Ordering::Relaxed);
             c.copied.fetch_add(copies as u64, Ordering::Relaxed);
-            self.active.len += self.batch.len() as u64;
-            self.written = self.next - 1;
-            self.unsynced_since.get_or_insert_with(Instant::now);
         }
         let sync = match self.policy {
             SyncPolicy::Always => true,
@@ -253,14 +276,6 @@ impl Writer {
         Ok(())
     }
 
-    /// The batch to the OS, in one write.
-    fn write(&mut self) -> io::Result<()> {
-        if self.shared.faults.as_ref().is_some_and(|f| f.write_fails()) {
-            return Err(io::Error::other("injected write failure"));
-        }
-        self.active.file.write_all(&self.batch)
-    }
-
     /// Everything written so far to disk; publishes it.
     fn sync_data(&mut self) -> io::Result<()> {
         if self.shared.faults.as_ref().is_some_and(|f| f.sync_fails()) {
@@ -270,11 +285,12 @@ impl Writer {
         self.shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
         self.unsynced_since = None;
         let synced = self.written;
+        // Published first: whoever `sync` returns to finds the watch there already.
+        self.publish(synced);
         let mut p = self.shared.pending.lock();
         p.on_disk = p.on_disk.max(synced);
         drop(p);
         self.shared.done.notify_all();
-        self.publish(synced);
         Ok(())
     }
 
@@ -288,7 +304,8 @@ impl Writer {
         });
     }
 
-    /// Starts the segment whose first record is `first`, the current one whole on disk.
+    /// Starts the segment whose first record is `first` (the fold knows it already), the
+    /// current one whole on disk first.
     fn roll(&mut self, first: u64) -> io::Result<()> {
         if self.unsynced_since.is_some() {
             self.sync_data()?;
@@ -299,7 +316,6 @@ impl Writer {
             file,
             len: 0,
         };
-        self.shared.index.lock().add_segment(first, 0);
         Ok(())
     }
 
@@ -351,13 +367,23 @@ impl Writer {
     }
 }
 
-/// Stamps and checksums the records of `batch` from `from` on and folds them into `index`;
-/// the batch goes at `base` in segment `segment`. Returns how many records there were.
+/// Where the records of a batch go: the segment being filled and its length so far, and
+/// where the batch crosses into a new segment — (offset in the batch, first index).
+struct Placement {
+    segment: u64,
+    len: u64,
+    limit: u64,
+    rolls: Vec<(usize, u64)>,
+}
+
+/// Stamps and checksums the records of `batch` from `from` on, places them (a record that
+/// finds its segment past the size limit starts the next one) and folds them into `index`.
+/// Returns how many records there were.
 fn seal_and_apply(
     batch: &mut [u8],
     from: usize,
     time: u64,
-    (segment, base): (u64, u64),
+    place: &mut Placement,
     index: &mut Index,
 ) -> io::Result<u64> {
     let mut at = from;
@@ -367,9 +393,25 @@ fn seal_and_apply(
         record::seal(&mut batch[at..at + len], time);
         let rec = record::view(batch, at)
             .map_err(|bad| io::Error::other(format!("the log built a bad record: {bad}")))?;
-        index.apply(&rec.body, segment, base + at as u64, len);
+        if place.len >= place.limit && place.len > 0 {
+            place.rolls.push((at, rec.index));
+            place.segment = rec.index;
+            place.len = 0;
+            index.add_segment(rec.index, 0);
+        }
+        index.apply(&rec.body, place.segment, place.len, len);
+        index.grew(place.segment, len as u64);
+        place.len += len as u64;
         at += len;
         records += 1;
     }
     Ok(records)
+}
+
+/// Part of a batch to the OS, in one write.
+fn write(file: &mut File, faults: Option<&Faults>, bytes: &[u8]) -> io::Result<()> {
+    if faults.is_some_and(Faults::write_fails) {
+        return Err(io::Error::other("injected write failure"));
+    }
+    file.write_all(bytes)
 }

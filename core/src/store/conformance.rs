@@ -338,7 +338,10 @@ where
     let mark = store.put(exchange("x", "direct")).expect("put");
     wait_durable(&*store, mark);
     drop(store);
-    assert_eq!(r.reopen().load().expect("load"), vec![exchange("x", "direct")]);
+    assert_eq!(
+        r.reopen().load().expect("load"),
+        vec![exchange("x", "direct")]
+    );
 }
 
 /// Held messages come back by due time (ties by id), a page at a time, up to a horizon.

@@ -25,6 +25,9 @@ pub mod codec;
 pub mod conformance;
 pub mod data_dir;
 pub mod memory;
+mod sync_policy;
+
+pub use sync_policy::SyncPolicy;
 
 use std::fmt;
 use std::sync::Arc;

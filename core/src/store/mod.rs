@@ -24,6 +24,7 @@
 pub mod codec;
 pub mod conformance;
 pub mod data_dir;
+pub mod definitions_disk;
 pub mod held_disk;
 pub mod memory;
 mod sync_policy;

@@ -917,6 +917,76 @@ mod tests {
         assert_eq!(store.count(&x).expect("reads still work"), 1);
     }
 
+    /// Written by the child of [`a_process_crash_loses_nothing_written_even_unsynced`].
+    const CRASH_DIR: &str = "WARREN_HELD_CRASH_DIR";
+    const CRASH_HOLDS: u64 = 3_000;
+
+    #[test]
+    #[ignore = "the child process of a_process_crash_loses_nothing_written_even_unsynced"]
+    fn crash_child_holds_then_aborts() {
+        let Some(dir) = std::env::var_os(CRASH_DIR) else {
+            return;
+        };
+        // Never synced by the store: only what was handed to the OS survives.
+        let store = HeldLsm::open(
+            Path::new(&dir),
+            SyncPolicy::Interval(Duration::from_secs(3600)),
+        )
+        .expect("open");
+        let (a, ab) = (exchange("/", "a"), exchange("/", "ab"));
+        for i in 0..CRASH_HOLDS {
+            let (id, _) = store
+                .hold(&a, i, &message("a", vec![1; 100]), &[])
+                .expect("hold");
+            store
+                .hold(&ab, i, &message("ab", vec![2; 100]), &[])
+                .expect("hold");
+            if i % 3 == 0 {
+                store.release(&a, id).expect("release");
+            }
+        }
+        std::process::abort();
+    }
+
+    #[test]
+    fn a_process_crash_loses_nothing_written_even_unsynced() {
+        let dir = Scratch::new("crash");
+        let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "store::held_disk::tests::crash_child_holds_then_aborts",
+                "--ignored",
+                "--test-threads=1",
+            ])
+            .env(CRASH_DIR, &dir.0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("child runs");
+        assert!(!status.success(), "the child aborted: {status}");
+        let store = HeldLsm::open(&dir.0, SyncPolicy::Always).expect("opens after the crash");
+        let (a, ab) = (exchange("/", "a"), exchange("/", "ab"));
+        let kept = CRASH_HOLDS - CRASH_HOLDS.div_ceil(3);
+        assert_eq!(store.count(&a).expect("count"), kept);
+        assert_eq!(store.count(&ab).expect("count"), CRASH_HOLDS);
+        let in_a = store.page(&a, None, NEVER, 10_000).expect("page");
+        assert_eq!(
+            in_a.len() as u64,
+            kept,
+            "the count agrees with what is held"
+        );
+        assert!(
+            in_a.iter().all(|r| r.due % 3 != 0),
+            "released ones stay released"
+        );
+        let (fresh, _) = store.hold(&a, 0, &message("a", vec![]), &[]).expect("hold");
+        let highest = in_a.iter().map(|r| r.id).max().expect("some");
+        assert!(
+            fresh > highest,
+            "ids go on after a crash: {fresh:?} > {highest:?}"
+        );
+    }
+
     /// The numbers behind "the broker starts in at most 3 s with a million messages held":
     /// `cargo test --release -p warren --lib store::held_disk::tests::a_million -- --ignored
     /// --nocapture`.

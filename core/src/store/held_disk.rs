@@ -44,6 +44,13 @@
 //! last mark it covered; under [`SyncPolicy::Interval`] a mark is published as durable as
 //! soon as it is written and the thread syncs on a timer. A failed commit or sync is
 //! published (`failed`), and every later write is refused with [`StoreError::Failed`].
+//!
+//! The caller never syncs, but may wait for a sync: fjall holds its journal lock while it
+//! syncs, so a write that arrives then waits for that one sync to end (never for more than
+//! one). Measured in a release build, 20 000 holds one after another under
+//! [`SyncPolicy::Always`] took 3.9 µs at the median and 15 µs at the 99th percentile, with
+//! 113 syncs; the slowest 0.1 % waited up to 4-8 ms. fjall may also stall a write when its
+//! flushes fall behind (four memtables waiting).
 
 use std::fmt;
 use std::path::Path;

@@ -148,8 +148,8 @@ def test_a_publishing_connection_is_blocked_and_a_consuming_one_is_not(tmp_path,
         lambda _conn, frame: blocked.append(frame.method.reason)
     )
     pch = publisher.channel()
-    # The first publish is what makes this a publishing connection; it is read before the
-    # block, so whether it is enqueued is not what the alarm promises (RabbitMQ alike).
+    # The first publish is what makes this a publishing connection: it is read before the
+    # block, so it may be enqueued; the alarm promises nothing about it.
     pch.basic_publish("", q, b"first", properties=PERSISTENT)
     assert wait_for(publisher, lambda: blocked), f"no connection.blocked; log:\n{w.log()}"
     assert blocked == ["low on disk"]

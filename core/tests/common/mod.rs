@@ -1,6 +1,8 @@
 //! Running the real `warren` binary from this package's integration tests (Cargo builds it
 //! for them): a clean environment, captured output, and a bounded wait for it to exit.
 
+pub mod crash_process;
+
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

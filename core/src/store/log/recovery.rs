@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::index::Index;
+use super::index::{Index, Located};
 use super::record::{self, Body, HEADER};
 use super::segment;
 use crate::clock;
@@ -148,17 +148,19 @@ fn replay(buf: &[u8], first: u64, index: &mut Index) -> Replayed {
             && index.wants_body(id)
         {
             match codec::decode(&Bytes::copy_from_slice(message)) {
-                Ok((m, used)) if used == message.len() => body = Some((id, Arc::new(m))),
+                Ok((m, used)) if used == message.len() => body = Some(Arc::new(m)),
                 Ok(_) => {
                     return stop(at, expected, "bytes after the stored message".into());
                 }
                 Err(e) => return stop(at, expected, e.to_string()),
             }
         }
-        index.apply(&rec.body, first, at as u64, rec.len);
-        if let Some((id, message)) = body {
-            index.cache(id, message);
-        }
+        let place = Located {
+            segment: first,
+            offset: at as u64,
+            len: rec.len as u64,
+        };
+        index.apply(&rec.body, place, body);
         at += rec.len;
         expected += 1;
     }

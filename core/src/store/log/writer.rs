@@ -33,7 +33,7 @@ use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
 
 use super::compaction::{Compactor, Plan};
-use super::index::Index;
+use super::index::{Index, Located};
 use super::record;
 use super::segment;
 use super::{Faults, LogStats, SyncPolicy};
@@ -399,7 +399,12 @@ fn seal_and_apply(
             place.len = 0;
             index.add_segment(rec.index, 0);
         }
-        index.apply(&rec.body, place.segment, place.len, len);
+        let at_place = Located {
+            segment: place.segment,
+            offset: place.len,
+            len: len as u64,
+        };
+        index.apply(&rec.body, at_place, None);
         index.grew(place.segment, len as u64);
         place.len += len as u64;
         at += len;

@@ -244,7 +244,7 @@ impl Index {
             return;
         };
         let stored = held.get_mut();
-        stored.live -= 1;
+        stored.live = stored.live.saturating_sub(1);
         if let Some(seg) = self.segments.get_mut(&stored.at.segment) {
             seg.live_entries = seg.live_entries.saturating_sub(1);
             if stored.live == 0 {

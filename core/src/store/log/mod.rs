@@ -180,9 +180,18 @@ impl MessageLog {
             compactor: Default::default(),
             rolls: Vec::new(),
         };
+        let watch = shared.clone();
         let writer = std::thread::Builder::new()
             .name("warren-log".into())
-            .spawn(move || writer.run())?;
+            .spawn(move || {
+                // A bug, not an I/O error (those fail the log): still, nobody may wait forever.
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| writer.run())).is_err()
+                {
+                    watch.pending.lock().failed = Some("the log's writer thread panicked".into());
+                    watch.done.notify_all();
+                    watch.durability.send_modify(|d| d.failed = true);
+                }
+            })?;
         Ok(MessageLog {
             shared,
             dir: dir.to_path_buf(),
@@ -221,10 +230,8 @@ impl Drop for MessageLog {
     fn drop(&mut self) {
         self.shared.pending.lock().shutdown = true;
         self.shared.work.notify_one();
-        if let Some(writer) = self.writer.take()
-            && writer.join().is_err()
-        {
-            tracing::error!(dir = %self.dir.display(), "message log: the writer thread panicked");
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
         }
     }
 }

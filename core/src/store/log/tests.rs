@@ -890,52 +890,116 @@ fn measure_recovery_of_a_million_1kib_messages() {
     );
 }
 
-#[test]
-#[ignore = "a measurement: run in release with --ignored --nocapture"]
-fn measure_appends_with_acks() {
+/// Publishers appending 1 KiB messages, each acked (Delivered + Remove) 64 messages behind,
+/// at `rate` messages/s in all (`None`: as fast as they go) for `seconds`; when paced, a
+/// prober appends one message every 10 ms and waits for it to be durable (a confirm's
+/// latency).
+fn publish_with_acks(tag: &str, rate: Option<u64>, seconds: u64) {
     const PUBLISHERS: usize = 4;
-    const EACH: usize = 150_000;
-    let disk = OnDisk::new("measure-appends", LogOptions::default());
+    let disk = OnDisk::new(tag, LogOptions::default());
     let store = Arc::new(disk.open());
+    let stop = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
-    std::thread::scope(|s| {
-        for t in 0..PUBLISHERS {
-            let store = store.clone();
-            s.spawn(move || {
-                let q = queue(&format!("q{t}"));
-                let with = [(q.clone(), NEVER)];
-                let m = message(vec![b'z'; 1024]);
-                let mut window = std::collections::VecDeque::new();
-                for _ in 0..EACH {
-                    let (id, mark) = store.append(&m, &with).expect("append");
-                    window.push_back((id, mark));
-                    // A consumer acking a little behind the publisher.
-                    if window.len() > 64 {
-                        let (id, _) = window.pop_front().expect("window");
+    let (sent, in_calls, mut latencies) = std::thread::scope(|s| {
+        let publishers: Vec<_> = (0..PUBLISHERS)
+            .map(|t| {
+                let store = store.clone();
+                s.spawn(move || {
+                    let q = queue(&format!("q{t}"));
+                    let with = [(q.clone(), NEVER)];
+                    let m = message(vec![b'z'; 1024]);
+                    let mut window = std::collections::VecDeque::new();
+                    let (mut sent, mut in_calls) = (0u64, Duration::ZERO);
+                    let tick = Duration::from_millis(1);
+                    let per_tick = rate.map(|r| r / PUBLISHERS as u64 / 1000);
+                    let mut next = Instant::now();
+                    while Instant::now() < stop {
+                        for _ in 0..per_tick.unwrap_or(100) {
+                            let t0 = Instant::now();
+                            let (id, _) = store.append(&m, &with).expect("append");
+                            window.push_back(id);
+                            if window.len() > 64 {
+                                let id = window.pop_front().expect("window");
+                                store.delivered(&q, id).expect("delivered");
+                                store.remove(&q, id).expect("ack");
+                            }
+                            in_calls += t0.elapsed();
+                            sent += 1;
+                        }
+                        if per_tick.is_some() {
+                            next += tick;
+                            if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                                std::thread::sleep(wait);
+                            }
+                        }
+                    }
+                    for id in window {
                         store.delivered(&q, id).expect("delivered");
                         store.remove(&q, id).expect("ack");
                     }
+                    (sent, in_calls)
+                })
+            })
+            .collect();
+        let prober = {
+            let store = store.clone();
+            s.spawn(move || {
+                let q = queue("probe");
+                let mut latencies = Vec::new();
+                // Flat out, the backlog (and so the latency) only grows: nothing to probe.
+                while rate.is_some() && Instant::now() < stop {
+                    let t0 = Instant::now();
+                    let (_, mark) = store
+                        .append(&message("probe"), &[(q.clone(), NEVER)])
+                        .expect("append");
+                    wait_for(&store, |d| d.synced >= mark);
+                    latencies.push(t0.elapsed());
+                    std::thread::sleep(Duration::from_millis(10));
                 }
-                for (id, _) in window {
-                    store.delivered(&q, id).expect("delivered");
-                    store.remove(&q, id).expect("ack");
-                }
-            });
+                latencies
+            })
+        };
+        let (mut sent, mut in_calls) = (0, Duration::ZERO);
+        for p in publishers {
+            let (n, t) = p.join().expect("publisher");
+            sent += n;
+            in_calls += t;
         }
+        (sent, in_calls, prober.join().expect("prober"))
     });
-    let calls = started.elapsed();
     store.sync().expect("sync");
-    let all = started.elapsed();
+    let all = started.elapsed().as_secs_f64();
     let stats = store.stats();
-    let messages = (PUBLISHERS * EACH) as f64;
+    latencies.sort();
+    let pct = |p: f64| {
+        let at = (latencies.len().saturating_sub(1) as f64 * p) as usize;
+        latencies.get(at).copied().unwrap_or_default()
+    };
     eprintln!(
-        "{messages} msgs (enqueue + delivered + remove each) from {PUBLISHERS} threads: calls {calls:?}, \
-         durable {all:?}: {:.0} msgs/s, {} syncs ({:.0}/s, {:.0} msgs per sync), {} MiB, {} segments deleted",
-        messages / all.as_secs_f64(),
+        "{tag}: {sent} msgs (enqueue + delivered + remove each) in {all:.1} s: {:.0} msgs/s; \
+         {} syncs ({:.0}/s, {:.0} msgs per sync); {:.0} ns per message in store calls; \
+         confirm latency p50 {:?} p99 {:?} max {:?}; {} MiB written, {} segments deleted",
+        sent as f64 / all,
         stats.syncs,
-        stats.syncs as f64 / all.as_secs_f64(),
-        messages / stats.syncs.max(1) as f64,
+        stats.syncs as f64 / all,
+        sent as f64 / stats.syncs.max(1) as f64,
+        in_calls.as_nanos() as f64 / sent as f64,
+        pct(0.5),
+        pct(0.99),
+        pct(1.0),
         stats.bytes >> 20,
         stats.segments_deleted,
     );
+}
+
+#[test]
+#[ignore = "a measurement: run in release with --ignored --nocapture"]
+fn measure_appends_with_acks_at_60k_per_second() {
+    publish_with_acks("measure-60k", Some(60_000), 5);
+}
+
+#[test]
+#[ignore = "a measurement: run in release with --ignored --nocapture"]
+fn measure_appends_with_acks_flat_out() {
+    publish_with_acks("measure-flat-out", None, 5);
 }

@@ -129,8 +129,9 @@ pub(super) struct Writer {
     pub rolls: Vec<(usize, u64)>,
 }
 
-/// A batch above this capacity is not kept for reuse.
-const KEEP_CAPACITY: usize = 64 << 20;
+/// A batch buffer grown past this (a burst the disk could not keep up with) is let go
+/// after use rather than kept for reuse.
+const KEEP_CAPACITY: usize = 8 << 20;
 
 impl Writer {
     /// The thread's body: until the store is dropped, or forever idle once it has failed.

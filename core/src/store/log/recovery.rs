@@ -4,7 +4,10 @@
 //! Each segment is read whole into one reused buffer (a few large reads rather than a read
 //! per record) and walked record by record; the body of each message a queue may still hold
 //! is copied out of the buffer into an allocation of exactly its size, so nothing recovered
-//! pins a read buffer (copying costs little next to reading and checksumming the same bytes).
+//! pins a read buffer. Slicing the buffer instead would save the copy and an allocation per
+//! message (about a third of the open, measured with a million 1 KiB messages, most of it
+//! the allocator growing its heap) but would keep a whole segment's buffer alive for as long
+//! as any one of its messages waits in a queue.
 //!
 //! What can be wrong, and what is done:
 //!

@@ -3,13 +3,13 @@
 //!
 //! The pieces, each in its own file:
 //!
-//! - [`record`]: the record layout (documented there), encoding and checksums.
-//! - [`segment`]: the segment files — naming, appending, reading, cutting, moving aside.
-//! - [`index`]: the fold of the records — per queue its live messages, per segment how much
+//! - `record.rs`: the record layout (documented there), encoding and checksums.
+//! - `segment.rs`: the segment files — naming, appending, reading, cutting, moving aside.
+//! - `index.rs`: the fold of the records — per queue its live messages, per segment how much
 //!   is live — shared by recovery and the writer.
-//! - [`writer`]: the `warren-log` thread: batches, one write and one sync per batch.
-//! - [`recovery`]: opening — every segment read and checked, torn tails and damage handled.
-//! - [`compaction`]: which segments may be deleted, and moving live messages out of old ones.
+//! - `writer.rs`: the `warren-log` thread: batches, one write and one sync per batch.
+//! - `recovery.rs`: opening — every segment read and checked, torn tails and damage handled.
+//! - `compaction.rs`: which segments may be deleted, and moving live messages out of old ones.
 //!
 //! Shaped around the publish path: a caller of [`MessageStore::append`] (or `remove`,
 //! `delivered`, `forget_queue`) only encodes its record into the pending batch under one

@@ -96,6 +96,7 @@ pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
     }
     // SAFETY: statvfs returned 0, so it initialised `stat`.
     let stat = unsafe { stat.assume_init() };
+    #[allow(clippy::unnecessary_cast)] // the field types differ between libc targets
     Ok((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
 }
 

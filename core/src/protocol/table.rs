@@ -122,7 +122,7 @@ pub fn decode_table_body(body: &[u8]) -> Result<FieldTable, super::ProtocolError
     framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
     framed.extend_from_slice(body);
     match amq_protocol::types::parsing::parse_field_table(&framed[..]) {
-        Ok((rest, table)) if rest.is_empty() => Ok(table),
+        Ok((&[], table)) => Ok(table),
         _ => Err(super::ProtocolError::Encode(
             "stored field table does not parse",
         )),

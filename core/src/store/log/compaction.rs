@@ -51,6 +51,17 @@ pub(super) struct Compactor {
     buf: Vec<u8>,
 }
 
+/// A record read back from a segment being compacted.
+#[derive(Debug)]
+struct Found {
+    /// Offset in the chunk read.
+    at: usize,
+    /// Record length.
+    len: usize,
+    /// The message id, for an Enqueue.
+    id: Option<u64>,
+}
+
 /// Live records read from a segment, to copy forward with the next batch.
 #[derive(Debug)]
 pub(super) struct Plan {
@@ -153,7 +164,7 @@ impl Compactor {
                 let index = index.lock();
                 let mut live = Vec::new();
                 let mut end = 0;
-                for (at, len, id) in records {
+                for Found { at, len, id } in records {
                     end = at + len;
                     // An Enqueue still its message's current location is live here.
                     let current = id
@@ -184,17 +195,15 @@ impl Compactor {
         }
     }
 
-    /// Reads whole records of segment `seg` from `offset` (at least one, about a chunk):
-    /// (offset in the chunk, length, message id of an Enqueue). `None` if what is there is
-    /// not a good record.
-    #[allow(clippy::type_complexity)]
+    /// Reads whole records of segment `seg` from `offset` (at least one, about a chunk).
+    /// `None` if what is there is not a good record.
     fn read(
         &mut self,
         dir: &Path,
         seg: u64,
         offset: u64,
         bytes: u64,
-    ) -> std::io::Result<Option<Vec<(usize, usize, Option<u64>)>>> {
+    ) -> std::io::Result<Option<Vec<Found>>> {
         if self.file.as_ref().is_none_or(|(s, _)| *s != seg) {
             self.file = Some((seg, File::open(segment::path(dir, seg))?));
         }
@@ -219,7 +228,11 @@ impl Compactor {
                         Body::Enqueue { id, .. } => Some(id),
                         _ => None,
                     };
-                    out.push((at, rec.len, id));
+                    out.push(Found {
+                        at,
+                        len: rec.len,
+                        id,
+                    });
                     at += rec.len;
                 }
                 Err(record::Bad::Incomplete) if at > 0 => break,

@@ -8,11 +8,13 @@
 //!
 //! Queues are interned here by their encoded name (the bytes a record names them by) into
 //! dense slots: node-local numbers that live only in memory. Message bodies are not kept,
-//! except those read at open ([`Index::cache`]): each is held until every queue holding it
-//! has been recovered (or has let it go), then dropped, so the store pins no body for longer
-//! than the broker takes to start.
+//! except those read at open: each is held (with the message's entry, so that recovery pays
+//! for one map, not two) until every queue holding it has been recovered or has let it go,
+//! then dropped, so the store pins no body for longer than the broker takes to start.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry as MapEntry;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -21,7 +23,7 @@ use super::record::{Body, Entries, FLAG_DELIVERED, queue_name};
 use crate::broker::message::Message;
 use crate::store::{MessageId, QueueKey, Recovered, StoreResult};
 
-/// Where a message's current Enqueue record is, and how many queues still hold it.
+/// Where a message's current Enqueue record is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Located {
     /// The segment (its first index).
@@ -29,9 +31,19 @@ pub(super) struct Located {
     /// Byte offset of the record in the segment file.
     pub offset: u64,
     /// Record length, header included.
-    pub len: u32,
+    pub len: u64,
+}
+
+/// A message some queue still holds.
+#[derive(Debug)]
+struct Stored {
+    at: Located,
     /// Queues holding it.
     live: u32,
+    /// Queues holding it that have not recovered it yet (counted when the open ends).
+    waiting: u32,
+    /// Its body, read at open, until `waiting` drops to zero.
+    body: Option<Arc<Message>>,
 }
 
 /// How much of a segment is still needed.
@@ -55,15 +67,34 @@ pub(super) struct QueueEntry {
 #[derive(Debug)]
 struct Queue {
     entries: BTreeMap<u64, QueueEntry>,
-    /// Its messages read at open are still in the cache, waiting for `recover`.
+    /// Its messages read at open still wait for `recover` (their bodies are held).
     cached: bool,
 }
 
-#[derive(Debug)]
-struct Cached {
-    message: Arc<Message>,
-    /// Queues that hold it and have not recovered it yet (counted when the open ends).
-    waiting: u32,
+/// Hashes a message id so that ids close together land in buckets close together: the low
+/// bits (which pick the bucket) are the id's own, the top seven (which the table compares
+/// first) are mixed. Ids grow with appends, and recovery inserts them in order and the
+/// broker acks mostly recent ones, so the table is walked, not jumped around in — with a
+/// million messages that is most of the cost of the fold.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        let mixed = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (self.0 & (u64::MAX >> 7)) | (mixed & !(u64::MAX >> 7))
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed with it; anything else still hashes correctly.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id;
+    }
 }
 
 /// The fold.
@@ -71,10 +102,9 @@ struct Cached {
 pub(super) struct Index {
     names: FxHashMap<Box<[u8]>, u32>,
     queues: Vec<Queue>,
-    messages: FxHashMap<u64, Located>,
+    messages: HashMap<u64, Stored, BuildHasherDefault<IdHasher>>,
     segments: BTreeMap<u64, SegmentUse>,
-    cache: FxHashMap<u64, Cached>,
-    /// Recovery is running: queues it creates hold their messages in the cache.
+    /// Recovery is running: queues it creates hold their messages' bodies.
     opening: bool,
     /// The highest message id any record named.
     pub max_id: u64,
@@ -89,23 +119,28 @@ impl Index {
         }
     }
 
-    /// Recovery is over: from now each cached body waits for the queues that hold it.
+    /// Recovery is over: from now each body held waits for the queues that hold it.
     pub fn opened(&mut self) {
         self.opening = false;
-        let messages = &self.messages;
-        self.cache.retain(|id, cached| match messages.get(id) {
-            Some(located) => {
-                cached.waiting = located.live;
-                true
-            }
-            None => false,
-        });
+        for stored in self.messages.values_mut() {
+            stored.waiting = if stored.body.is_some() {
+                stored.live
+            } else {
+                0
+            };
+        }
     }
 
-    /// Folds one record in: `body`, `len` bytes long, at `offset` in `segment`.
-    pub fn apply(&mut self, body: &Body<'_>, segment: u64, offset: u64, len: usize) {
+    /// Whether recovery should decode the body of an Enqueue for `id` (none is held yet).
+    pub fn wants_body(&self, id: u64) -> bool {
+        self.messages.get(&id).is_none_or(|s| s.body.is_none())
+    }
+
+    /// Folds one record in: `body`, `len` bytes long, at `offset` in `segment`. `message` is
+    /// the body of an Enqueue, read at open, to hold until the queues have recovered it.
+    pub fn apply(&mut self, body: &Body<'_>, at: Located, message: Option<Arc<Message>>) {
         match *body {
-            Body::Enqueue { id, entries, .. } => self.enqueue(id, entries, segment, offset, len),
+            Body::Enqueue { id, entries, .. } => self.enqueue(id, entries, at, message),
             Body::Remove { id, queue } => {
                 self.saw(id);
                 if let Some(&slot) = self.names.get(queue) {
@@ -149,8 +184,14 @@ impl Index {
         slot
     }
 
-    /// An Enqueue: fresh, or a copy of a message the log holds (which moves it here).
-    fn enqueue(&mut self, id: u64, entries: Entries<'_>, segment: u64, offset: u64, len: usize) {
+    /// An Enqueue: fresh, or a copy of a message the log holds (which moves it to `at`).
+    fn enqueue(
+        &mut self,
+        id: u64,
+        entries: Entries<'_>,
+        at: Located,
+        message: Option<Arc<Message>>,
+    ) {
         self.saw(id);
         let mut added = 0;
         for entry in entries {
@@ -167,34 +208,31 @@ impl Index {
                 added += 1;
             }
         }
-        let len = len as u32;
-        let live = match self.messages.get(&id).copied() {
-            Some(old) => {
-                self.detach(&old);
-                old.live + added
+        let stored = match self.messages.entry(id) {
+            MapEntry::Occupied(held) => {
+                let stored = held.into_mut();
+                if let Some(seg) = self.segments.get_mut(&stored.at.segment) {
+                    seg.live_entries = seg.live_entries.saturating_sub(u64::from(stored.live));
+                    seg.live_bytes = seg.live_bytes.saturating_sub(stored.at.len);
+                }
+                stored.at = at;
+                stored.live += added;
+                if stored.body.is_none() {
+                    stored.body = message;
+                }
+                stored
             }
-            None => added,
+            MapEntry::Vacant(_) if added == 0 => return,
+            MapEntry::Vacant(free) => free.insert(Stored {
+                at,
+                live: added,
+                waiting: 0,
+                body: message,
+            }),
         };
-        if live == 0 {
-            return;
-        }
-        let located = Located {
-            segment,
-            offset,
-            len,
-            live,
-        };
-        self.messages.insert(id, located);
-        let seg = self.segments.entry(segment).or_default();
-        seg.live_entries += u64::from(live);
-        seg.live_bytes += u64::from(len);
-    }
-
-    fn detach(&mut self, located: &Located) {
-        if let Some(seg) = self.segments.get_mut(&located.segment) {
-            seg.live_entries = seg.live_entries.saturating_sub(u64::from(located.live));
-            seg.live_bytes = seg.live_bytes.saturating_sub(u64::from(located.len));
-        }
+        let seg = self.segments.entry(at.segment).or_default();
+        seg.live_entries += u64::from(stored.live);
+        seg.live_bytes += at.len;
     }
 
     fn remove_entry(&mut self, slot: u32, id: u64) {
@@ -202,54 +240,26 @@ impl Index {
         if queue.entries.remove(&id).is_none() {
             return;
         }
-        if queue.cached
-            && !self.opening
-            && let Some(cached) = self.cache.get_mut(&id)
-        {
-            cached.waiting = cached.waiting.saturating_sub(1);
-            if cached.waiting == 0 {
-                self.cache.remove(&id);
-            }
-        }
-        let Some(located) = self.messages.get_mut(&id) else {
+        let MapEntry::Occupied(mut held) = self.messages.entry(id) else {
             return;
         };
-        located.live -= 1;
-        if let Some(seg) = self.segments.get_mut(&located.segment) {
+        let stored = held.get_mut();
+        stored.live = stored.live.saturating_sub(1);
+        if let Some(seg) = self.segments.get_mut(&stored.at.segment) {
             seg.live_entries = seg.live_entries.saturating_sub(1);
-            if located.live == 0 {
-                seg.live_bytes = seg.live_bytes.saturating_sub(u64::from(located.len));
+            if stored.live == 0 {
+                seg.live_bytes = seg.live_bytes.saturating_sub(stored.at.len);
             }
         }
-        if located.live == 0 {
-            self.messages.remove(&id);
-            self.cache.remove(&id);
+        if stored.live == 0 {
+            held.remove();
+        } else if queue.cached && !self.opening {
+            stored.let_go();
         }
     }
 
-    // ---- the message bodies read at open ----
-
-    /// Whether recovery should decode the body of the Enqueue for `id` it is reading (no
-    /// body for it is held yet).
-    pub fn wants_body(&self, id: u64) -> bool {
-        !self.cache.contains_key(&id)
-    }
-
-    /// Holds `message`, read at open, if a queue still holds it.
-    pub fn cache(&mut self, id: u64, message: Arc<Message>) {
-        if self.messages.contains_key(&id) {
-            self.cache.insert(
-                id,
-                Cached {
-                    message,
-                    waiting: 0,
-                },
-            );
-        }
-    }
-
-    /// The messages `queue` holds, in id order: bodies read at open come from the cache
-    /// (let go once every queue holding them has them), the rest through `read`.
+    /// The messages `queue` holds, in id order: bodies read at open come from what the
+    /// index holds (let go once every queue holding them has them), the rest through `read`.
     pub fn recover(
         &mut self,
         queue: &QueueKey,
@@ -262,24 +272,18 @@ impl Index {
         let cached = std::mem::replace(&mut q.cached, false);
         let mut out = Vec::with_capacity(q.entries.len());
         for (&id, entry) in &q.entries {
-            let from_cache = match self.cache.get_mut(&id) {
-                Some(c) if cached => {
-                    let message = c.message.clone();
-                    c.waiting = c.waiting.saturating_sub(1);
-                    if c.waiting == 0 {
-                        self.cache.remove(&id);
-                    }
-                    Some(message)
-                }
-                Some(c) => Some(c.message.clone()),
-                None => None,
+            let Some(stored) = self.messages.get_mut(&id) else {
+                continue;
             };
-            let message = match from_cache {
-                Some(message) => message,
-                None => match self.messages.get(&id) {
-                    Some(located) => read(located)?,
-                    None => continue,
-                },
+            let message = match &stored.body {
+                Some(body) => {
+                    let body = body.clone();
+                    if cached {
+                        stored.let_go();
+                    }
+                    body
+                }
+                None => read(&stored.at)?,
             };
             out.push(Recovered {
                 id: MessageId(id),
@@ -295,9 +299,8 @@ impl Index {
 
     /// Where the message `id` lives now.
     pub fn location(&self, id: u64) -> Option<Located> {
-        self.messages.get(&id).copied()
+        self.messages.get(&id).map(|s| s.at)
     }
-
     /// The live entry of the queue named `name` for message `id`.
     pub fn entry(&self, name: &[u8], id: u64) -> Option<QueueEntry> {
         let &slot = self.names.get(name)?;
@@ -334,5 +337,15 @@ impl Index {
         self.segments.values().fold((0, 0), |(all, live), s| {
             (all + s.bytes, live + s.live_bytes)
         })
+    }
+}
+
+impl Stored {
+    /// One queue waiting for the body has it (or no longer holds the message).
+    fn let_go(&mut self) {
+        self.waiting = self.waiting.saturating_sub(1);
+        if self.waiting == 0 {
+            self.body = None;
+        }
     }
 }

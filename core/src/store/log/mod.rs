@@ -3,13 +3,13 @@
 //!
 //! The pieces, each in its own file:
 //!
-//! - [`record`]: the record layout (documented there), encoding and checksums.
-//! - [`segment`]: the segment files — naming, appending, reading, cutting, moving aside.
-//! - [`index`]: the fold of the records — per queue its live messages, per segment how much
+//! - `record.rs`: the record layout (documented there), encoding and checksums.
+//! - `segment.rs`: the segment files — naming, appending, reading, cutting, moving aside.
+//! - `index.rs`: the fold of the records — per queue its live messages, per segment how much
 //!   is live — shared by recovery and the writer.
-//! - [`writer`]: the `warren-log` thread: batches, one write and one sync per batch.
-//! - [`recovery`]: opening — every segment read and checked, torn tails and damage handled.
-//! - [`compaction`]: which segments may be deleted, and moving live messages out of old ones.
+//! - `writer.rs`: the `warren-log` thread: batches, one write and one sync per batch.
+//! - `recovery.rs`: opening — every segment read and checked, torn tails and damage handled.
+//! - `compaction.rs`: which segments may be deleted, and moving live messages out of old ones.
 //!
 //! Shaped around the publish path: a caller of [`MessageStore::append`] (or `remove`,
 //! `delivered`, `forget_queue`) only encodes its record into the pending batch under one
@@ -169,9 +169,18 @@ impl MessageLog {
             compactor: Default::default(),
             rolls: Vec::new(),
         };
+        let watch = shared.clone();
         let writer = std::thread::Builder::new()
             .name("warren-log".into())
-            .spawn(move || writer.run())?;
+            .spawn(move || {
+                // A bug, not an I/O error (those fail the log): still, nobody may wait forever.
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| writer.run())).is_err()
+                {
+                    watch.pending.lock().failed = Some("the log's writer thread panicked".into());
+                    watch.done.notify_all();
+                    watch.durability.send_modify(|d| d.failed = true);
+                }
+            })?;
         Ok(MessageLog {
             shared,
             dir: dir.to_path_buf(),
@@ -210,10 +219,8 @@ impl Drop for MessageLog {
     fn drop(&mut self) {
         self.shared.pending.lock().shutdown = true;
         self.shared.work.notify_one();
-        if let Some(writer) = self.writer.take()
-            && writer.join().is_err()
-        {
-            tracing::error!(dir = %self.dir.display(), "message log: the writer thread panicked");
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
         }
     }
 }

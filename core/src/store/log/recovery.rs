@@ -4,7 +4,10 @@
 //! Each segment is read whole into one reused buffer (a few large reads rather than a read
 //! per record) and walked record by record; the body of each message a queue may still hold
 //! is copied out of the buffer into an allocation of exactly its size, so nothing recovered
-//! pins a read buffer (copying costs little next to reading and checksumming the same bytes).
+//! pins a read buffer. Slicing the buffer instead would save the copy and an allocation per
+//! message (about a third of the open, measured with a million 1 KiB messages, most of it
+//! the allocator growing its heap) but would keep a whole segment's buffer alive for as long
+//! as any one of its messages waits in a queue.
 //!
 //! What can be wrong, and what is done:
 //!
@@ -26,7 +29,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::index::Index;
+use super::index::{Index, Located};
 use super::record::{self, Body, HEADER};
 use super::segment;
 use crate::clock;
@@ -148,17 +151,19 @@ fn replay(buf: &[u8], first: u64, index: &mut Index) -> Replayed {
             && index.wants_body(id)
         {
             match codec::decode(&Bytes::copy_from_slice(message)) {
-                Ok((m, used)) if used == message.len() => body = Some((id, Arc::new(m))),
+                Ok((m, used)) if used == message.len() => body = Some(Arc::new(m)),
                 Ok(_) => {
                     return stop(at, expected, "bytes after the stored message".into());
                 }
                 Err(e) => return stop(at, expected, e.to_string()),
             }
         }
-        index.apply(&rec.body, first, at as u64, rec.len);
-        if let Some((id, message)) = body {
-            index.cache(id, message);
-        }
+        let place = Located {
+            segment: first,
+            offset: at as u64,
+            len: rec.len as u64,
+        };
+        index.apply(&rec.body, place, body);
         at += rec.len;
         expected += 1;
     }

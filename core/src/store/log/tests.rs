@@ -496,7 +496,7 @@ fn fill(store: &MessageLog, q: &QueueKey, from: usize, n: usize) -> Vec<MessageI
             let (id, _) = store
                 .append(
                     &message(format!("m{i:04}-{}", "x".repeat(100))),
-                    &[(&q, NEVER)],
+                    &[(q, NEVER)],
                 )
                 .expect("append");
             store.sync().expect("sync");
@@ -644,11 +644,11 @@ fn dead_segments_are_deleted_from_the_oldest_end() {
     );
     let (a, b) = (&queue("a"), queue("b"));
     let store = disk.open();
-    let ids = fill(&store, &a, 0, 30);
+    let ids = fill(&store, a, 0, 30);
     let grown = disk.segments().len();
     assert!(grown >= 4);
     for id in &ids[..29] {
-        store.remove(&a, *id).expect("ack");
+        store.remove(a, *id).expect("ack");
     }
     // More traffic in another queue rolls the removes' segment behind.
     fill(&store, &b, 100, 20);
@@ -657,7 +657,7 @@ fn dead_segments_are_deleted_from_the_oldest_end() {
     });
     drop(store);
     let store = disk.open();
-    assert_eq!(bodies(&store, &a), [body_name(29)]);
+    assert_eq!(bodies(&store, a), [body_name(29)]);
     assert_eq!(bodies(&store, &b).len(), 20);
 }
 
@@ -679,7 +679,7 @@ fn a_mostly_dead_oldest_segment_is_compacted_and_recovery_gives_exactly_the_live
         let (id, _) = store
             .append(
                 &message(body_name(i)),
-                &[(&a, NEVER), (&b, 1_000 + i as u64)],
+                &[(a, NEVER), (&b, 1_000 + i as u64)],
             )
             .expect("append");
         store.sync().expect("sync");
@@ -687,7 +687,7 @@ fn a_mostly_dead_oldest_segment_is_compacted_and_recovery_gives_exactly_the_live
     }
     for (i, id) in ids.iter().enumerate() {
         if i > 0 {
-            store.remove(&a, *id).expect("ack a");
+            store.remove(a, *id).expect("ack a");
         }
         if i % 10 != 3 {
             store.remove(&b, *id).expect("ack b");
@@ -705,7 +705,7 @@ fn a_mostly_dead_oldest_segment_is_compacted_and_recovery_gives_exactly_the_live
     let oldest = disk.segments()[0].clone();
     drop(store);
     let store = disk.open();
-    let in_a = store.recover(&a).expect("recover");
+    let in_a = store.recover(a).expect("recover");
     assert_eq!(in_a.len(), 1);
     assert_eq!((in_a[0].id, body_of(&in_a[0])), (ids[0], body_name(0)));
     let in_b = store.recover(&b).expect("recover");
@@ -734,22 +734,22 @@ fn a_message_removed_from_one_queue_stays_in_the_other() {
     let (a, b) = (&queue("a"), queue("b"));
     let store = disk.open();
     let (id, _) = store
-        .append(&message("both"), &[(&a, NEVER), (&b, 5)])
+        .append(&message("both"), &[(a, NEVER), (&b, 5)])
         .expect("append");
-    store.remove(&a, id).expect("ack in a");
-    store.remove(&a, id).expect("acking twice is nothing");
+    store.remove(a, id).expect("ack in a");
+    store.remove(a, id).expect("acking twice is nothing");
     store
-        .delivered(&a, id)
+        .delivered(a, id)
         .expect("delivered where it is gone: nothing");
     // Read from disk (appended after the open), then after a reopen from what it read.
     let got = store.recover(&b).expect("recover");
     assert_eq!((got.len(), got[0].id, got[0].deadline), (1, id, 5));
-    assert!(store.recover(&a).expect("recover").is_empty());
+    assert!(store.recover(a).expect("recover").is_empty());
     drop(store);
     let store = disk.open();
     for _ in 0..2 {
         assert_eq!(bodies(&store, &b), ["both"], "recover twice: the same");
-        assert!(store.recover(&a).expect("recover").is_empty());
+        assert!(store.recover(a).expect("recover").is_empty());
     }
 }
 
@@ -849,6 +849,15 @@ fn many_queues_with_random_removes_match_the_memory_store_after_reopen() {
 // ---- measurements (release build: `cargo test --release -p warren --lib store::log --
 // --ignored --nocapture`) ----
 
+/// Time this thread has spent on a CPU (Linux; zero elsewhere): the other builds sharing
+/// the machine inflate wall-clock figures, not this.
+fn thread_cpu() -> Duration {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_nanos)
+}
+
 #[test]
 #[ignore = "a measurement: run in release with --ignored --nocapture"]
 fn measure_recovery_of_a_million_1kib_messages() {
@@ -866,65 +875,131 @@ fn measure_recovery_of_a_million_1kib_messages() {
     let wrote = started.elapsed();
     let stats = store.stats();
     drop(store);
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), thread_cpu());
     let store = disk.open();
     let opened = started.elapsed();
     let got = store.recover(&q).expect("recover");
-    let recovered = started.elapsed();
+    let (recovered, cpu) = (started.elapsed(), thread_cpu() - cpu);
     assert_eq!(got.len(), N);
     eprintln!(
-        "wrote {N} x 1 KiB in {wrote:?} ({} syncs, {} MiB); open {opened:?}, open + recover {recovered:?}",
+        "wrote {N} x 1 KiB in {wrote:?} ({} syncs, {} MiB, {} segments); open {opened:?}, \
+         open + recover {recovered:?} (this thread on a CPU for {cpu:?})",
         stats.syncs,
-        stats.bytes >> 20
+        stats.bytes >> 20,
+        disk.segments().len(),
+    );
+}
+
+/// Publishers appending 1 KiB messages, each acked (Delivered + Remove) 64 messages behind,
+/// at `rate` messages/s in all (`None`: as fast as they go) for `seconds`; when paced, a
+/// prober appends one message every 10 ms and waits for it to be durable (a confirm's
+/// latency).
+fn publish_with_acks(tag: &str, rate: Option<u64>, seconds: u64) {
+    const PUBLISHERS: usize = 4;
+    let disk = OnDisk::new(tag, LogOptions::default());
+    let store = Arc::new(disk.open());
+    let stop = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let (sent, in_calls, mut latencies) = std::thread::scope(|s| {
+        let publishers: Vec<_> = (0..PUBLISHERS)
+            .map(|t| {
+                let store = store.clone();
+                s.spawn(move || {
+                    let q = queue(&format!("q{t}"));
+                    let with = [(&q, NEVER)];
+                    let m = message(vec![b'z'; 1024]);
+                    let mut window = std::collections::VecDeque::new();
+                    let (mut sent, mut in_calls) = (0u64, Duration::ZERO);
+                    let tick = Duration::from_millis(1);
+                    let per_tick = rate.map(|r| r / PUBLISHERS as u64 / 1000);
+                    let mut next = Instant::now();
+                    while Instant::now() < stop {
+                        for _ in 0..per_tick.unwrap_or(100) {
+                            let t0 = Instant::now();
+                            let (id, _) = store.append(&m, &with).expect("append");
+                            window.push_back(id);
+                            if window.len() > 64 {
+                                let id = window.pop_front().expect("window");
+                                store.delivered(&q, id).expect("delivered");
+                                store.remove(&q, id).expect("ack");
+                            }
+                            in_calls += t0.elapsed();
+                            sent += 1;
+                        }
+                        if per_tick.is_some() {
+                            next += tick;
+                            if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                                std::thread::sleep(wait);
+                            }
+                        }
+                    }
+                    for id in window {
+                        store.delivered(&q, id).expect("delivered");
+                        store.remove(&q, id).expect("ack");
+                    }
+                    (sent, in_calls)
+                })
+            })
+            .collect();
+        let prober = {
+            let store = store.clone();
+            s.spawn(move || {
+                let q = queue("probe");
+                let mut latencies = Vec::new();
+                // Flat out, the backlog (and so the latency) only grows: nothing to probe.
+                while rate.is_some() && Instant::now() < stop {
+                    let t0 = Instant::now();
+                    let (_, mark) = store
+                        .append(&message("probe"), &[(&q, NEVER)])
+                        .expect("append");
+                    wait_for(&store, |d| d.synced >= mark);
+                    latencies.push(t0.elapsed());
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                latencies
+            })
+        };
+        let (mut sent, mut in_calls) = (0, Duration::ZERO);
+        for p in publishers {
+            let (n, t) = p.join().expect("publisher");
+            sent += n;
+            in_calls += t;
+        }
+        (sent, in_calls, prober.join().expect("prober"))
+    });
+    store.sync().expect("sync");
+    let all = started.elapsed().as_secs_f64();
+    let stats = store.stats();
+    latencies.sort();
+    let pct = |p: f64| {
+        let at = (latencies.len().saturating_sub(1) as f64 * p) as usize;
+        latencies.get(at).copied().unwrap_or_default()
+    };
+    eprintln!(
+        "{tag}: {sent} msgs (enqueue + delivered + remove each) in {all:.1} s: {:.0} msgs/s; \
+         {} syncs ({:.0}/s, {:.0} msgs per sync); {:.0} ns per message in store calls; \
+         confirm latency p50 {:?} p99 {:?} max {:?}; {} MiB written, {} segments deleted",
+        sent as f64 / all,
+        stats.syncs,
+        stats.syncs as f64 / all,
+        sent as f64 / stats.syncs.max(1) as f64,
+        in_calls.as_nanos() as f64 / sent as f64,
+        pct(0.5),
+        pct(0.99),
+        pct(1.0),
+        stats.bytes >> 20,
+        stats.segments_deleted,
     );
 }
 
 #[test]
 #[ignore = "a measurement: run in release with --ignored --nocapture"]
-fn measure_appends_with_acks() {
-    const PUBLISHERS: usize = 4;
-    const EACH: usize = 150_000;
-    let disk = OnDisk::new("measure-appends", LogOptions::default());
-    let store = Arc::new(disk.open());
-    let started = Instant::now();
-    std::thread::scope(|s| {
-        for t in 0..PUBLISHERS {
-            let store = store.clone();
-            s.spawn(move || {
-                let q = queue(&format!("q{t}"));
-                let with = [(&q, NEVER)];
-                let m = message(vec![b'z'; 1024]);
-                let mut window = std::collections::VecDeque::new();
-                for _ in 0..EACH {
-                    let (id, mark) = store.append(&m, &with).expect("append");
-                    window.push_back((id, mark));
-                    // A consumer acking a little behind the publisher.
-                    if window.len() > 64 {
-                        let (id, _) = window.pop_front().expect("window");
-                        store.delivered(&q, id).expect("delivered");
-                        store.remove(&q, id).expect("ack");
-                    }
-                }
-                for (id, _) in window {
-                    store.delivered(&q, id).expect("delivered");
-                    store.remove(&q, id).expect("ack");
-                }
-            });
-        }
-    });
-    let calls = started.elapsed();
-    store.sync().expect("sync");
-    let all = started.elapsed();
-    let stats = store.stats();
-    let messages = (PUBLISHERS * EACH) as f64;
-    eprintln!(
-        "{messages} msgs (enqueue + delivered + remove each) from {PUBLISHERS} threads: calls {calls:?}, \
-         durable {all:?}: {:.0} msgs/s, {} syncs ({:.0}/s, {:.0} msgs per sync), {} MiB, {} segments deleted",
-        messages / all.as_secs_f64(),
-        stats.syncs,
-        stats.syncs as f64 / all.as_secs_f64(),
-        messages / stats.syncs.max(1) as f64,
-        stats.bytes >> 20,
-        stats.segments_deleted,
-    );
+fn measure_appends_with_acks_at_60k_per_second() {
+    publish_with_acks("measure-60k", Some(60_000), 5);
+}
+
+#[test]
+#[ignore = "a measurement: run in release with --ignored --nocapture"]
+fn measure_appends_with_acks_flat_out() {
+    publish_with_acks("measure-flat-out", None, 5);
 }

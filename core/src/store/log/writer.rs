@@ -33,7 +33,7 @@ use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
 
 use super::compaction::{Compactor, Plan};
-use super::index::Index;
+use super::index::{Index, Located};
 use super::record;
 use super::segment;
 use super::{Faults, LogStats, SyncPolicy};
@@ -129,8 +129,9 @@ pub(super) struct Writer {
     pub rolls: Vec<(usize, u64)>,
 }
 
-/// A batch above this capacity is not kept for reuse.
-const KEEP_CAPACITY: usize = 64 << 20;
+/// A batch buffer grown past this (a burst the disk could not keep up with) is let go
+/// after use rather than kept for reuse.
+const KEEP_CAPACITY: usize = 8 << 20;
 
 impl Writer {
     /// The thread's body: until the store is dropped, or forever idle once it has failed.
@@ -399,7 +400,12 @@ fn seal_and_apply(
             place.len = 0;
             index.add_segment(rec.index, 0);
         }
-        index.apply(&rec.body, place.segment, place.len, len);
+        let at_place = Located {
+            segment: place.segment,
+            offset: place.len,
+            len: len as u64,
+        };
+        index.apply(&rec.body, at_place, None);
         index.grew(place.segment, len as u64);
         place.len += len as u64;
         at += len;

@@ -5,6 +5,8 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod broker_process;
+
 /// Starts `warren` with `args` on `data_dir`, with none of the `WARREN_*` settings of the
 /// environment the tests run in.
 pub fn spawn_warren(args: &[&str], data_dir: &Path) -> Child {
@@ -19,6 +21,7 @@ pub fn spawn_warren(args: &[&str], data_dir: &Path) -> Child {
         .env_remove("WARREN_DATA_DIR")
         .env_remove("WARREN_SYNC")
         .env_remove("WARREN_DISK_FREE_LIMIT")
+        .env_remove("WARREN_LOG_LEVEL")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -765,10 +765,11 @@ async fn ttl_runs_while_down(stop: Stop) {
         1,
         "the dead letter is back in its queue"
     );
+    // No confirm covers a dead letter: give it a moment to sit in its queue.
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     publish(&ch, "", "short-lived", b"expires while down", persistent()).await;
     let published = Instant::now();
-    tokio::time::sleep(Duration::from_millis(300)).await;
     stop.apply(&mut f.broker);
     drop(conn);
     tokio::time::sleep(

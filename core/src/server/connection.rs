@@ -110,6 +110,7 @@ pub async fn serve(
     tracing::debug!(%peer, id, "connection accepted");
     conn.run(&mut reader, shutdown).await;
     conn.cleanup();
+    conn.finish_holds().await;
     outbox.close();
     // A peer that stopped reading cannot hold the socket (and this task) forever.
     if tokio::time::timeout(Duration::from_secs(5), &mut writer)
@@ -235,6 +236,46 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Before the socket closes: replies held for store writes go out once those are durable
+    /// (a client that closed right after a declare still gets its declare-ok), or are dropped
+    /// if the writes fail or take too long.
+    async fn finish_holds(&mut self) {
+        if self.ctx.holds.is_empty() {
+            return;
+        }
+        let mut stores = self.ctx.broker.stores().watches();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.ctx.holds.is_empty() {
+            let broker = self.ctx.broker.clone();
+            let mut failed = false;
+            self.ctx
+                .holds
+                .retain(|write| match broker.stores().is_durable(*write) {
+                    Some(durable) => {
+                        failed |= !durable;
+                        false
+                    }
+                    None => true,
+                });
+            if failed {
+                self.ctx.holds.clear();
+                self.ctx.outbox.discard_held();
+                return;
+            }
+            if self.ctx.holds.is_empty() {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, Stores::changed(&mut stores))
+                .await
+                .is_err()
+            {
+                self.ctx.outbox.discard_held();
+                return;
+            }
+        }
+        self.ctx.outbox.release();
     }
 
     /// Sends what store writes made decidable — confirms, held replies — and says whether

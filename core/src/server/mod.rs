@@ -215,6 +215,23 @@ impl RunningServer {
         if let Some((_, admin)) = self.admin {
             let _ = admin.await;
         }
+        // Whatever was written (removals, delivery marks) is made durable before the data
+        // directory is let go.
+        let stores = self.broker.stores().clone();
+        let synced = tokio::task::spawn_blocking(move || {
+            let results = [
+                stores.definitions.sync(),
+                stores.messages.sync(),
+                stores.held.sync(),
+            ];
+            results.into_iter().find_map(Result::err)
+        })
+        .await;
+        match synced {
+            Ok(None) => {}
+            Ok(Some(e)) => tracing::error!("stores not synced at shutdown: {e}"),
+            Err(e) => tracing::error!("stores not synced at shutdown: {e}"),
+        }
     }
 }
 

@@ -25,6 +25,7 @@ pub mod codec;
 pub mod conformance;
 pub mod data_dir;
 pub mod disk;
+pub mod log;
 pub mod memory;
 mod sync_policy;
 

@@ -12,6 +12,10 @@ use clap::{Parser, Subcommand};
 use cli::scheduled as client;
 use warren::config::{FileConfig, Overrides, resolve};
 
+/// The log filter unless told otherwise: Warren at info, the storage engines' own
+/// bookkeeping (recovering each LSM tree at start, …) only when it warns.
+const DEFAULT_LOG: &str = "info,fjall=warn,lsm_tree=warn";
+
 /// An AMQP 0-9-1 message broker.
 #[derive(Debug, Parser)]
 #[command(name = "warren", version, about)]
@@ -40,7 +44,7 @@ struct Args {
     /// TOML config file with the same keys (underscores for dashes).
     #[arg(long, env = "WARREN_CONFIG")]
     config: Option<PathBuf>,
-    /// Log filter, e.g. `info` or `warren=debug` [default: info].
+    /// Log filter, e.g. `info` or `warren=debug` [default: info, storage engines at warn].
     #[arg(long, env = "WARREN_LOG_LEVEL")]
     log_level: Option<String>,
     #[command(subcommand)]
@@ -122,7 +126,7 @@ fn main() -> ExitCode {
         .log_level
         .clone()
         .or(file.log_level.clone())
-        .unwrap_or_else(|| "info".to_owned());
+        .unwrap_or_else(|| DEFAULT_LOG.to_owned());
     let filter = match tracing_subscriber::EnvFilter::try_new(&level) {
         Ok(filter) => filter,
         Err(e) => {

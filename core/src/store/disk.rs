@@ -11,13 +11,27 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use super::definitions_disk::DefinitionsDb;
+use super::held_disk::HeldLsm;
+use super::log::{LogOptions, MessageLog};
 use super::{StoreResult, Stores, SyncPolicy};
 
 /// Opens (creating them on first start) the three stores under `dir`, which the caller has
 /// claimed with [`super::data_dir::DataDir`]. Blocking: call it off the async reactor.
+/// Opening the message log recovers it (torn tails cut, damaged segments moved aside).
 pub fn open(dir: &Path, sync: SyncPolicy) -> StoreResult<Stores> {
-    let _ = (dir, sync);
-    Ok(Stores::from_one(Arc::new(
-        super::memory::MemoryStore::default(),
-    )))
+    let definitions = DefinitionsDb::open(&dir.join("definitions.redb"))?;
+    let messages = MessageLog::open(
+        &dir.join("messages"),
+        LogOptions {
+            sync,
+            ..LogOptions::default()
+        },
+    )?;
+    let held = HeldLsm::open(&dir.join("held"), sync)?;
+    Ok(Stores::new(
+        Arc::new(definitions),
+        Arc::new(messages),
+        Arc::new(held),
+    ))
 }

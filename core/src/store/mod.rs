@@ -24,7 +24,9 @@
 pub mod codec;
 pub mod conformance;
 pub mod data_dir;
+pub mod definitions_disk;
 pub mod disk;
+pub mod held_disk;
 pub mod log;
 pub mod memory;
 mod sync_policy;

@@ -246,6 +246,20 @@ async fn wait_get(ch: &Channel, queue: &str, patience: Duration) -> BasicGetMess
     poll_get(ch, queue, patience, true).await
 }
 
+/// Polls `queue` until a message comes, or `patience` has passed.
+async fn try_wait_get(ch: &Channel, queue: &str, patience: Duration) -> Option<BasicGetMessage> {
+    let deadline = Instant::now() + patience;
+    loop {
+        if let Some(message) = get(ch, queue).await {
+            return Some(message);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// Polls `queue` until a message comes (within `patience`), acknowledged by the get if
 /// `no_ack`.
 async fn poll_get(ch: &Channel, queue: &str, patience: Duration, no_ack: bool) -> BasicGetMessage {
@@ -783,7 +797,13 @@ async fn ttl_runs_while_down(stop: Stop) {
         get(&ch, "short-lived").await.is_none(),
         "an expired message is never delivered from its queue"
     );
-    let expired = wait_get(&ch, "dlq", PATIENCE).await;
+    let Some(expired) = try_wait_get(&ch, "dlq", PATIENCE).await else {
+        panic!(
+            "the expired message never reached the dead-letter queue within {PATIENCE:?} (and \
+             'short-lived' is empty: {})",
+            get(&ch, "short-lived").await.is_none()
+        );
+    };
     assert_eq!(expired.delivery.data, b"expires while down");
     let death = first_death(&expired.delivery.properties);
     assert_eq!(text_field(death, "reason"), "expired");
@@ -994,7 +1014,15 @@ async fn delayed_messages_due_while_down_fire_at_start(stop: Stop) {
     let (_conn, ch) = connect(&f.broker).await;
     let mut fired = Vec::new();
     while fired.len() < expected.len() {
-        fired.push(wait_get(&ch, "due", PATIENCE).await);
+        match try_wait_get(&ch, "due", PATIENCE).await {
+            Some(message) => fired.push(message),
+            None => panic!(
+                "only {:?} of {expected:?} arrived within {PATIENCE:?} of the last; still \
+                 pending (admin list): {:?}",
+                bodies(&fired),
+                summary(&pending(&f.broker, "later"))
+            ),
+        }
     }
     assert_eq!(bodies(&fired), expected, "in due order");
     // Anything else would have been due already, so it would be there with them.

@@ -4,6 +4,9 @@
 #   tests/interop/run.sh            # build warren, start it on a free port, run the suite
 #   AMQP_URI=amqp://... run.sh      # run the suite against that broker instead (e.g. RabbitMQ)
 #
+# test_disk_alarm.py starts Warrens of its own (the binary in WARREN_BIN, exported here when
+# this script builds Warren); with an external AMQP_URI it is skipped.
+#
 # Installs pika and pytest into target/interop-venv (falling back to `pip install --user`),
 # and exits with the suite's status; "no tests collected" counts as a failure.
 set -euo pipefail
@@ -40,6 +43,7 @@ trap cleanup EXIT
 if [ -z "${AMQP_URI:-}" ]; then
     cargo build --quiet -p warren --bin warren
     BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/warren"
+    export WARREN_BIN="$BIN"
     PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
     DATA_DIR=$(mktemp -d "${TMPDIR:-/tmp}/warren-interop.XXXXXX")
     LOG="$ROOT/target/interop-warren.log"
@@ -60,6 +64,9 @@ if [ -z "${AMQP_URI:-}" ]; then
         sleep 0.1
     done
     export AMQP_URI="amqp://guest:guest@127.0.0.1:$PORT/%2f"
+else
+    # An external broker: the disk-alarm tests, which need Warren's binary, are skipped.
+    unset WARREN_BIN
 fi
 
 # --- The suite ----------------------------------------------------------------------------

@@ -592,6 +592,23 @@ mod tests {
         assert_eq!(store.sync().expect("sync"), put);
     }
 
+    #[test]
+    fn after_a_failed_commit_writes_are_refused_and_the_failure_is_published() {
+        let mut file = Scratch::new("failed");
+        let store = file.reopen();
+        let mark = store.put(queue("a", vec![])).expect("put");
+        store.sync().expect("sync");
+        // What the writer thread does when a commit fails.
+        let _ = store.shared.failure.set("the disk went away".into());
+        store.shared.durability.send_modify(|d| d.failed = true);
+        let now = *store.durability().borrow();
+        assert!(now.failed);
+        assert_eq!(now.synced, mark, "what was committed stays committed");
+        let err = store.put(queue("b", vec![])).expect_err("refused");
+        assert!(matches!(err, StoreError::Failed(_)), "{err}");
+        assert!(matches!(store.sync(), Err(StoreError::Failed(_))));
+    }
+
     /// Written by the child of [`a_crash_never_leaves_half_a_definition`].
     const CRASH_FILE: &str = "WARREN_DEFINITIONS_CRASH_FILE";
     /// How many queues the child puts (the first `CRASH_SYNCED` of them synced) before it

@@ -26,7 +26,12 @@
 //!
 //! Opening therefore reads `held-meta` and whatever fjall replays of its journal (writes not
 //! yet flushed into tables), never the held messages as such; [`HeldStore::page`] reads the
-//! keys and values it returns.
+//! keys and values it returns (and steps over the tombstones of released messages that
+//! compaction has not yet dropped). The journal fjall replays is kept small whatever is held:
+//! `held` flushes its memtable every 16 MiB, the two small keyspaces every 4 MiB (so neither
+//! keeps an old journal alive), and fjall is told to keep at most 64 MiB of journal (its
+//! smallest setting). With a million 200-byte messages held, an open took about 1 s in a
+//! release build on two busy cores (the `a_million_held_messages_open_count_and_page` test).
 //!
 //! # Writes and durability
 //!
@@ -39,6 +44,13 @@
 //! last mark it covered; under [`SyncPolicy::Interval`] a mark is published as durable as
 //! soon as it is written and the thread syncs on a timer. A failed commit or sync is
 //! published (`failed`), and every later write is refused with [`StoreError::Failed`].
+//!
+//! The caller never syncs, but may wait for a sync: fjall holds its journal lock while it
+//! syncs, so a write that arrives then waits for that one sync to end (never for more than
+//! one). Measured in a release build, 20 000 holds one after another under
+//! [`SyncPolicy::Always`] took 3.9 µs at the median and 15 µs at the 99th percentile, with
+//! 113 syncs; the slowest 0.1 % waited up to 4-8 ms. fjall may also stall a write when its
+//! flushes fall behind (four memtables waiting).
 
 use std::fmt;
 use std::path::Path;
@@ -912,6 +924,76 @@ mod tests {
         assert_eq!(store.count(&x).expect("reads still work"), 1);
     }
 
+    /// Written by the child of [`a_process_crash_loses_nothing_written_even_unsynced`].
+    const CRASH_DIR: &str = "WARREN_HELD_CRASH_DIR";
+    const CRASH_HOLDS: u64 = 3_000;
+
+    #[test]
+    #[ignore = "the child process of a_process_crash_loses_nothing_written_even_unsynced"]
+    fn crash_child_holds_then_aborts() {
+        let Some(dir) = std::env::var_os(CRASH_DIR) else {
+            return;
+        };
+        // Never synced by the store: only what was handed to the OS survives.
+        let store = HeldLsm::open(
+            Path::new(&dir),
+            SyncPolicy::Interval(Duration::from_secs(3600)),
+        )
+        .expect("open");
+        let (a, ab) = (exchange("/", "a"), exchange("/", "ab"));
+        for i in 0..CRASH_HOLDS {
+            let (id, _) = store
+                .hold(&a, i, &message("a", vec![1; 100]), &[])
+                .expect("hold");
+            store
+                .hold(&ab, i, &message("ab", vec![2; 100]), &[])
+                .expect("hold");
+            if i % 3 == 0 {
+                store.release(&a, id).expect("release");
+            }
+        }
+        std::process::abort();
+    }
+
+    #[test]
+    fn a_process_crash_loses_nothing_written_even_unsynced() {
+        let dir = Scratch::new("crash");
+        let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "store::held_disk::tests::crash_child_holds_then_aborts",
+                "--ignored",
+                "--test-threads=1",
+            ])
+            .env(CRASH_DIR, &dir.0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("child runs");
+        assert!(!status.success(), "the child aborted: {status}");
+        let store = HeldLsm::open(&dir.0, SyncPolicy::Always).expect("opens after the crash");
+        let (a, ab) = (exchange("/", "a"), exchange("/", "ab"));
+        let kept = CRASH_HOLDS - CRASH_HOLDS.div_ceil(3);
+        assert_eq!(store.count(&a).expect("count"), kept);
+        assert_eq!(store.count(&ab).expect("count"), CRASH_HOLDS);
+        let in_a = store.page(&a, None, NEVER, 10_000).expect("page");
+        assert_eq!(
+            in_a.len() as u64,
+            kept,
+            "the count agrees with what is held"
+        );
+        assert!(
+            in_a.iter().all(|r| r.due % 3 != 0),
+            "released ones stay released"
+        );
+        let (fresh, _) = store.hold(&a, 0, &message("a", vec![]), &[]).expect("hold");
+        let highest = in_a.iter().map(|r| r.id).max().expect("some");
+        assert!(
+            fresh > highest,
+            "ids go on after a crash: {fresh:?} > {highest:?}"
+        );
+    }
+
     /// The numbers behind "the broker starts in at most 3 s with a million messages held":
     /// `cargo test --release -p warren --lib store::held_disk::tests::a_million -- --ignored
     /// --nocapture`.
@@ -924,13 +1006,12 @@ mod tests {
         let x = exchange("/", "delayed");
         let store = disk.reopen();
         let started = Instant::now();
-        let body = vec![b'm'; 200];
         let base = 1_800_000_000_000u64;
         for i in 0..N {
             // Spread over a year, out of hold order.
             let due = base + (i * 2_654_435_761) % 31_536_000_000;
             store
-                .hold(&x, due, &message("notify.user", body.clone()), &[])
+                .hold(&x, due, &message("notify.user", json_body(i)), &[])
                 .expect("hold");
         }
         store.sync().expect("sync");
@@ -973,6 +1054,22 @@ mod tests {
              {read_all:?}; {} MiB on disk",
             size >> 20
         );
+    }
+
+    /// A 200-byte JSON body, different for each `i`, as compressible as such text is.
+    fn json_body(i: u64) -> Vec<u8> {
+        let mut body = format!(
+            "{{\"user\":{},\"event\":\"reminder\",\"at\":{},\"channel\":\"email\",\
+             \"token\":\"{:016x}{:016x}\",\"note\":\"",
+            i * 31 % 1_000_003,
+            1_800_000_000 + i,
+            i.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            i.wrapping_mul(0xC2B2_AE3D_27D4_EB4F),
+        )
+        .into_bytes();
+        body.resize(199, b'x');
+        body.extend_from_slice(b"}");
+        body
     }
 
     fn walk_size(dir: &Path) -> u64 {

@@ -18,7 +18,10 @@
 //!
 //! [`data_dir`] claims the directory a disk store lives in (one broker at a time, a format
 //! stamp). [`memory::MemoryStore`] keeps everything in the process (today's behaviour: gone with the
-//! process, kept across a broker rebuilt in the same process). Every method that writes may
+//! process, kept across a broker rebuilt in the same process). On disk,
+//! [`definitions_disk::DefinitionsDb`] keeps definitions in one redb file and
+//! [`held_disk::HeldLsm`] held messages in a fjall LSM tree, each syncing on a thread of its
+//! own as its [`SyncPolicy`] says. Every method that writes may
 //! block on I/O in a disk implementation, so the broker calls them off the async reactor.
 
 pub mod codec;

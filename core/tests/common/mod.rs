@@ -1,11 +1,12 @@
 //! Running the real `warren` binary from this package's integration tests (Cargo builds it
 //! for them): a clean environment, captured output, and a bounded wait for it to exit.
 
+pub mod broker_process;
+pub mod crash_process;
+
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-pub mod broker_process;
 
 /// Starts `warren` with `args` on `data_dir`, with none of the `WARREN_*` settings of the
 /// environment the tests run in.

@@ -1,6 +1,7 @@
 //! Running the real `warren` binary from this package's integration tests (Cargo builds it
 //! for them): a clean environment, captured output, and a bounded wait for it to exit.
 
+pub mod broker_process;
 pub mod crash_process;
 
 use std::path::Path;
@@ -21,6 +22,7 @@ pub fn spawn_warren(args: &[&str], data_dir: &Path) -> Child {
         .env_remove("WARREN_DATA_DIR")
         .env_remove("WARREN_SYNC")
         .env_remove("WARREN_DISK_FREE_LIMIT")
+        .env_remove("WARREN_LOG_LEVEL")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -3,7 +3,8 @@
 //! accepts a client.
 //!
 //! Order matters and is the store's: exchanges and queues before bindings, so every
-//! binding finds its ends; each queue gets its messages back in their stored order; each
+//! binding finds its ends; the vhosts' drivers wait until all is back, so that nothing
+//! expires or fires into a half-restored vhost; each queue gets its messages back in their stored order; each
 //! durable delayed exchange its held messages. What cannot be restored is logged with what
 //! and why, and the start goes on — a damaged definition never keeps the broker down, and
 //! is never deleted silently (only a binding whose ends are both gone is forgotten).
@@ -93,6 +94,7 @@ impl Broker {
     /// Re-creates what `kept` holds (see the module docs).
     pub fn restore(&self, mut kept: Kept) -> Restored {
         let mut done = Restored::default();
+        let mut restoring = Vec::new();
         for d in &kept.definitions {
             let vhost_name = match d {
                 Definition::Exchange(x) => &x.vhost,
@@ -100,7 +102,16 @@ impl Broker {
                 Definition::Binding(b) => &b.vhost,
             };
             let vhost = match self.add_vhost(vhost_name) {
-                Ok(vhost) => vhost,
+                Ok(vhost) => {
+                    if !restoring.iter().any(|v: &std::sync::Arc<super::VHost>| {
+                        std::sync::Arc::ptr_eq(v, &vhost)
+                    }) {
+                        // Its drivers wait until everything is back.
+                        vhost.set_open(false);
+                        restoring.push(vhost.clone());
+                    }
+                    vhost
+                }
                 Err(e) => {
                     tracing::error!(vhost = %vhost_name, "stored vhost not restored: {e}");
                     done.failed += 1;
@@ -147,6 +158,9 @@ impl Broker {
                         .delete(&DefinitionKey::Binding(b.clone()));
                 }
             }
+        }
+        for vhost in restoring {
+            vhost.set_open(true);
         }
         done
     }

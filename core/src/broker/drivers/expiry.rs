@@ -28,7 +28,13 @@ pub fn spawn(queue: &Arc<Queue>, vhost: Weak<VHost>) {
     };
     let weak = Arc::downgrade(queue);
     let wake = queue.driver_wake();
+    let opened = vhost.upgrade().map(|v| v.opened());
     runtime.spawn(async move {
+        // Nothing expires while the vhost is being restored (its dead-letter targets may
+        // not be back yet).
+        if let Some(mut opened) = opened {
+            let _ = opened.wait_for(|open| *open).await;
+        }
         loop {
             let next = {
                 let (Some(queue), Some(vhost)) = (weak.upgrade(), vhost.upgrade()) else {

@@ -37,7 +37,12 @@ pub fn spawn(
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
         AmqpError::internal("delayed exchanges need a tokio runtime to fire their messages")
     })?;
+    let opened = vhost.upgrade().map(|v| v.opened());
     runtime.spawn(async move {
+        // Nothing fires while the vhost is being restored (its bindings may not be back).
+        if let Some(mut opened) = opened {
+            let _ = opened.wait_for(|open| *open).await;
+        }
         let mut fired = Vec::new();
         let mut to_release = Vec::new();
         let mut scratch = PublishScratch::default();

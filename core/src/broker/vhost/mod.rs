@@ -105,6 +105,9 @@ pub struct VHost {
     next_id: AtomicU64,
     /// Itself, for the drivers it starts (which must not keep it alive).
     me: Weak<VHost>,
+    /// False while the vhost is being restored at start: its drivers wait, so that nothing
+    /// expires or fires before every binding it could be routed through is back.
+    open: tokio::sync::watch::Sender<bool>,
 }
 
 impl VHost {
@@ -128,6 +131,7 @@ impl VHost {
                 definitions_written: AtomicU64::new(0),
                 next_id: AtomicU64::new(1),
                 me: me.clone(),
+                open: tokio::sync::watch::Sender::new(true),
             };
             created = vhost.predeclare();
             vhost
@@ -138,6 +142,17 @@ impl VHost {
     /// The vhost's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Opens or closes the vhost to its drivers (closed while it is restored at start).
+    pub(crate) fn set_open(&self, open: bool) {
+        self.open.send_replace(open);
+    }
+
+    /// Whether the vhost is open to its drivers, watched: a driver waits for `true` before
+    /// its first action (at once, unless the vhost is being restored).
+    pub(crate) fn opened(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.open.subscribe()
     }
 
     fn predeclare(&self) -> Result<(), AmqpError> {

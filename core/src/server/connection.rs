@@ -60,6 +60,10 @@ enum Phase {
     Closing(Instant),
 }
 
+/// Bytes of stored messages not yet taken by the store's writer above which publishing
+/// connections stop reading until it catches up (about half a second of a fast disk).
+const MAX_STORE_BACKLOG: u64 = 64 << 20;
+
 #[derive(Debug, PartialEq, Eq)]
 enum Step {
     Continue,
@@ -164,7 +168,10 @@ impl Connection {
         let mut alarms = self.ctx.broker.alarms().subscribe();
         let mut was_blocked = false;
         loop {
-            let waiting = self.settle_store_waits();
+            // A publisher whose messages the disk has not caught up with waits for it.
+            let disk_behind = self.ctx.published
+                && self.ctx.broker.stores().messages.backlog() > MAX_STORE_BACKLOG;
+            let waiting = self.settle_store_waits() || disk_behind;
             let blocked = self.blocked_by(*alarms.borrow_and_update());
             if was_blocked && !blocked {
                 // The silence was ours, not the client's.
@@ -184,7 +191,7 @@ impl Connection {
                 self.last_read = Instant::now();
             }
             tokio::select! {
-                read = read_soon(reader, &mut buf, &mut linger), if paused.is_none() && !output_full && !blocked => match read {
+                read = read_soon(reader, &mut buf, &mut linger), if paused.is_none() && !output_full && !blocked && !disk_behind => match read {
                     Ok(0) | Err(_) => return,
                     Ok(read) => {
                         self.last_read = Instant::now();
@@ -282,18 +289,18 @@ impl Connection {
     /// anything still waits for a store. A held reply whose write failed closes the
     /// connection (541): it promised something the broker could not keep.
     fn settle_store_waits(&mut self) -> bool {
-        let broker = self.ctx.broker.clone();
-        let stores = broker.stores();
         let mut waiting = false;
         for channel in self.channels.values_mut() {
             if channel.confirms_waiting() {
-                channel.flush_confirms(&self.ctx.outbox, stores);
+                channel.flush_confirms(&self.ctx.outbox, self.ctx.broker.stores());
                 waiting |= channel.confirms_waiting();
             }
         }
         if self.ctx.holds.is_empty() {
             return waiting;
         }
+        let broker = self.ctx.broker.clone();
+        let stores = broker.stores();
         let mut failed = false;
         self.ctx
             .holds

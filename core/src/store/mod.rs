@@ -169,6 +169,12 @@ pub trait Durable: Send + Sync + fmt::Debug {
     /// The store's durability, updated after every sync; `borrow()` it for the current
     /// state, `changed()` to wait for the next.
     fn durability(&self) -> tokio::sync::watch::Receiver<Durability>;
+    /// Bytes written to the store and not yet taken by its writer: how far callers are ahead
+    /// of the disk. Publishers pause above a bound (see `server::connection`), so a disk
+    /// slower than the network cannot make this grow without limit.
+    fn backlog(&self) -> u64 {
+        0
+    }
 }
 
 /// A write a reply or confirm waits for: which store, and its mark there.

@@ -177,7 +177,7 @@ impl Delayed {
         let (stored, holding) = match &self.store {
             Some(store) if message.properties.is_persistent() => {
                 let owned: Vec<Vec<u8>> = extra.iter().map(|k| k.to_vec()).collect();
-                match store.held.hold(&store.key, due, &message, &owned) {
+                match off_reactor(|| store.held.hold(&store.key, due, &message, &owned)) {
                     Ok((id, mark)) => (Some(id), Holding::Stored(mark)),
                     Err(e) => {
                         tracing::error!(
@@ -223,7 +223,7 @@ impl Delayed {
     /// cancelled; returns the mark at which that is durable.
     pub(crate) fn release(&self, stored: Option<HeldId>) -> Option<SyncMark> {
         let (store, id) = (self.store.as_ref()?, stored?);
-        match store.held.release(&store.key, id) {
+        match off_reactor(|| store.held.release(&store.key, id)) {
             Ok(mark) => Some(mark),
             Err(e) => {
                 tracing::error!(
@@ -280,7 +280,7 @@ impl Delayed {
     /// the exchange's messages.
     pub(crate) fn stop(&self) {
         if let Some(store) = &self.store
-            && let Err(e) = store.held.forget_exchange(&store.key)
+            && let Err(e) = off_reactor(|| store.held.forget_exchange(&store.key))
         {
             tracing::error!(exchange = %store.key.exchange, "held messages not forgotten: {e}");
         }
@@ -313,6 +313,20 @@ impl Delayed {
         }
         pending.wheel.advance(now, |_, _, held| out.push(held));
         Some(pending.wheel.next_due())
+    }
+}
+
+/// Runs a held-store write that may wait on the disk (the held store commits to its
+/// journal on the calling thread, and waits if a sync holds the journal): on a multi-threaded
+/// runtime through `block_in_place`, so the worker's other tasks move to another thread
+/// instead of waiting behind it; elsewhere (a single-threaded runtime, no runtime) directly.
+fn off_reactor<T>(write: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(write)
+        }
+        _ => write(),
     }
 }
 

@@ -30,7 +30,7 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
@@ -155,6 +155,7 @@ impl MessageLog {
             index: Mutex::new(opened.index),
             counters: Counters::default(),
             faults: options.faults,
+            unwritten: AtomicU64::new(0),
         });
         let writer = Writer {
             shared: shared.clone(),
@@ -206,6 +207,9 @@ impl MessageLog {
         let index = p.next_index;
         let out = encode(&mut p, index)?;
         p.next_index += 1;
+        self.shared
+            .unwritten
+            .store(p.buf.len() as u64, Ordering::Relaxed);
         let wake = std::mem::replace(&mut p.writer_idle, false);
         drop(p);
         if wake {
@@ -246,6 +250,10 @@ impl Durable for MessageLog {
 
     fn durability(&self) -> watch::Receiver<Durability> {
         self.shared.durability.subscribe()
+    }
+
+    fn backlog(&self) -> u64 {
+        self.shared.unwritten.load(Ordering::Relaxed)
     }
 }
 

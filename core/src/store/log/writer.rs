@@ -53,6 +53,8 @@ pub(super) struct Shared {
     pub index: Mutex<Index>,
     pub counters: Counters,
     pub faults: Option<Arc<Faults>>,
+    /// Bytes in `pending.buf`, readable without the lock (the store's backlog).
+    pub unwritten: AtomicU64,
 }
 
 /// The batch callers fill, and what they and the writer tell each other.
@@ -150,6 +152,7 @@ impl Writer {
                         return;
                     }
                     p.buf.clear();
+                    self.shared.unwritten.store(0, Ordering::Relaxed);
                     p.writer_idle = true;
                     self.shared.work.wait(&mut p);
                     continue;
@@ -168,6 +171,7 @@ impl Writer {
                 p.writer_idle = false;
             }
             std::mem::swap(&mut p.buf, &mut self.batch);
+            self.shared.unwritten.store(0, Ordering::Relaxed);
             let copies_from = p.next_index;
             p.next_index += plan.as_ref().map_or(0, |plan| plan.len() as u64);
             self.next = p.next_index;

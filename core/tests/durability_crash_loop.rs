@@ -42,7 +42,7 @@ use lapin::publisher_confirm::Confirmation;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
-use common::crash_process::CrashBroker;
+use common::broker_process::BrokerProcess;
 
 const QUEUE: &str = "crash-loop";
 /// Unacked deliveries a consumer may hold.
@@ -259,8 +259,8 @@ async fn round(
     history: &Shared<History>,
     next_id: &Arc<AtomicU64>,
 ) -> usize {
-    let broker = CrashBroker::start(data_dir, &[]);
-    let uri = broker.uri();
+    let mut broker = BrokerProcess::start(data_dir);
+    let uri = broker.amqp_uri();
     let mut connections = Vec::new();
     let mut channels = Vec::new();
     for _ in 0..2 {
@@ -322,7 +322,7 @@ async fn round(
         logs.push(log);
     }
     tokio::time::sleep(run_for).await;
-    tokio::task::block_in_place(|| broker.kill());
+    tokio::task::block_in_place(|| broker.kill9());
     // Every task ends once lapin sees the connection die; one can hang in lapin instead (an
     // ack or publish queued just as its I/O loop ended is never answered). Its unfinished
     // operation recorded nothing, so aborting it loses no observation.
@@ -354,8 +354,8 @@ async fn round(
 /// Starts the broker once more and consumes (and acks) until the queue is empty and no
 /// delivery came for [`QUIET`].
 async fn drain(run: usize, data_dir: &std::path::Path, history: &Shared<History>) -> usize {
-    let broker = CrashBroker::start(data_dir, &[]);
-    let conn = connect(&broker.uri()).await;
+    let mut broker = BrokerProcess::start(data_dir);
+    let conn = connect(&broker.amqp_uri()).await;
     let ch = conn.create_channel().await.expect("a channel");
     let at_start = declare(&ch).await;
     ch.basic_qos(500, BasicQosOptions::default())
@@ -405,7 +405,7 @@ async fn drain(run: usize, data_dir: &std::path::Path, history: &Shared<History>
         }
     }
     drop(conn);
-    broker.kill();
+    broker.kill9();
     drained
 }
 

@@ -103,9 +103,10 @@ impl Broker {
             };
             let vhost = match self.add_vhost(vhost_name) {
                 Ok(vhost) => {
-                    if !restoring.iter().any(|v: &std::sync::Arc<super::VHost>| {
-                        std::sync::Arc::ptr_eq(v, &vhost)
-                    }) {
+                    if !restoring
+                        .iter()
+                        .any(|v: &std::sync::Arc<super::VHost>| std::sync::Arc::ptr_eq(v, &vhost))
+                    {
                         // Its drivers wait until everything is back.
                         vhost.set_open(false);
                         restoring.push(vhost.clone());

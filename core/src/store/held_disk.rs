@@ -618,8 +618,6 @@ fn held_record(prefix: &[u8], key: &[u8], value: &[u8]) -> StoreResult<HeldRecor
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-    use std::sync::atomic::AtomicUsize;
     use std::time::Instant;
 
     use super::*;
@@ -627,27 +625,7 @@ mod tests {
     use crate::protocol::{Properties, ShortStr};
     use crate::store::conformance::{self, Reopen};
 
-    /// A directory of its own under the system's temporary one, removed when dropped.
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(name: &str) -> Scratch {
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "warren-held-test-{}-{name}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
-            Scratch(dir)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::store::scratch::Scratch;
 
     /// "Reopening" is dropping the store and opening it again over the same directory.
     struct OnDisk {

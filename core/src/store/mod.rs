@@ -32,6 +32,8 @@ pub mod disk;
 pub mod held_disk;
 pub mod log;
 pub mod memory;
+#[cfg(test)]
+pub(crate) mod scratch;
 mod sync_policy;
 
 pub use sync_policy::SyncPolicy;

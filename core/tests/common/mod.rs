@@ -2,7 +2,6 @@
 //! for them): a clean environment, captured output, and a bounded wait for it to exit.
 
 pub mod broker_process;
-pub mod crash_process;
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};

@@ -4,7 +4,6 @@
 //! and a model check against the in-memory store. Two `#[ignore]`d measurements at the end.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -15,30 +14,7 @@ use crate::protocol::{Properties, ShortStr};
 use crate::store::conformance::{self, Reopen};
 use crate::store::memory::MemoryStore;
 
-/// A directory under the system temp dir, unique to one test, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "warren-log-{tag}-{}-{n}-{nanos}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::store::scratch::Scratch as TempDir;
 
 /// A log in its own directory that the conformance suite can reopen.
 struct OnDisk {

@@ -177,7 +177,7 @@ impl Delayed {
         let (stored, holding) = match &self.store {
             Some(store) if message.properties.is_persistent() => {
                 let owned: Vec<Vec<u8>> = extra.iter().map(|k| k.to_vec()).collect();
-                match off_reactor(|| store.held.hold(&store.key, due, &message, &owned)) {
+                match store.held.hold(&store.key, due, &message, &owned) {
                     Ok((id, mark)) => (Some(id), Holding::Stored(mark)),
                     Err(e) => {
                         tracing::error!(
@@ -316,10 +316,10 @@ impl Delayed {
     }
 }
 
-/// Runs a held-store write that may wait on the disk (the held store commits to its
-/// journal on the calling thread, and waits if a sync holds the journal): on a multi-threaded
-/// runtime through `block_in_place`, so the worker's other tasks move to another thread
-/// instead of waiting behind it; elsewhere (a single-threaded runtime, no runtime) directly.
+/// Runs a held-store write that may read the disk (a release looks up its message's due
+/// time, a forget walks the exchange's ids; a hold only queues): on a multi-threaded runtime
+/// through `block_in_place`, so the worker's other tasks move to another thread instead of
+/// waiting behind it; elsewhere (a single-threaded runtime, no runtime) directly.
 fn off_reactor<T>(write: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {

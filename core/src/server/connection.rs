@@ -60,8 +60,9 @@ enum Phase {
     Closing(Instant),
 }
 
-/// Bytes of stored messages not yet taken by the store's writer above which publishing
-/// connections stop reading until it catches up (about half a second of a fast disk).
+/// Bytes of stored messages (queued or held) not yet taken by the stores' writers above which
+/// publishing connections stop reading until they catch up (about half a second of a fast
+/// disk).
 const MAX_STORE_BACKLOG: u64 = 64 << 20;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -169,8 +170,10 @@ impl Connection {
         let mut was_blocked = false;
         loop {
             // A publisher whose messages the disk has not caught up with waits for it.
-            let disk_behind = self.ctx.published
-                && self.ctx.broker.stores().messages.backlog() > MAX_STORE_BACKLOG;
+            let disk_behind = self.ctx.published && {
+                let stores = self.ctx.broker.stores();
+                stores.messages.backlog() + stores.held.backlog() > MAX_STORE_BACKLOG
+            };
             let waiting = self.settle_store_waits() || disk_behind;
             let blocked = self.blocked_by(*alarms.borrow_and_update());
             if was_blocked && !blocked {

@@ -112,8 +112,10 @@ struct Shared {
     policy: SyncPolicy,
     /// Serialises writes; what they read and change.
     state: Mutex<State>,
-    /// The last mark written (committed to fjall), for the writer thread.
+    /// The last mark handed out, for the writer thread.
     written: AtomicU64,
+    /// Bytes of messages queued and not yet committed (the store's backlog).
+    queued_bytes: AtomicU64,
     /// Between the writers, the writer thread and `sync` callers.
     sync: Mutex<SyncState>,
     /// Wakes the writer thread.
@@ -148,6 +150,8 @@ struct Queued {
     batch: fjall::OwnedWriteBatch,
     /// The `held-ids` key of the message it holds, if it is a hold.
     holds: Option<Vec<u8>>,
+    /// Bytes of message it carries (its share of the backlog).
+    bytes: u64,
 }
 
 #[derive(Default)]
@@ -214,6 +218,7 @@ impl HeldLsm {
             policy: sync,
             state: Mutex::new(state),
             written: AtomicU64::new(0),
+            queued_bytes: AtomicU64::new(0),
             sync: Mutex::new(SyncState::default()),
             bell: Condvar::new(),
             synced: Condvar::new(),
@@ -270,10 +275,17 @@ impl Shared {
         state: &mut State,
         batch: fjall::OwnedWriteBatch,
         holds: Option<Vec<u8>>,
+        bytes: u64,
     ) -> StoreResult<SyncMark> {
         state.written += 1;
         let mark = state.written;
-        state.queued.push(Queued { mark, batch, holds });
+        self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+        state.queued.push(Queued {
+            mark,
+            batch,
+            holds,
+            bytes,
+        });
         self.written.store(mark, Ordering::Release);
         drop(self.sync.lock());
         self.bell.notify_one();
@@ -287,8 +299,11 @@ impl Shared {
         let last = queued.last()?.mark;
         let mut holds = Vec::new();
         for q in queued {
+            self.queued_bytes.fetch_sub(q.bytes, Ordering::Relaxed);
             if let Err(e) = q.batch.commit() {
                 self.fail(format!("writing held messages failed: {e}"));
+                // Nothing queued will be written now: it is no backlog to wait for.
+                self.queued_bytes.store(0, Ordering::Relaxed);
                 return None;
             }
             holds.extend(q.holds);
@@ -415,6 +430,10 @@ impl Durable for HeldLsm {
     fn durability(&self) -> watch::Receiver<Durability> {
         self.shared.durability.subscribe()
     }
+
+    fn backlog(&self) -> u64 {
+        self.shared.queued_bytes.load(Ordering::Relaxed)
+    }
 }
 
 impl HeldStore for HeldLsm {
@@ -428,6 +447,7 @@ impl HeldStore for HeldLsm {
         let shared = &*self.shared;
         let prefix = exchange_prefix(exchange)?;
         let value = held_value(message, keys)?;
+        let bytes = value.len() as u64;
         let mut st = shared.state.lock();
         shared.check()?;
         let id = st.last_id + 1;
@@ -442,7 +462,7 @@ impl HeldStore for HeldLsm {
         }
         let by_id = id_key(&prefix, id);
         st.queued_due.insert(by_id.clone(), due);
-        let mark = shared.commit(&mut st, batch, Some(by_id))?;
+        let mark = shared.commit(&mut st, batch, Some(by_id), bytes)?;
         st.last_id = id;
         st.reserved = reserve.unwrap_or(st.reserved);
         st.counts.insert(prefix, count);
@@ -476,7 +496,7 @@ impl HeldStore for HeldLsm {
         batch.remove(&shared.held, held_key(&prefix, due, id.0));
         batch.remove(&shared.ids, by_id);
         set_count(&mut batch, &shared.meta, &prefix, count);
-        let mark = shared.commit(&mut st, batch, None)?;
+        let mark = shared.commit(&mut st, batch, None, 0)?;
         if count == 0 {
             st.counts.remove(&prefix);
         } else {
@@ -560,7 +580,7 @@ impl HeldStore for HeldLsm {
             }
         }
         batch.remove(&shared.meta, count_key(&prefix));
-        let mark = shared.commit(&mut st, batch, None)?;
+        let mark = shared.commit(&mut st, batch, None, 0)?;
         st.counts.remove(&prefix);
         Ok(mark)
     }
@@ -983,16 +1003,13 @@ mod tests {
         assert_eq!(store.count(&x).expect("reads still work"), 1);
     }
 
-    /// Written by the child of [`a_process_crash_loses_nothing_reported_durable_even_unsynced`].
+    /// Where the child of [`a_process_crash_loses_nothing_reported_durable_even_unsynced`] writes.
     const CRASH_DIR: &str = "WARREN_HELD_CRASH_DIR";
     const CRASH_HOLDS: u64 = 3_000;
 
-    #[test]
-    #[ignore = "the child process of a_process_crash_loses_nothing_reported_durable_even_unsynced"]
-    fn crash_child_holds_then_aborts() {
-        let Some(dir) = std::env::var_os(CRASH_DIR) else {
-            return;
-        };
+    /// The child's part of [`a_process_crash_loses_nothing_reported_durable_even_unsynced`]:
+    /// holds, waits until it is reported durable, then aborts.
+    fn holds_then_aborts(dir: &std::ffi::OsStr) -> ! {
         // Never synced by the store: only what was handed to the OS survives.
         let store = HeldLsm::open(
             Path::new(&dir),
@@ -1019,12 +1036,15 @@ mod tests {
 
     #[test]
     fn a_process_crash_loses_nothing_reported_durable_even_unsynced() {
+        // Runs itself again as the child (with `CRASH_DIR` set), then reads what it left.
+        if let Some(dir) = std::env::var_os(CRASH_DIR) {
+            holds_then_aborts(&dir);
+        }
         let dir = Scratch::new("crash");
         let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
             .args([
                 "--exact",
-                "store::held_disk::tests::crash_child_holds_then_aborts",
-                "--ignored",
+                "store::held_disk::tests::a_process_crash_loses_nothing_reported_durable_even_unsynced",
                 "--test-threads=1",
             ])
             .env(CRASH_DIR, &dir.0)
@@ -1054,98 +1074,5 @@ mod tests {
             fresh > highest,
             "ids go on after a crash: {fresh:?} > {highest:?}"
         );
-    }
-
-    /// The numbers behind "the broker starts in at most 3 s with a million messages held":
-    /// `cargo test --release -p warren --lib store::held_disk::tests::a_million -- --ignored
-    /// --nocapture`.
-    #[test]
-    #[ignore = "a measurement: run it in a release build"]
-    fn a_million_held_messages_open_count_and_page() {
-        const N: u64 = 1_000_000;
-        const PAGE: usize = 10_000;
-        let mut disk = OnDisk::new("million", SyncPolicy::Interval(Duration::from_millis(100)));
-        let x = exchange("/", "delayed");
-        let store = disk.reopen();
-        let started = Instant::now();
-        let base = 1_800_000_000_000u64;
-        for i in 0..N {
-            // Spread over a year, out of hold order.
-            let due = base + (i * 2_654_435_761) % 31_536_000_000;
-            store
-                .hold(&x, due, &message("notify.user", json_body(i)), &[])
-                .expect("hold");
-        }
-        store.sync().expect("sync");
-        let filled = started.elapsed();
-        eprintln!(
-            "journals {} ({:?} B), held tables {}, ids tables {}, meta tables {}",
-            store.shared.db.journal_count(),
-            store.shared.db.journal_disk_space(),
-            store.shared.held.table_count(),
-            store.shared.ids.table_count(),
-            store.shared.meta.table_count(),
-        );
-        drop(store);
-        let dropped = started.elapsed() - filled;
-
-        let started = Instant::now();
-        let store = disk.reopen();
-        let opened = started.elapsed();
-        assert_eq!(store.count(&x).expect("count"), N);
-        let first = store.page(&x, None, NEVER, PAGE).expect("page");
-        let start = started.elapsed();
-        assert_eq!(first.len(), PAGE);
-
-        let started = Instant::now();
-        let (mut cursor, mut seen, mut last) = (None, 0u64, (0, HeldId(0)));
-        loop {
-            let page = store.page(&x, cursor, NEVER, PAGE).expect("page");
-            let Some(end) = page.last() else { break };
-            assert!((page[0].due, page[0].id) > last || seen == 0, "in order");
-            last = (end.due, end.id);
-            cursor = Some(last);
-            seen += page.len() as u64;
-        }
-        let read_all = started.elapsed();
-        assert_eq!(seen, N);
-        let size: u64 = walk_size(&disk.dir.0);
-        eprintln!(
-            "1M held x 200 B: filled in {filled:?} (drop {dropped:?}); open {opened:?}, \
-             open + count + first page of {PAGE} {start:?}; all {N} in pages of {PAGE} \
-             {read_all:?}; {} MiB on disk",
-            size >> 20
-        );
-    }
-
-    /// A 200-byte JSON body, different for each `i`, as compressible as such text is.
-    fn json_body(i: u64) -> Vec<u8> {
-        let mut body = format!(
-            "{{\"user\":{},\"event\":\"reminder\",\"at\":{},\"channel\":\"email\",\
-             \"token\":\"{:016x}{:016x}\",\"note\":\"",
-            i * 31 % 1_000_003,
-            1_800_000_000 + i,
-            i.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-            i.wrapping_mul(0xC2B2_AE3D_27D4_EB4F),
-        )
-        .into_bytes();
-        body.resize(199, b'x');
-        body.extend_from_slice(b"}");
-        body
-    }
-
-    fn walk_size(dir: &Path) -> u64 {
-        std::fs::read_dir(dir)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .map(|e| match e.metadata() {
-                        Ok(m) if m.is_dir() => walk_size(&e.path()),
-                        Ok(m) => m.len(),
-                        Err(_) => 0,
-                    })
-                    .sum()
-            })
-            .unwrap_or(0)
     }
 }

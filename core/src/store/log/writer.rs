@@ -366,6 +366,7 @@ impl Writer {
         let mut p = self.shared.pending.lock();
         p.failed = Some(format!("message log at {}: {error}", self.dir.display()));
         p.buf.clear();
+        self.shared.unwritten.store(0, Ordering::Relaxed);
         drop(p);
         self.shared.done.notify_all();
         self.shared.durability.send_modify(|d| d.failed = true);

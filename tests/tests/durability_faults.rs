@@ -48,36 +48,11 @@ async fn durable_queue(ch: &Channel) -> String {
     q
 }
 
-async fn transient_queue(ch: &Channel) -> String {
-    ch.queue_declare(
-        "",
-        QueueDeclareOptions {
-            exclusive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("declares a transient queue")
-    .name()
-    .to_string()
-}
-
 /// Ready messages in `q`, asked on a connection of its own (a connection whose output is held
 /// for a commit answers nothing meanwhile).
 async fn depth(broker: &TestBroker, q: &str) -> u32 {
     let (_conn, ch) = broker.channel().await;
-    ch.queue_declare(
-        q,
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("the queue exists")
-    .message_count()
+    warren_tests::queues::count(&ch, q).await
 }
 
 fn persistent() -> BasicProperties {
@@ -180,7 +155,7 @@ async fn a_failed_sync_nacks_what_waited_and_every_later_stored_publish() {
     };
     let (_conn, ch) = confirming(&broker).await;
     let q = durable_queue(&ch).await;
-    let tq = transient_queue(&ch).await;
+    let tq = warren_tests::delayed::queue(&ch).await;
 
     // Synced: acked.
     let before = store.written();

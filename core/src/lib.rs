@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod alarm;
+pub mod auth;
 pub mod broker;
 pub mod clock;
 pub mod config;

@@ -1,7 +1,9 @@
 //! The broker's state and the operations AMQP methods perform on it.
 //!
 //! - [`Broker`] (this file): the process-level node — the exchange-type registry, the
-//!   stores ([`crate::store`]), the vhosts by name, and later users and permissions.
+//!   stores ([`crate::store`]), the vhosts by name, users and permissions
+//!   ([`crate::auth::Auth`]) and the open connections ([`connections`]).
+//! - [`connections`]: every open connection, to list and to close from outside.
 //! - [`vhost`]: one virtual host — its exchanges, queues and binding table, the catalogue
 //!   operations (declare, delete, bind), and routing across exchanges.
 //! - [`publish`]: the one publish path every message enters queues through.
@@ -29,6 +31,7 @@
 //! `RwLock` (shared), then locks each destination queue in turn, one at a time.
 
 pub mod args;
+pub mod connections;
 pub mod dead_letter;
 pub mod delayed;
 pub mod drivers;
@@ -48,9 +51,11 @@ use parking_lot::RwLock;
 use rustc_hash::FxHashMap;
 
 use crate::alarm::Alarms;
+use crate::auth::Auth;
 use crate::error::AmqpError;
 use crate::plugin::ExchangeTypeRegistry;
-use crate::store::Stores;
+use crate::store::{Definition, DefinitionKey, Stores, SyncMark, VHostDefinition};
+pub use connections::Connections;
 pub use delayed::{Delayed, PendingInfo};
 pub use exchange::{Exchange, ExchangeSpec};
 pub use message::Message;
@@ -65,15 +70,26 @@ pub use vhost::{RouteScratch, VHost};
 /// The vhost every broker starts with.
 pub const DEFAULT_VHOST: &str = "/";
 
+/// A vhost and what an operator said about it.
+#[derive(Debug)]
+struct VHostEntry {
+    vhost: Arc<VHost>,
+    definition: VHostDefinition,
+}
+
 /// The broker node: what is shared by every vhost, and the vhosts themselves.
 #[derive(Debug)]
 pub struct Broker {
     registry: Arc<ExchangeTypeRegistry>,
     /// What vhosts record; each vhost gets its definition store.
     stores: Stores,
-    vhosts: RwLock<FxHashMap<String, Arc<VHost>>>,
+    vhosts: RwLock<FxHashMap<String, VHostEntry>>,
     /// Resource alarms (free disk space), which block publishing connections.
     alarms: Arc<Alarms>,
+    /// Users and permissions.
+    auth: Auth,
+    /// Open connections.
+    connections: Arc<Connections>,
 }
 
 impl Broker {
@@ -84,19 +100,43 @@ impl Broker {
         Broker::with_stores(registry, Stores::memory())
     }
 
-    /// A broker over `stores`.
+    /// A broker over `stores`, with the vhost `/` (not recorded).
     pub fn with_stores(
         registry: ExchangeTypeRegistry,
         stores: Stores,
     ) -> Result<Arc<Broker>, AmqpError> {
+        let broker = Broker::with_loopback_users(registry, stores, vec!["guest".to_owned()])?;
+        broker.add_vhost(DEFAULT_VHOST)?;
+        Ok(broker)
+    }
+
+    /// A broker over `stores` whose `loopback_users` may only connect from loopback
+    /// addresses, with no vhost and no user yet (start-up restores them, or makes the
+    /// defaults on a first start).
+    pub fn with_loopback_users(
+        registry: ExchangeTypeRegistry,
+        stores: Stores,
+        loopback_users: Vec<String>,
+    ) -> Result<Arc<Broker>, AmqpError> {
         let broker = Broker {
             registry: Arc::new(registry),
+            auth: Auth::new(stores.definitions.clone(), loopback_users),
             stores,
             vhosts: RwLock::new(FxHashMap::default()),
             alarms: Arc::default(),
+            connections: Arc::default(),
         };
-        broker.add_vhost(DEFAULT_VHOST)?;
         Ok(Arc::new(broker))
+    }
+
+    /// Users and permissions.
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    /// Open connections.
+    pub fn connections(&self) -> &Arc<Connections> {
+        &self.connections
     }
 
     /// The resource alarms.
@@ -116,7 +156,12 @@ impl Broker {
 
     /// The vhost named `name`.
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
-        self.vhosts.read().get(name).cloned()
+        self.vhosts.read().get(name).map(|e| e.vhost.clone())
+    }
+
+    /// What an operator said about vhost `name` (its description and tags).
+    pub fn vhost_definition(&self, name: &str) -> Option<VHostDefinition> {
+        self.vhosts.read().get(name).map(|e| e.definition.clone())
     }
 
     /// The names of every vhost, sorted.
@@ -126,17 +171,66 @@ impl Broker {
         names
     }
 
-    /// Creates vhost `name` (with its predeclared exchanges) unless it exists; returns it.
+    /// Creates vhost `name` (with its predeclared exchanges) unless it exists, without
+    /// recording it; returns it. Start-up and embedders use it; an operator's vhost is made
+    /// with [`Broker::create_vhost`].
     pub fn add_vhost(&self, name: &str) -> Result<Arc<VHost>, AmqpError> {
-        if let Some(existing) = self.vhost(name) {
-            return Ok(existing);
+        self.add_vhost_as(VHostDefinition {
+            name: name.to_owned(),
+            description: String::new(),
+            tags: Vec::new(),
+        })
+    }
+
+    fn add_vhost_as(&self, definition: VHostDefinition) -> Result<Arc<VHost>, AmqpError> {
+        if let Some(existing) = self.vhosts.write().get_mut(&definition.name) {
+            existing.definition = definition;
+            return Ok(existing.vhost.clone());
         }
-        let vhost = VHost::new(name, self.registry.clone(), self.stores.clone())?;
+        let vhost = VHost::new(&definition.name, self.registry.clone(), self.stores.clone())?;
         Ok(self
             .vhosts
             .write()
-            .entry(name.to_owned())
-            .or_insert(vhost)
+            .entry(definition.name.clone())
+            .or_insert(VHostEntry { vhost, definition })
+            .vhost
             .clone())
+    }
+
+    /// Creates vhost `definition.name` (or updates its description and tags) and records
+    /// it; durable at the mark.
+    pub fn create_vhost(
+        &self,
+        definition: VHostDefinition,
+    ) -> Result<(Arc<VHost>, SyncMark), AmqpError> {
+        let mark = self
+            .stores
+            .definitions
+            .put(Definition::VHost(definition.clone()))
+            .map_err(|e| AmqpError::internal(format!("vhost not recorded: {e}")))?;
+        Ok((self.add_vhost_as(definition)?, mark))
+    }
+
+    /// Deletes vhost `name`: its connections are closed with 320, its exchanges, queues
+    /// (with their messages), bindings and permissions removed. `None` if there is no such
+    /// vhost; otherwise durable at the mark.
+    pub fn delete_vhost(&self, name: &str) -> Result<Option<SyncMark>, AmqpError> {
+        let Some(entry) = self.vhosts.write().remove(name) else {
+            return Ok(None);
+        };
+        self.connections
+            .close_where(|h| h.vhost == name, &format!("vhost '{name}' is deleted"));
+        entry.vhost.delete_everything();
+        let internal = |e: &dyn std::fmt::Display| {
+            AmqpError::internal(format!("vhost '{name}' not fully deleted: {e}"))
+        };
+        let mut mark = self.auth.forget_vhost(name).map_err(|e| internal(&e))?;
+        mark = mark.max(
+            self.stores
+                .definitions
+                .delete(&DefinitionKey::VHost(name.to_owned()))
+                .map_err(|e| internal(&e))?,
+        );
+        Ok(Some(mark.max(entry.vhost.definitions_written())))
     }
 }

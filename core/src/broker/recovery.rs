@@ -2,8 +2,8 @@
 //! async reactor), then applied to a fresh broker ([`Broker::restore`]) before any listener
 //! accepts a client.
 //!
-//! Order matters and is the store's: exchanges and queues before bindings, so every
-//! binding finds its ends; the vhosts' drivers wait until all is back, so that nothing
+//! Order matters and is the store's: vhosts, users and permissions first, then exchanges
+//! and queues before bindings, so every binding finds its ends; the vhosts' drivers wait until all is back, so that nothing
 //! expires or fires into a half-restored vhost; each queue gets its messages back in their stored order; each
 //! durable delayed exchange its held messages. What cannot be restored is logged with what
 //! and why, and the start goes on — a damaged definition never keeps the broker down, and
@@ -31,6 +31,10 @@ pub struct Kept {
 /// What a start restored, for its log line.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Restored {
+    /// Vhosts recorded (not counting `/` when it was never recorded).
+    pub vhosts: usize,
+    /// Users restored.
+    pub users: usize,
     /// Exchanges re-created.
     pub exchanges: usize,
     /// Queues re-created.
@@ -97,6 +101,29 @@ impl Broker {
         let mut restoring = Vec::new();
         for d in &kept.definitions {
             let vhost_name = match d {
+                Definition::VHost(v) => {
+                    match self.add_vhost_as(v.clone()) {
+                        Ok(_) => done.vhosts += 1,
+                        Err(e) => {
+                            tracing::error!(vhost = %v.name, "stored vhost not restored: {e}");
+                            done.failed += 1;
+                        }
+                    }
+                    continue;
+                }
+                Definition::User(u) => {
+                    self.auth
+                        .restore_user(crate::auth::User::from_definition(u));
+                    done.users += 1;
+                    continue;
+                }
+                Definition::Permission(p) => {
+                    if let Err(e) = self.auth.restore_permission(p) {
+                        tracing::error!(vhost = %p.vhost, user = %p.user, "stored permissions not restored: {e}");
+                        done.failed += 1;
+                    }
+                    continue;
+                }
                 Definition::Exchange(x) => &x.vhost,
                 Definition::Queue(q) => &q.vhost,
                 Definition::Binding(b) => &b.vhost,
@@ -145,6 +172,8 @@ impl Broker {
                     })
                 }
                 Definition::Binding(b) => vhost.restore_binding(b).map(|()| done.bindings += 1),
+                // Applied above, before any vhost is looked up.
+                Definition::VHost(_) | Definition::User(_) | Definition::Permission(_) => Ok(()),
             };
             if let Err(e) = result {
                 done.failed += 1;

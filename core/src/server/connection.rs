@@ -33,7 +33,9 @@ use super::Config;
 use super::channel::{Channel, ConnCtx, Outcome, Phase as ChannelPhase};
 use super::outbox::{self, Outbox, OutboxStats};
 use crate::alarm::Raised;
+use crate::auth::{Grants, User};
 use crate::broker::args::as_text;
+use crate::broker::connections::Registered;
 use crate::broker::{Broker, Queue, replies};
 use crate::error::AmqpError;
 use crate::protocol::{CodecError, Frame, FrameCodec, PROTOCOL_HEADER, RawMethod, ReplyCode};
@@ -81,6 +83,8 @@ pub async fn serve(
     stats: Arc<OutboxStats>,
     shutdown: watch::Receiver<bool>,
 ) {
+    let local = socket.local_addr().unwrap_or(peer);
+    let registered = broker.connections().register(id, peer, local);
     let (mut reader, writer) = socket.into_split();
     let outbox = Outbox::with_stats(stats);
     let mut writer = tokio::spawn(outbox.clone().run_writer(writer));
@@ -97,7 +101,9 @@ pub async fn serve(
             exclusive_queues: Vec::new(),
             published: false,
             holds: Vec::new(),
+            grants: None,
         },
+        registered,
         config,
         codec: FrameCodec::new(),
         phase: Phase::ProtocolHeader,
@@ -108,6 +114,7 @@ pub async fn serve(
         blocked: false,
         channel_max: 0,
         heartbeat: 0,
+        user: None,
         last_read: Instant::now(),
         last_heartbeat_sent: Instant::now(),
         started: Instant::now(),
@@ -129,6 +136,8 @@ pub async fn serve(
 
 struct Connection {
     peer: SocketAddr,
+    /// This connection in the node's list (unregistered when dropped).
+    registered: Registered,
     config: Arc<Config>,
     ctx: ConnCtx,
     codec: FrameCodec,
@@ -146,6 +155,8 @@ struct Connection {
     blocked: bool,
     channel_max: u16,
     heartbeat: u16,
+    /// Who logged in (after `start-ok`).
+    user: Option<Arc<User>>,
     last_read: Instant,
     last_heartbeat_sent: Instant,
     started: Instant,
@@ -168,6 +179,10 @@ impl Connection {
         let mut stores = self.ctx.broker.stores().watches();
         let mut alarms = self.ctx.broker.alarms().subscribe();
         let mut was_blocked = false;
+        let entry = self.registered.entry().clone();
+        let close_requested = entry.close_requested();
+        tokio::pin!(close_requested);
+        let mut close_seen = false;
         loop {
             // A publisher whose messages the disk has not caught up with waits for it.
             let disk_behind = self.ctx.published && {
@@ -214,6 +229,16 @@ impl Connection {
                     // this same connection.
                     self.last_read = Instant::now();
                     paused = None;
+                }
+                reason = &mut close_requested, if !close_seen => {
+                    // An operator (or a deleted vhost) closes this connection.
+                    close_seen = true;
+                    tracing::info!(peer = %self.peer, "closing connection: {reason}");
+                    if self.phase == Phase::Running {
+                        self.close_connection(AmqpError::new(ReplyCode::ConnectionForced, reason));
+                    } else if !matches!(self.phase, Phase::Closing(_)) {
+                        return;
+                    }
                 }
                 changed = shutdown.changed(), if !shutting_down => {
                     shutting_down = true;
@@ -512,8 +537,15 @@ impl Connection {
         match (self.phase, decoded) {
             (Phase::StartOk, AMQPClass::Connection(M::StartOk(s))) => {
                 self.read_capabilities(&s.client_properties);
-                self.authenticate(s.mechanism.as_str(), s.response.as_bytes())
+                let user = self
+                    .authenticate(s.mechanism.as_str(), s.response.as_bytes())
                     .map_err(|e| e.during(10, 11))?;
+                self.registered.entry().update(|h| {
+                    h.user = user.name.clone();
+                    h.mechanism = s.mechanism.to_string();
+                    h.client_properties = s.client_properties.clone();
+                });
+                self.user = Some(user);
                 self.send(
                     0,
                     AMQPClass::Connection(M::Tune(connection::Tune {
@@ -551,6 +583,11 @@ impl Connection {
                 self.ctx.frame_max = t.frame_max;
                 self.channel_max = t.channel_max;
                 self.heartbeat = t.heartbeat;
+                self.registered.entry().update(|h| {
+                    h.channel_max = t.channel_max;
+                    h.frame_max = t.frame_max;
+                    h.heartbeat = t.heartbeat;
+                });
                 self.phase = Phase::Open;
             }
             (Phase::Open, AMQPClass::Connection(M::Open(o))) => {
@@ -560,7 +597,25 @@ impl Connection {
                     .broker
                     .vhost(name)
                     .ok_or_else(|| replies::no_vhost(name).during(10, 40))?;
+                let user = self
+                    .user
+                    .as_ref()
+                    .map(|u| u.name.as_str())
+                    .unwrap_or_default();
+                let grants = Grants::new(self.ctx.broker.auth(), name, user);
+                if !grants.has_access() {
+                    tracing::warn!(
+                        peer = %self.peer,
+                        "login refused: user '{user}' has no permissions in vhost '{name}'"
+                    );
+                    return Err(replies::vhost_access_refused(name, user).during(10, 40));
+                }
+                self.ctx.grants = Some(grants);
                 self.ctx.vhost = Some(vhost);
+                self.registered.entry().update(|h| {
+                    h.vhost = name.to_owned();
+                    h.open = true;
+                });
                 self.send(0, AMQPClass::Connection(M::OpenOk(connection::OpenOk {})));
                 self.phase = Phase::Running;
             }
@@ -610,7 +665,9 @@ impl Connection {
         block
     }
 
-    fn authenticate(&self, mechanism: &str, response: &[u8]) -> Result<(), AmqpError> {
+    /// Checks the client's credentials; the user they log in. Why a login failed goes to
+    /// the log, the client only hears RabbitMQ's 403 text.
+    fn authenticate(&self, mechanism: &str, response: &[u8]) -> Result<Arc<User>, AmqpError> {
         let (user, pass) = match mechanism {
             "PLAIN" => {
                 let mut parts = response.split(|b| *b == 0);
@@ -643,21 +700,18 @@ impl Connection {
             }
         };
         let refused = || replies::login_refused(mechanism);
-        if user != self.config.default_user.as_bytes()
-            || pass != self.config.default_pass.as_bytes()
-        {
+        let Ok(user) = std::str::from_utf8(&user) else {
+            tracing::warn!(peer = %self.peer, "login refused: the user name is not UTF-8");
             return Err(refused());
-        }
-        if self.config.loopback_only && !self.peer.ip().to_canonical().is_loopback() {
-            // RabbitMQ logs the reason and tells the client only that login was refused.
-            tracing::warn!(
-                peer = %self.peer,
-                "user '{}' can only connect via localhost",
-                self.config.default_user
-            );
-            return Err(refused());
-        }
-        Ok(())
+        };
+        self.ctx
+            .broker
+            .auth()
+            .login(user, &pass, self.peer.ip())
+            .map_err(|why| {
+                tracing::warn!(peer = %self.peer, mechanism, "login refused: {why}");
+                refused()
+            })
     }
 
     fn running_frame(&mut self, frame: Frame) -> Result<Step, AmqpError> {

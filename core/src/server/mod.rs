@@ -53,13 +53,12 @@ pub struct Config {
     pub heartbeat: u16,
     /// Largest message body accepted (406 beyond).
     pub max_message_size: usize,
-    /// The one user's name.
+    /// The user created on first start (an administrator with every permission on `/`).
     pub default_user: String,
-    /// The one user's password.
+    /// Its password.
     pub default_pass: String,
-    /// Whether the default user may only connect from loopback addresses (RabbitMQ's
-    /// `loopback_users`).
-    pub loopback_only: bool,
+    /// Users who may only connect from loopback addresses (RabbitMQ's `loopback_users`).
+    pub loopback_users: Vec<String>,
     /// How long a client has to complete the handshake.
     pub handshake_timeout: Duration,
     /// Address of the admin HTTP interface (`None`: not started). Unauthenticated: keep it
@@ -86,7 +85,7 @@ impl Default for Config {
             max_message_size: 128 << 20,
             default_user: "guest".to_owned(),
             default_pass: "guest".to_owned(),
-            loopback_only: true,
+            loopback_users: vec!["guest".to_owned()],
             handshake_timeout: Duration::from_secs(10),
             admin_listen: Some(DEFAULT_ADMIN_LISTEN),
             sync: SyncPolicy::Always,
@@ -271,8 +270,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             dir: config.data_dir.clone(),
             source,
         })?;
-    let broker = Broker::with_stores(registry, stores)?;
+    let broker = Broker::with_loopback_users(registry, stores, config.loopback_users.clone())?;
     let restored = broker.restore(kept);
+    first_start_defaults(&broker, &config, &restored)?;
     tracing::info!(
         exchanges = restored.exchanges,
         queues = restored.queues,
@@ -317,6 +317,44 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         admin,
         _data_dir: data_dir,
     })
+}
+
+/// On a data directory that has never recorded them: the vhost `/` and the default user,
+/// an administrator with every permission on `/` (RabbitMQ's first boot). Written, not
+/// waited for: the next durable write waits for them in order.
+fn first_start_defaults(
+    broker: &Broker,
+    config: &Config,
+    restored: &crate::broker::recovery::Restored,
+) -> Result<(), StartError> {
+    use crate::auth::{Permission, User};
+    use crate::broker::DEFAULT_VHOST;
+    if restored.vhosts == 0 {
+        broker.create_vhost(crate::store::VHostDefinition {
+            name: DEFAULT_VHOST.to_owned(),
+            description: "Default virtual host".to_owned(),
+            tags: Vec::new(),
+        })?;
+    }
+    if restored.users == 0 {
+        let store_failed = |e: crate::auth::AuthError| {
+            StartError::Broker(AmqpError::internal(format!(
+                "the default user could not be recorded: {e}"
+            )))
+        };
+        let user = User::new(
+            &config.default_user,
+            &config.default_pass,
+            vec![crate::auth::user::ADMINISTRATOR.to_owned()],
+        );
+        broker.auth().put_user(user).map_err(store_failed)?;
+        broker
+            .auth()
+            .set_permission(DEFAULT_VHOST, &config.default_user, Permission::all())
+            .map_err(store_failed)?;
+        tracing::info!(user = %config.default_user, "created the default user");
+    }
+    Ok(())
 }
 
 async fn accept_loop(

@@ -160,13 +160,44 @@ fn binding(source: &str, queue: &str, key: &str) -> Definition {
     })
 }
 
-/// Exchanges and queues load before bindings, each kind in first-put order, after a reopen.
+fn vhost_definition(name: &str) -> Definition {
+    Definition::VHost(super::VHostDefinition {
+        name: name.into(),
+        description: String::new(),
+        tags: Vec::new(),
+    })
+}
+
+fn user_definition(name: &str) -> Definition {
+    Definition::User(super::UserDefinition {
+        name: name.into(),
+        password_hash: Bytes::from_static(b"1234digest"),
+        hashing_algorithm: "rabbit_password_hashing_sha256".into(),
+        tags: vec!["management".into()],
+    })
+}
+
+fn permission_definition(vhost: &str, user: &str) -> Definition {
+    Definition::Permission(super::PermissionDefinition {
+        vhost: vhost.into(),
+        user: user.into(),
+        configure: ".*".into(),
+        write: "".into(),
+        read: "^q".into(),
+    })
+}
+
+/// Vhosts, users and permissions load first, then exchanges and queues, then bindings, each
+/// rank in first-put order, after a reopen.
 pub fn definitions_survive_and_keep_their_order<R: Reopen>(r: &mut R)
 where
     R::Store: DefinitionStore,
 {
     let store = r.reopen();
+    store.put(permission_definition("dev", "bob")).expect("put");
     store.put(binding("x", "q", "k")).expect("put");
+    store.put(user_definition("bob")).expect("put");
+    store.put(vhost_definition("dev")).expect("put");
     store.put(queue_definition("q")).expect("put");
     store.put(exchange("x", "topic")).expect("put");
     store.put(exchange("d", "x-delayed-message")).expect("put");
@@ -176,12 +207,15 @@ where
     assert_eq!(
         loaded,
         vec![
+            vhost_definition("dev"),
+            user_definition("bob"),
+            permission_definition("dev", "bob"),
             queue_definition("q"),
             exchange("x", "topic"),
             exchange("d", "x-delayed-message"),
             binding("x", "q", "k"),
         ],
-        "objects first, in put order, then bindings"
+        "by rank, each in put order"
     );
 }
 

@@ -9,12 +9,15 @@
 //! - Key: `u8 kind | fields`, the kind telling what the fields are: `1` exchange (vhost,
 //!   name), `2` queue (vhost, name), `3` binding (vhost, source, `u8` destination kind (`0`
 //!   queue, `1` exchange), destination, routing key, arguments). The same definition always
-//!   encodes to the same key, so a put under an existing key replaces it. New kinds (vhosts,
-//!   users, permissions) take new tags and leave these keys as they are.
+//!   encodes to the same key, so a put under an existing key replaces it; `4` vhost (name),
+//!   `5` user (name), `6` permission (vhost, user). New kinds take new tags and leave these
+//!   keys as they are.
 //! - Value: `u64 first-put order | u8 kind | the whole definition` (an exchange adds its
 //!   type and a flags byte, `1` auto-delete, `2` internal; a queue a flags byte, `1`
-//!   auto-delete). A replaced definition keeps its order, so [`DefinitionStore::load`] gives
-//!   exchanges and queues before bindings, each in first-put order, as the memory store does.
+//!   auto-delete; a vhost its description and tags (`u32 count | fields`); a user its hash,
+//!   the hash's name and tags; a permission its three patterns). A replaced definition keeps
+//!   its order, so [`DefinitionStore::load`] gives each rank in first-put order, as the
+//!   memory store does.
 //!
 //! # Writes and durability
 //!
@@ -50,6 +53,9 @@ const DEFINITIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("definit
 const EXCHANGE: u8 = 1;
 const QUEUE: u8 = 2;
 const BINDING: u8 = 3;
+const VHOST: u8 = 4;
+const USER: u8 = 5;
+const PERMISSION: u8 = 6;
 
 /// Durable definitions in one redb file.
 pub struct DefinitionsDb {
@@ -277,7 +283,7 @@ impl DefinitionStore for DefinitionsDb {
         let st = self.shared.state.lock();
         let mut all: Vec<&(u64, Definition)> = st.definitions.values().collect();
         // Bindings last, then first-put order.
-        all.sort_by_key(|(order, d)| (matches!(d, Definition::Binding(_)), *order));
+        all.sort_by_key(|(order, d)| (d.load_rank(), *order));
         Ok(all.into_iter().map(|(_, d)| d.clone()).collect())
     }
 }
@@ -331,8 +337,28 @@ fn encode_key(key: &DefinitionKey) -> Vec<u8> {
             out.put_u8(BINDING);
             put_binding(&mut out, b);
         }
+        DefinitionKey::VHost(name) => {
+            out.put_u8(VHOST);
+            put_field(&mut out, name.as_bytes());
+        }
+        DefinitionKey::User(name) => {
+            out.put_u8(USER);
+            put_field(&mut out, name.as_bytes());
+        }
+        DefinitionKey::Permission(vhost, user) => {
+            out.put_u8(PERMISSION);
+            put_field(&mut out, vhost.as_bytes());
+            put_field(&mut out, user.as_bytes());
+        }
     }
     out
+}
+
+fn put_list(out: &mut Vec<u8>, items: &[String]) {
+    out.put_u32(u32::try_from(items.len()).unwrap_or(u32::MAX));
+    for item in items {
+        put_field(out, item.as_bytes());
+    }
 }
 
 /// The table value of a definition first put as `order`.
@@ -358,6 +384,25 @@ fn encode_value(order: u64, definition: &Definition) -> Vec<u8> {
         Definition::Binding(b) => {
             out.put_u8(BINDING);
             put_binding(&mut out, b);
+        }
+        Definition::VHost(v) => {
+            out.put_u8(VHOST);
+            put_field(&mut out, v.name.as_bytes());
+            put_field(&mut out, v.description.as_bytes());
+            put_list(&mut out, &v.tags);
+        }
+        Definition::User(u) => {
+            out.put_u8(USER);
+            put_field(&mut out, u.name.as_bytes());
+            put_field(&mut out, &u.password_hash);
+            put_field(&mut out, u.hashing_algorithm.as_bytes());
+            put_list(&mut out, &u.tags);
+        }
+        Definition::Permission(p) => {
+            out.put_u8(PERMISSION);
+            for field in [&p.vhost, &p.user, &p.configure, &p.write, &p.read] {
+                put_field(&mut out, field.as_bytes());
+            }
         }
     }
     out
@@ -398,6 +443,12 @@ impl Reader<'_> {
 
     fn bytes(&mut self) -> StoreResult<Bytes> {
         Ok(Bytes::copy_from_slice(self.field()?))
+    }
+
+    fn list(&mut self) -> StoreResult<Vec<String>> {
+        let count = self.take(4)?;
+        let count = u32::from_be_bytes([count[0], count[1], count[2], count[3]]);
+        (0..count).map(|_| self.string()).collect()
     }
 
     fn binding(&mut self) -> StoreResult<BindingDefinition> {
@@ -448,6 +499,24 @@ fn decode_value(value: &[u8]) -> StoreResult<(u64, Definition)> {
             })
         }
         BINDING => Definition::Binding(r.binding()?),
+        VHOST => Definition::VHost(crate::store::VHostDefinition {
+            name: r.string()?,
+            description: r.string()?,
+            tags: r.list()?,
+        }),
+        USER => Definition::User(crate::store::UserDefinition {
+            name: r.string()?,
+            password_hash: r.bytes()?,
+            hashing_algorithm: r.string()?,
+            tags: r.list()?,
+        }),
+        PERMISSION => Definition::Permission(crate::store::PermissionDefinition {
+            vhost: r.string()?,
+            user: r.string()?,
+            configure: r.string()?,
+            write: r.string()?,
+            read: r.string()?,
+        }),
         other => {
             return Err(StoreError::Corrupt(format!(
                 "unknown stored definition kind {other}"
@@ -496,6 +565,24 @@ mod tests {
     fn every_field_of_every_kind_reads_back() {
         let mut file = Scratch::new("fields");
         let all = vec![
+            Definition::VHost(crate::store::VHostDefinition {
+                name: "v".into(),
+                description: "a vhost".into(),
+                tags: vec!["prod".into(), "eu".into()],
+            }),
+            Definition::User(crate::store::UserDefinition {
+                name: "bob".into(),
+                password_hash: Bytes::from_static(b"salt-and-digest"),
+                hashing_algorithm: "rabbit_password_hashing_sha256".into(),
+                tags: vec!["administrator".into()],
+            }),
+            Definition::Permission(crate::store::PermissionDefinition {
+                vhost: "v".into(),
+                user: "bob".into(),
+                configure: "^$".into(),
+                write: ".*".into(),
+                read: "^amq\\.".into(),
+            }),
             Definition::Exchange(ExchangeDefinition {
                 vhost: "v".into(),
                 name: "x".into(),

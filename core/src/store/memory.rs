@@ -126,8 +126,7 @@ impl DefinitionStore for MemoryStore {
     fn load(&self) -> StoreResult<Vec<Definition>> {
         let st = self.state.lock();
         let mut all: Vec<&(u64, Definition)> = st.definitions.values().collect();
-        // Bindings last, then first-put order.
-        all.sort_by_key(|(order, d)| (matches!(d, Definition::Binding(_)), *order));
+        all.sort_by_key(|(order, d)| (d.load_rank(), *order));
         Ok(all.into_iter().map(|(_, d)| d.clone()).collect())
     }
 }

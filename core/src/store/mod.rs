@@ -118,9 +118,55 @@ pub struct BindingDefinition {
     pub arguments: Bytes,
 }
 
+/// A virtual host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VHostDefinition {
+    /// Its name.
+    pub name: String,
+    /// What it is for, as an operator wrote it.
+    pub description: String,
+    /// Free-form tags.
+    pub tags: Vec<String>,
+}
+
+/// A user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserDefinition {
+    /// Its name.
+    pub name: String,
+    /// Salt and digest as RabbitMQ keeps them (`salt(4) | hash(salt | password)`); empty for
+    /// a user without a password, who cannot log in with one.
+    pub password_hash: Bytes,
+    /// RabbitMQ's name of the hash (`rabbit_password_hashing_sha256`, …).
+    pub hashing_algorithm: String,
+    /// Tags (`administrator`, `monitoring`, `management`, `policymaker`, or any other).
+    pub tags: Vec<String>,
+}
+
+/// What a user may do in a vhost: three regular expressions over resource names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PermissionDefinition {
+    /// The vhost.
+    pub vhost: String,
+    /// The user.
+    pub user: String,
+    /// Names the user may declare and delete.
+    pub configure: String,
+    /// Names the user may publish to (exchanges) or bind to (queues).
+    pub write: String,
+    /// Names the user may consume from (queues) or bind from (exchanges).
+    pub read: String,
+}
+
 /// One durable definition.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Definition {
+    /// A vhost.
+    VHost(VHostDefinition),
+    /// A user.
+    User(UserDefinition),
+    /// A user's permissions in a vhost.
+    Permission(PermissionDefinition),
     /// An exchange.
     Exchange(ExchangeDefinition),
     /// A queue.
@@ -132,6 +178,12 @@ pub enum Definition {
 /// What names a definition: putting a definition with the key of an existing one replaces it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum DefinitionKey {
+    /// A vhost, by name.
+    VHost(String),
+    /// A user, by name.
+    User(String),
+    /// A user's permissions, by vhost and user.
+    Permission(String, String),
     /// An exchange, by vhost and name.
     Exchange(String, String),
     /// A queue, by vhost and name.
@@ -144,9 +196,24 @@ impl Definition {
     /// The key that names this definition.
     pub fn key(&self) -> DefinitionKey {
         match self {
+            Definition::VHost(v) => DefinitionKey::VHost(v.name.clone()),
+            Definition::User(u) => DefinitionKey::User(u.name.clone()),
+            Definition::Permission(p) => DefinitionKey::Permission(p.vhost.clone(), p.user.clone()),
             Definition::Exchange(x) => DefinitionKey::Exchange(x.vhost.clone(), x.name.clone()),
             Definition::Queue(q) => DefinitionKey::Queue(q.vhost.clone(), q.name.clone()),
             Definition::Binding(b) => DefinitionKey::Binding(b.clone()),
+        }
+    }
+
+    /// Where it comes in [`DefinitionStore::load`]: what others refer to first (vhosts,
+    /// users, then permissions naming both; exchanges and queues, then bindings naming them).
+    pub fn load_rank(&self) -> u8 {
+        match self {
+            Definition::VHost(_) => 0,
+            Definition::User(_) => 1,
+            Definition::Permission(_) => 2,
+            Definition::Exchange(_) | Definition::Queue(_) => 3,
+            Definition::Binding(_) => 4,
         }
     }
 }
@@ -243,8 +310,8 @@ pub trait DefinitionStore: Durable {
     fn put(&self, definition: Definition) -> StoreResult<SyncMark>;
     /// Forgets the definition named `key` (nothing if there is none); durable at the mark.
     fn delete(&self, key: &DefinitionKey) -> StoreResult<SyncMark>;
-    /// Every definition: exchanges and queues before any binding, each kind in the order its
-    /// definitions were first put.
+    /// Every definition by [`Definition::load_rank`] (vhosts, users, permissions, exchanges
+    /// and queues, bindings), each rank in the order its definitions were first put.
     fn load(&self) -> StoreResult<Vec<Definition>>;
 }
 

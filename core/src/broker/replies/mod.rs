@@ -149,6 +149,13 @@ pub fn unknown_delivery_tag(tag: u64) -> AmqpError {
     AmqpError::precondition_failed(format!("unknown delivery tag {tag}"))
 }
 
+/// 530: the user has no permissions in the vhost it opens.
+pub fn vhost_access_refused(vhost: &str, user: &str) -> AmqpError {
+    AmqpError::not_allowed(format!(
+        "access to vhost '{vhost}' refused for user '{user}'"
+    ))
+}
+
 /// 530 at `connection.open`: no vhost of that name.
 pub fn no_vhost(name: &str) -> AmqpError {
     AmqpError::not_allowed(format!("vhost {name} not found"))

@@ -627,6 +627,22 @@ impl VHost {
         messages
     }
 
+    /// Deletes every queue and exchange, with what the stores hold of them (the vhost itself
+    /// is being deleted). Its drivers stop as their objects go.
+    pub fn delete_everything(&self) {
+        let mut bindings = self.catalogue.lock();
+        let queues: Vec<Arc<Queue>> = self.queues.read().values().cloned().collect();
+        for queue in queues {
+            self.delete_queue_locked(&mut bindings, &queue);
+        }
+        let exchanges: Vec<Arc<Exchange>> = self.exchanges.read().values().cloned().collect();
+        for exchange in exchanges {
+            if !exchange.is_deleted() {
+                self.delete_exchange_locked(&mut bindings, &exchange);
+            }
+        }
+    }
+
     /// Deletes a queue if it is still the one registered under its name (auto-delete,
     /// exclusive queues at connection close).
     pub fn delete_queue_now(&self, queue: &Arc<Queue>) {

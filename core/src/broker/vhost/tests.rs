@@ -75,6 +75,9 @@ fn stored(store: &MemoryStore) -> Vec<String> {
             Definition::Exchange(x) => format!("exchange {}", x.name),
             Definition::Queue(q) => format!("queue {}", q.name),
             Definition::Binding(b) => format!("binding {}->{}", b.source, b.destination),
+            Definition::VHost(v) => format!("vhost {}", v.name),
+            Definition::User(u) => format!("user {}", u.name),
+            Definition::Permission(p) => format!("permission {}@{}", p.user, p.vhost),
         })
         .collect()
 }

@@ -22,6 +22,7 @@ use amq_protocol::protocol::{AMQPClass, channel, confirm};
 use rustc_hash::FxHashMap;
 
 use super::outbox::Outbox;
+use crate::auth::{Grants, Operation, ResourceKind};
 use crate::broker::{
     Broker, DeliveryChannel, Durably, Exchange, Message, PublishScratch, Queue, VHost, replies,
 };
@@ -53,9 +54,25 @@ pub struct ConnCtx {
     pub published: bool,
     /// The store writes the connection's held output waits for (see [`ConnCtx::hold_output_until`]).
     pub holds: Vec<Durably>,
+    /// What the user may do in the vhost (set with the vhost at `connection.open`).
+    pub grants: Option<Grants>,
 }
 
 impl ConnCtx {
+    /// Checks that the connection's user may do `operation` on the `kind` named `name`
+    /// (403 ACCESS_REFUSED otherwise); cached, see [`Grants`].
+    pub fn check(
+        &mut self,
+        kind: ResourceKind,
+        operation: Operation,
+        name: &str,
+    ) -> Result<(), AmqpError> {
+        match &mut self.grants {
+            Some(grants) => grants.check(self.broker.auth(), kind, operation, name),
+            None => Err(replies::channel_not_open()),
+        }
+    }
+
     /// Sends a method frame.
     pub fn send(&self, channel: u16, method: &AMQPClass) {
         self.outbox.push(|out| {

@@ -1,0 +1,198 @@
+//! Every open AMQP connection as the node sees it: enough to list it (the management API's
+//! `/api/connections`) and to close it from outside (an operator's DELETE, a deleted vhost,
+//! a deleted user).
+//!
+//! The connection task owns its state; what lives here is a copy of what does not change
+//! after the handshake (peer, user, vhost, client properties, tuned limits) plus a request
+//! to close, which the task watches (`ConnectionEntry::close_requested`). A registration is
+//! removed when its [`Registered`] guard drops, so a task that ends however it ends leaves
+//! nothing behind.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use amq_protocol::types::FieldTable;
+use parking_lot::{Mutex, RwLock};
+use rustc_hash::FxHashMap;
+use tokio::sync::Notify;
+
+/// What the handshake settled (filled in as it goes).
+#[derive(Clone, Debug, Default)]
+pub struct Handshake {
+    /// The user who logged in (empty before `start-ok`).
+    pub user: String,
+    /// The vhost opened (empty before `connection.open`).
+    pub vhost: String,
+    /// The mechanism used (`PLAIN`, `AMQPLAIN`).
+    pub mechanism: String,
+    /// What the client said about itself.
+    pub client_properties: FieldTable,
+    /// Negotiated channel_max.
+    pub channel_max: u16,
+    /// Negotiated frame_max.
+    pub frame_max: u32,
+    /// Negotiated heartbeat (seconds).
+    pub heartbeat: u16,
+    /// Whether `connection.open` succeeded.
+    pub open: bool,
+}
+
+/// One connection.
+#[derive(Debug)]
+pub struct ConnectionEntry {
+    /// The node's number for it.
+    pub id: u64,
+    /// RabbitMQ's name for it: `peer -> local`, e.g. `127.0.0.1:50012 -> 127.0.0.1:5672`.
+    pub name: String,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The listener's address it came in on.
+    pub local: SocketAddr,
+    /// When it was accepted, in ms since the Unix epoch.
+    pub connected_at: u64,
+    handshake: Mutex<Handshake>,
+    /// Why it must close, once asked.
+    close: Mutex<Option<String>>,
+    closing: Notify,
+}
+
+impl ConnectionEntry {
+    /// What the handshake has settled so far.
+    pub fn handshake(&self) -> Handshake {
+        self.handshake.lock().clone()
+    }
+
+    /// Changes what the handshake settled.
+    pub fn update(&self, change: impl FnOnce(&mut Handshake)) {
+        change(&mut self.handshake.lock());
+    }
+
+    /// Asks the connection to close with 320 CONNECTION_FORCED and `reason`.
+    pub fn close(&self, reason: impl Into<String>) {
+        let mut close = self.close.lock();
+        if close.is_none() {
+            *close = Some(reason.into());
+        }
+        drop(close);
+        self.closing.notify_one();
+    }
+
+    /// Completes with the reason once [`close`](Self::close) was called.
+    pub async fn close_requested(&self) -> String {
+        loop {
+            let notified = self.closing.notified();
+            if let Some(reason) = self.close.lock().clone() {
+                return reason;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// The node's connections.
+#[derive(Debug, Default)]
+pub struct Connections {
+    all: RwLock<FxHashMap<u64, Arc<ConnectionEntry>>>,
+}
+
+/// Keeps a connection registered; dropping it unregisters.
+#[derive(Debug)]
+pub struct Registered {
+    entry: Arc<ConnectionEntry>,
+    connections: Arc<Connections>,
+}
+
+impl Registered {
+    /// The registered entry.
+    pub fn entry(&self) -> &Arc<ConnectionEntry> {
+        &self.entry
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.connections.all.write().remove(&self.entry.id);
+    }
+}
+
+impl Connections {
+    /// Registers a connection just accepted.
+    pub fn register(self: &Arc<Self>, id: u64, peer: SocketAddr, local: SocketAddr) -> Registered {
+        let connected_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let entry = Arc::new(ConnectionEntry {
+            id,
+            name: format!("{peer} -> {local}"),
+            peer,
+            local,
+            connected_at,
+            handshake: Mutex::default(),
+            close: Mutex::new(None),
+            closing: Notify::new(),
+        });
+        self.all.write().insert(id, entry.clone());
+        Registered {
+            entry,
+            connections: self.clone(),
+        }
+    }
+
+    /// Every connection, oldest first.
+    pub fn list(&self) -> Vec<Arc<ConnectionEntry>> {
+        let mut all: Vec<_> = self.all.read().values().cloned().collect();
+        all.sort_by_key(|c| c.id);
+        all
+    }
+
+    /// The connection named `name`.
+    pub fn by_name(&self, name: &str) -> Option<Arc<ConnectionEntry>> {
+        self.all.read().values().find(|c| c.name == name).cloned()
+    }
+
+    /// Asks every connection for which `which` holds to close with `reason`; how many.
+    pub fn close_where(&self, which: impl Fn(&Handshake) -> bool, reason: &str) -> usize {
+        let chosen: Vec<_> = self
+            .all
+            .read()
+            .values()
+            .filter(|c| which(&c.handshake.lock()))
+            .cloned()
+            .collect();
+        for c in &chosen {
+            c.close(reason);
+        }
+        chosen.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_close_request_is_seen_and_a_dropped_guard_unregisters() {
+        let connections = Arc::new(Connections::default());
+        let a = connections.register(
+            1,
+            "127.0.0.1:1000".parse().unwrap(),
+            "127.0.0.1:5672".parse().unwrap(),
+        );
+        let b = connections.register(
+            2,
+            "127.0.0.1:1001".parse().unwrap(),
+            "127.0.0.1:5672".parse().unwrap(),
+        );
+        a.entry().update(|h| h.vhost = "dev".into());
+        assert_eq!(a.entry().name, "127.0.0.1:1000 -> 127.0.0.1:5672");
+        assert_eq!(
+            connections.close_where(|h| h.vhost == "dev", "vhost 'dev' is deleted"),
+            1
+        );
+        assert_eq!(a.entry().close_requested().await, "vhost 'dev' is deleted");
+        drop(b);
+        let names: Vec<_> = connections.list().iter().map(|c| c.id).collect();
+        assert_eq!(names, vec![1]);
+    }
+}

@@ -2,8 +2,9 @@
 //! file, merged into a [`server::Config`](crate::server::Config).
 //!
 //! Precedence: flag or environment variable, then the file, then the defaults. The file uses
-//! the flags' names with underscores (`listen`, `admin_listen`, `data_dir`, `plugins_dir`,
-//! `log_level`, `sync`, `disk_free_limit`, plus
+//! the flags' names with underscores (`listen`, `management_listen`, `data_dir`, `plugins_dir`,
+//! `log_level`, `sync`, `disk_free_limit`, `default_user`, `default_pass`,
+//! `load_definitions`, plus `loopback_users` (a list),
 //! `frame_max`, `channel_max`, `heartbeat`, `max_message_size`); unknown keys are an error so
 //! a typo does not silently fall back to a default.
 //!
@@ -26,8 +27,17 @@ use crate::store::SyncPolicy;
 pub struct FileConfig {
     /// Listen address.
     pub listen: Option<SocketAddr>,
-    /// Admin interface address.
-    pub admin_listen: Option<SocketAddr>,
+    /// The user created on first start.
+    pub default_user: Option<String>,
+    /// Its password.
+    pub default_pass: Option<String>,
+    /// Users who may only connect from loopback (a list; empty allows every user from
+    /// anywhere).
+    pub loopback_users: Option<Vec<String>>,
+    /// A definitions file (RabbitMQ's JSON export) imported at start.
+    pub load_definitions: Option<PathBuf>,
+    /// Management API address.
+    pub management_listen: Option<SocketAddr>,
     /// Data directory.
     pub data_dir: Option<PathBuf>,
     /// Plugins directory.
@@ -158,8 +168,8 @@ impl FileConfig {
 pub struct Overrides {
     /// `--listen`.
     pub listen: Option<SocketAddr>,
-    /// `--admin-listen`.
-    pub admin_listen: Option<SocketAddr>,
+    /// `--management-listen`.
+    pub management_listen: Option<SocketAddr>,
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
     /// `--plugins-dir`.
@@ -168,6 +178,12 @@ pub struct Overrides {
     pub sync: Option<String>,
     /// `--disk-free-limit`.
     pub disk_free_limit: Option<String>,
+    /// `--default-user`.
+    pub default_user: Option<String>,
+    /// `--default-pass`.
+    pub default_pass: Option<String>,
+    /// `--load-definitions`.
+    pub load_definitions: Option<PathBuf>,
 }
 
 /// Merges overrides, file and defaults. The plugins directory defaults to
@@ -192,10 +208,10 @@ pub fn resolve(overrides: Overrides, file: FileConfig) -> Result<Config, ConfigE
     };
     Ok(Config {
         listen: overrides.listen.or(file.listen).unwrap_or(defaults.listen),
-        admin_listen: overrides
-            .admin_listen
-            .or(file.admin_listen)
-            .or(defaults.admin_listen),
+        management_listen: overrides
+            .management_listen
+            .or(file.management_listen)
+            .or(defaults.management_listen),
         data_dir,
         plugins_dir,
         frame_max: file.frame_max.unwrap_or(defaults.frame_max),
@@ -204,6 +220,16 @@ pub fn resolve(overrides: Overrides, file: FileConfig) -> Result<Config, ConfigE
         max_message_size: file.max_message_size.unwrap_or(defaults.max_message_size),
         sync,
         disk_free_limit,
+        default_user: overrides
+            .default_user
+            .or(file.default_user)
+            .unwrap_or(defaults.default_user.clone()),
+        default_pass: overrides
+            .default_pass
+            .or(file.default_pass)
+            .unwrap_or(defaults.default_pass.clone()),
+        loopback_users: file.loopback_users.unwrap_or(defaults.loopback_users.clone()),
+        load_definitions: overrides.load_definitions.or(file.load_definitions),
         ..defaults
     })
 }
@@ -228,16 +254,16 @@ mod tests {
         assert_eq!(config.heartbeat, 5);
         assert_eq!(config.frame_max, 131_072);
         assert_eq!(
-            config.admin_listen,
-            Some(crate::server::DEFAULT_ADMIN_LISTEN)
+            config.management_listen,
+            Some(crate::server::DEFAULT_MANAGEMENT_LISTEN)
         );
     }
 
     #[test]
-    fn admin_listen_comes_from_the_file() {
-        let file: FileConfig = toml::from_str("admin_listen = \"127.0.0.1:9\"\n").expect("parses");
+    fn management_listen_comes_from_the_file() {
+        let file: FileConfig = toml::from_str("management_listen = \"127.0.0.1:9\"\n").expect("parses");
         let config = resolve(Overrides::default(), file).expect("valid");
-        assert_eq!(config.admin_listen.map(|a| a.port()), Some(9));
+        assert_eq!(config.management_listen.map(|a| a.port()), Some(9));
     }
 
     #[test]

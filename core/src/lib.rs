@@ -1,12 +1,12 @@
 //! Warren, an AMQP 0-9-1 broker. See `docs/ARCHITECTURE.md` for the map of this crate.
 
-pub mod admin;
 pub mod alarm;
 pub mod auth;
 pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod plugin;
 pub mod protocol;
 pub mod scheduler;

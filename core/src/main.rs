@@ -23,9 +23,18 @@ struct Args {
     /// Address to listen on [default: 0.0.0.0:5672].
     #[arg(long, env = "WARREN_LISTEN")]
     listen: Option<SocketAddr>,
-    /// Address of the admin HTTP interface [default: 127.0.0.1:15673].
-    #[arg(long, env = "WARREN_ADMIN_LISTEN")]
-    admin_listen: Option<SocketAddr>,
+    /// Address of the management HTTP API [default: 0.0.0.0:15672].
+    #[arg(long, env = "WARREN_MANAGEMENT_LISTEN")]
+    management_listen: Option<SocketAddr>,
+    /// The user created on first start, an administrator [default: guest].
+    #[arg(long, env = "RABBITMQ_DEFAULT_USER")]
+    default_user: Option<String>,
+    /// Its password [default: guest].
+    #[arg(long, env = "RABBITMQ_DEFAULT_PASS", hide_env_values = true)]
+    default_pass: Option<String>,
+    /// A definitions file (RabbitMQ's JSON export) to import at start.
+    #[arg(long, env = "WARREN_LOAD_DEFINITIONS")]
+    load_definitions: Option<PathBuf>,
     /// Data directory [default: ./warren-data].
     #[arg(long, env = "WARREN_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -59,7 +68,7 @@ enum Command {
         #[arg(
             long,
             env = "WARREN_ADMIN_URL",
-            default_value = "http://127.0.0.1:15673",
+            default_value = "http://127.0.0.1:15672",
             global = true
         )]
         admin: String,
@@ -143,7 +152,10 @@ fn main() -> ExitCode {
     let config = match resolve(
         Overrides {
             listen: args.listen,
-            admin_listen: args.admin_listen,
+            management_listen: args.management_listen,
+            default_user: args.default_user,
+            default_pass: args.default_pass,
+            load_definitions: args.load_definitions,
             data_dir: args.data_dir,
             plugins_dir: args.plugins_dir,
             sync: args.sync,

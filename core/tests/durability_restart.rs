@@ -1,6 +1,6 @@
 //! Durability end to end: the real `warren` binary on a data directory of the test's own,
 //! stopped — gracefully (SIGTERM) or not at all (SIGKILL) — and started again on it, and what
-//! an AMQP client (lapin) and the admin interface see afterwards.
+//! an AMQP client (lapin) and the management API see afterwards.
 //!
 //! Every test has its own broker, directory and ephemeral ports. Waits for something that
 //! must happen poll with a generous bound; nothing asserts how fast anything is.
@@ -840,22 +840,32 @@ fn delay(ms: i64, props: BasicProperties) -> BasicProperties {
     props.with_headers(table(vec![("x-delay", AMQPValue::LongLongInt(ms))]))
 }
 
-/// `GET /api/delayed/%2f/{exchange}`.
+/// `GET /api/scheduled/%2f/{exchange}`.
 fn pending(broker: &BrokerProcess, exchange: &str) -> Vec<PendingInfo> {
-    let url = format!("{}/api/delayed/%2f/{exchange}", broker.admin_url());
+    let url = format!(
+        "{}/api/scheduled/%2f/{exchange}?page_size=10000",
+        broker.admin_url()
+    );
     let body = ureq::get(&url)
+        .set("Authorization", GUEST)
         .timeout(PATIENCE)
         .call()
         .unwrap_or_else(|e| panic!("GET {url}: {e}"))
         .into_string()
         .expect("a body");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: {e} in {body}"))
+    let page: warren::http::scheduled::Page =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: {e} in {body}"));
+    page.items
 }
 
-/// `DELETE /api/delayed/%2f/{exchange}/{id}`.
+/// Basic auth of the default user.
+const GUEST: &str = "Basic Z3Vlc3Q6Z3Vlc3Q=";
+
+/// `DELETE /api/scheduled/%2f/{exchange}/{id}`.
 fn cancel(broker: &BrokerProcess, exchange: &str, id: u64) {
-    let url = format!("{}/api/delayed/%2f/{exchange}/{id}", broker.admin_url());
+    let url = format!("{}/api/scheduled/%2f/{exchange}/{id}", broker.admin_url());
     let response = ureq::delete(&url)
+        .set("Authorization", GUEST)
         .timeout(PATIENCE)
         .call()
         .unwrap_or_else(|e| panic!("DELETE {url}: {e}"));

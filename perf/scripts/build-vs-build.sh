@@ -27,7 +27,9 @@ declare -A URI
 for which in before after; do
   bin=$BEFORE; [ "$which" = after ] && bin=$AFTER
   port=$(free_port)
-  "$bin" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$(free_port)" \
+  # Builds before issue 11 call the HTTP listener --admin-listen.
+  http=--management-listen; "$bin" --help | grep -q -- --management-listen || http=--admin-listen
+  "$bin" --listen "127.0.0.1:$port" "$http" "127.0.0.1:$(free_port)" \
     --data-dir "$(mktemp -d)" --log-level warn >"$OUT/$which.log" 2>&1 &
   PIDS+=($!)
   URI[$which]="amqp://guest:guest@127.0.0.1:$port/%2f"

@@ -47,9 +47,9 @@ if [ -z "${AMQP_URI:-}" ]; then
     PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
     DATA_DIR=$(mktemp -d "${TMPDIR:-/tmp}/warren-interop.XXXXXX")
     LOG="$ROOT/target/interop-warren.log"
-    # The admin interface is not used by the suite; port 0 keeps it off the default 15673,
+    # The management API is not used by the suite; port 0 keeps it off the default 15672,
     # which may be taken on a CI machine.
-    "$BIN" --listen "127.0.0.1:$PORT" --admin-listen 127.0.0.1:0 --data-dir "$DATA_DIR" >"$LOG" 2>&1 &
+    "$BIN" --listen "127.0.0.1:$PORT" --management-listen 127.0.0.1:0 --data-dir "$DATA_DIR" >"$LOG" 2>&1 &
     BROKER_PID=$!
     # Wait (up to 30 s) for the port to accept connections.
     for _ in $(seq 1 300); do

@@ -42,7 +42,7 @@ class Warren:
     def __init__(self, data_dir, *flags):
         env = {k: v for k, v in os.environ.items() if not k.startswith("WARREN_")}
         self.proc = subprocess.Popen(
-            [BIN, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+            [BIN, "--listen", "127.0.0.1:0", "--management-listen", "127.0.0.1:0",
              "--data-dir", str(data_dir), "--log-level", "info", *flags],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

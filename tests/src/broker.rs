@@ -64,7 +64,7 @@ pub struct TestBroker {
     external: bool,
     #[cfg(feature = "in-process")]
     server: Option<warren::server::RunningServer>,
-    /// The in-process Warren's admin interface.
+    /// The in-process Warren's management API.
     admin: Option<SocketAddr>,
     /// A per-test data directory, removed when the broker is dropped.
     data_dir: Option<std::path::PathBuf>,
@@ -94,7 +94,7 @@ impl TestBroker {
         let data_dir = std::env::temp_dir().join(format!("warren-test-{}", unique("data")));
         let mut config = Config {
             listen: "127.0.0.1:0".parse().expect("a valid address"),
-            admin_listen: Some("127.0.0.1:0".parse().expect("a valid address")),
+            management_listen: Some("127.0.0.1:0".parse().expect("a valid address")),
             data_dir: data_dir.clone(),
             ..Default::default()
         };
@@ -106,7 +106,7 @@ impl TestBroker {
         if addr.ip().is_unspecified() {
             addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
-        let admin = server.admin_addr();
+        let admin = server.management_addr();
         TestBroker {
             uri: format!("amqp://guest:guest@{addr}/%2f"),
             addr,

@@ -160,13 +160,16 @@ impl std::fmt::Display for AdminError {
 /// One admin call (blocking, so run it on a blocking thread): the body of a 2xx answer.
 fn admin_call(method: &str, url: &str) -> Result<String, AdminError> {
     let failed = |message: String| AdminError { status: 0, message };
-    match ureq::request(method, url).call() {
+    match ureq::request(method, url)
+        .set("Authorization", "Basic Z3Vlc3Q6Z3Vlc3Q=")
+        .call()
+    {
         Ok(answer) => answer.into_string().map_err(|e| failed(e.to_string())),
         Err(ureq::Error::Status(status, answer)) => {
             let body = answer.into_string().unwrap_or_default();
             let message = serde_json::from_str::<serde_json::Value>(&body)
                 .ok()
-                .and_then(|v| Some(v.get("error")?.as_str()?.to_owned()))
+                .and_then(|v| Some(v.get("reason")?.as_str()?.to_owned()))
                 .unwrap_or(body);
             Err(AdminError { status, message })
         }
@@ -174,9 +177,9 @@ fn admin_call(method: &str, url: &str) -> Result<String, AdminError> {
     }
 }
 
-/// `{admin}/api/delayed/%2f/{x}` with the exchange name percent-encoded.
+/// `{admin}/api/scheduled/%2f/{x}` with the exchange name percent-encoded.
 fn exchange_url(admin: &str, x: &str) -> String {
-    let mut url = format!("{}/api/delayed/%2f/", admin.trim_end_matches('/'));
+    let mut url = format!("{}/api/scheduled/%2f/", admin.trim_end_matches('/'));
     for b in x.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
             url.push(char::from(b));
@@ -196,22 +199,24 @@ async fn admin_json<T: serde::de::DeserializeOwned + Send + 'static>(url: String
     .expect("admin call")
 }
 
-/// Pending count of exchange `x` from `GET /api/delayed` (0 if not listed).
+/// Pending count of exchange `x` from `GET /api/scheduled` (0 if not listed).
 pub async fn pending_count(admin: &str, x: &str) -> usize {
-    let url = format!("{}/api/delayed", admin.trim_end_matches('/'));
-    let counts: Vec<warren::admin::DelayedCount> = admin_json(url).await;
+    let url = format!("{}/api/scheduled", admin.trim_end_matches('/'));
+    let counts: Vec<warren::http::scheduled::ScheduledCount> = admin_json(url).await;
     counts
         .into_iter()
         .find(|c| c.exchange == x)
         .map_or(0, |c| c.pending)
 }
 
-/// `GET /api/delayed/%2f/{x}`.
+/// `GET /api/scheduled/%2f/{x}` (one page, as large as the server serves).
 pub async fn pending_list(admin: &str, x: &str) -> Vec<warren::broker::PendingInfo> {
-    admin_json(exchange_url(admin, x)).await
+    let page: warren::http::scheduled::Page =
+        admin_json(format!("{}?page_size=10000", exchange_url(admin, x))).await;
+    page.items
 }
 
-/// `DELETE /api/delayed/%2f/{x}/{id}`: whether it was cancelled.
+/// `DELETE /api/scheduled/%2f/{x}/{id}`: whether it was cancelled.
 pub async fn cancel(admin: &str, x: &str, id: u64) -> Result<(), AdminError> {
     let url = format!("{}/{id}", exchange_url(admin, x));
     tokio::task::spawn_blocking(move || admin_call("DELETE", &url).map(drop))

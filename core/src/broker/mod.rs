@@ -56,7 +56,7 @@ use crate::error::AmqpError;
 use crate::plugin::ExchangeTypeRegistry;
 use crate::store::{Definition, DefinitionKey, Stores, SyncMark, VHostDefinition};
 pub use connections::Connections;
-pub use delayed::{Delayed, PendingInfo};
+pub use delayed::{Delayed, PendingInfo, PendingQuery};
 pub use exchange::{Exchange, ExchangeSpec};
 pub use message::Message;
 pub use publish::{Confirm, Durably, Origin, Outcome, Publish, PublishScratch, Routed};

@@ -1,13 +1,13 @@
 //! `warren scheduled …`: the client side of the admin API, blocking HTTP (ureq) and
 //! plain-text tables. It lives with the binary, not the library: a broker embedded as a
 //! library needs no HTTP client. It reads the server's own JSON types
-//! ([`warren::admin::DelayedCount`], [`warren::broker::PendingInfo`]), so the two cannot
+//! ([`warren::http::scheduled::ScheduledCount`], [`warren::broker::PendingInfo`]), so the two cannot
 //! drift apart.
 
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
-use warren::admin::DelayedCount;
+use warren::http::scheduled::{Page, ScheduledCount as DelayedCount};
 use warren::broker::PendingInfo;
 
 /// Why an admin call failed.
@@ -54,9 +54,18 @@ fn agent() -> ureq::Agent {
         .build()
 }
 
+/// Basic auth as guest/guest unless `WARREN_USER`/`WARREN_PASSWORD` say otherwise.
+fn with_auth(request: ureq::Request) -> ureq::Request {
+    use base64::Engine as _;
+    let user = std::env::var("WARREN_USER").unwrap_or_else(|_| "guest".into());
+    let pass = std::env::var("WARREN_PASSWORD").unwrap_or_else(|_| "guest".into());
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    request.set("Authorization", &format!("Basic {token}"))
+}
+
 fn exchange_url(base: &str, exchange: &str) -> String {
     format!(
-        "{}/api/delayed/%2f/{}",
+        "{}/api/scheduled/%2f/{}",
         base.trim_end_matches('/'),
         percent_encode(exchange)
     )
@@ -77,20 +86,26 @@ fn percent_encode(segment: &str) -> String {
 
 /// `GET /api/delayed`.
 pub fn counts(base: &str) -> Result<Vec<DelayedCount>, ClientError> {
-    json(call(agent().get(&format!(
-        "{}/api/delayed",
+    json(call(with_auth(agent().get(&format!(
+        "{}/api/scheduled",
         base.trim_end_matches('/')
-    )))?)
+    ))))?)
 }
 
 /// `GET /api/delayed/%2f/{exchange}`.
 pub fn list(base: &str, exchange: &str) -> Result<Vec<PendingInfo>, ClientError> {
-    json(call(agent().get(&exchange_url(base, exchange)))?)
+    let page: Page = json(call(with_auth(
+        agent().get(&format!("{}?page_size=10000", exchange_url(base, exchange))),
+    ))?)?;
+    Ok(page.items)
 }
 
 /// `DELETE /api/delayed/%2f/{exchange}/{id}`.
 pub fn cancel(base: &str, exchange: &str, id: u64) -> Result<(), ClientError> {
-    call(agent().delete(&format!("{}/{id}", exchange_url(base, exchange)))).map(|_| ())
+    call(with_auth(
+        agent().delete(&format!("{}/{id}", exchange_url(base, exchange))),
+    ))
+    .map(|_| ())
 }
 
 /// A due time as RFC 3339 (UTC, milliseconds).
@@ -146,7 +161,7 @@ mod tests {
     fn exchange_names_are_percent_encoded() {
         assert_eq!(
             exchange_url("http://h:1/", "a b/ç"),
-            "http://h:1/api/delayed/%2f/a%20b%2F%C3%A7"
+            "http://h:1/api/scheduled/%2f/a%20b%2F%C3%A7"
         );
     }
 

@@ -260,6 +260,34 @@ impl<T> TimerWheel<T> {
             })
     }
 
+    /// The pending entries among slab slots `start..start + count`, as [`iter`](Self::iter)
+    /// gives them, and the slot to continue from (`None` past the end): a long scan done a
+    /// chunk at a time, so whoever holds the wheel's lock lets go between chunks.
+    pub fn iter_chunk(
+        &self,
+        start: usize,
+        count: usize,
+    ) -> (impl Iterator<Item = (TimerId, u64, &T)> + '_, Option<usize>) {
+        let end = start.saturating_add(count).min(self.slots.len());
+        let start = start.min(end);
+        let next = (end < self.slots.len()).then_some(end);
+        let entries = self.slots[start..end]
+            .iter()
+            .enumerate()
+            .filter_map(move |(offset, slot)| match slot {
+                Slot::Occupied(e) => Some((
+                    TimerId {
+                        index: (start + offset) as u32,
+                        generation: e.generation,
+                    },
+                    e.due,
+                    &e.payload,
+                )),
+                Slot::Vacant { .. } => None,
+            });
+        (entries, next)
+    }
+
     /// When the driver should next call [`advance`](Self::advance), or `None` if nothing is
     /// pending. O(levels), no scanning of entries.
     ///

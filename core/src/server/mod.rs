@@ -5,7 +5,7 @@
 //! - [`channel`]: one channel's methods (declare, bind, publish, consume, ack, tx, confirm).
 //! - [`outbox`]: the connection's batched output buffer and its writer task.
 //!
-//! [`start`] also starts the admin HTTP interface ([`crate::admin`]) when configured.
+//! [`start`] also starts the management HTTP API ([`crate::http`]) when configured.
 //!
 //! Shutdown is designed in: [`RunningServer::shutdown`] stops accepting, tells every
 //! connection to close with 320 CONNECTION_FORCED, and waits (bounded) for them to finish.
@@ -32,9 +32,9 @@ use crate::plugin::ExchangeTypeRegistry;
 use crate::store::data_dir::{DataDir, DataDirError};
 use crate::store::{StoreError, Stores, SyncPolicy};
 
-/// Where the admin interface listens unless told otherwise (RabbitMQ's management port + 1).
-pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 15673);
+/// Where the management API listens unless told otherwise (RabbitMQ's port).
+pub const DEFAULT_MANAGEMENT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 15672);
 
 /// Server settings. Field defaults are RabbitMQ's.
 #[derive(Clone, Debug)]
@@ -59,11 +59,13 @@ pub struct Config {
     pub default_pass: String,
     /// Users who may only connect from loopback addresses (RabbitMQ's `loopback_users`).
     pub loopback_users: Vec<String>,
+    /// A definitions file (RabbitMQ's JSON) imported at start, after what the data directory
+    /// kept (RabbitMQ's `load_definitions`).
+    pub load_definitions: Option<PathBuf>,
     /// How long a client has to complete the handshake.
     pub handshake_timeout: Duration,
-    /// Address of the admin HTTP interface (`None`: not started). Unauthenticated: keep it
-    /// on loopback.
-    pub admin_listen: Option<SocketAddr>,
+    /// Address of the management HTTP API (`None`: not started).
+    pub management_listen: Option<SocketAddr>,
     /// When the disk stores sync.
     pub sync: SyncPolicy,
     /// Free bytes under the data directory below which publishers are blocked (0: never).
@@ -86,8 +88,9 @@ impl Default for Config {
             default_user: "guest".to_owned(),
             default_pass: "guest".to_owned(),
             loopback_users: vec!["guest".to_owned()],
+            load_definitions: None,
             handshake_timeout: Duration::from_secs(10),
-            admin_listen: Some(DEFAULT_ADMIN_LISTEN),
+            management_listen: Some(DEFAULT_MANAGEMENT_LISTEN),
             sync: SyncPolicy::Always,
             disk_free_limit: 50_000_000,
             stores: None,
@@ -101,8 +104,8 @@ impl Default for Config {
 pub enum Listener {
     /// AMQP clients (`--listen`).
     Amqp,
-    /// The admin HTTP interface (`--admin-listen`).
-    Admin,
+    /// The management HTTP API (`--management-listen`).
+    Management,
 }
 
 impl Listener {
@@ -110,7 +113,7 @@ impl Listener {
     pub fn purpose(self) -> &'static str {
         match self {
             Listener::Amqp => "AMQP connections",
-            Listener::Admin => "the admin interface",
+            Listener::Management => "the management API",
         }
     }
 
@@ -118,7 +121,7 @@ impl Listener {
     pub fn flag(self) -> &'static str {
         match self {
             Listener::Amqp => "--listen",
-            Listener::Admin => "--admin-listen",
+            Listener::Management => "--management-listen",
         }
     }
 }
@@ -180,7 +183,7 @@ pub struct RunningServer {
     accept_loop: JoinHandle<()>,
     broker: Arc<Broker>,
     outbox_stats: Arc<OutboxStats>,
-    admin: Option<(SocketAddr, JoinHandle<()>)>,
+    management: Option<(SocketAddr, JoinHandle<()>)>,
     /// Held (and so locked) until the server is dropped.
     _data_dir: DataDir,
 }
@@ -191,9 +194,9 @@ impl RunningServer {
         self.local_addr
     }
 
-    /// The address the admin interface actually bound, if it was started.
-    pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin.as_ref().map(|(addr, _)| *addr)
+    /// The address the management API actually bound, if it was started.
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.management.as_ref().map(|(addr, _)| *addr)
     }
 
     /// The broker state (for embedding and tests).
@@ -211,8 +214,8 @@ impl RunningServer {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.accept_loop.await;
-        if let Some((_, admin)) = self.admin {
-            let _ = admin.await;
+        if let Some((_, management)) = self.management {
+            let _ = management.await;
         }
         // Whatever was written (removals, delivery marks) is made durable before the data
         // directory is let go.
@@ -289,15 +292,39 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         config.disk_free_limit,
     );
     let (listener, local_addr) = bind(Listener::Amqp, config.listen).await?;
-    let admin_listener = match config.admin_listen {
-        Some(addr) => Some(bind(Listener::Admin, addr).await?),
+    let management_listener = match config.management_listen {
+        Some(addr) => Some(bind(Listener::Management, addr).await?),
         None => None,
     };
     tracing::info!(%local_addr, "listening");
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let admin = admin_listener.map(|(socket, local)| {
-        tracing::info!(%local, "admin interface listening");
-        let task = crate::admin::serve(socket, broker.clone(), shutdown_rx.clone());
+    let mut listeners = vec![crate::http::ListenerInfo {
+        protocol: "amqp",
+        ip_address: local_addr.ip().to_string(),
+        port: local_addr.port(),
+    }];
+    if let Some((_, local)) = &management_listener {
+        listeners.push(crate::http::ListenerInfo {
+            protocol: "http",
+            ip_address: local.ip().to_string(),
+            port: local.port(),
+        });
+    }
+    let node = Arc::new(crate::http::Node {
+        name: node_name(),
+        started_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+        listeners,
+    });
+    let management = management_listener.map(|(socket, local)| {
+        tracing::info!(%local, "management API listening");
+        let api = crate::http::Api {
+            broker: broker.clone(),
+            node: node.clone(),
+        };
+        let task = crate::http::serve(socket, api, shutdown_rx.clone());
         (local, task)
     });
     let outbox_stats = Arc::new(OutboxStats::default());
@@ -314,9 +341,20 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         accept_loop,
         broker,
         outbox_stats,
-        admin,
+        management,
         _data_dir: data_dir,
     })
+}
+
+/// The node's name as RabbitMQ forms it: `warren@<hostname>`.
+fn node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("warren@{host}")
 }
 
 /// On a data directory that has never recorded them: the vhost `/` and the default user,

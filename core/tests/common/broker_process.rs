@@ -82,7 +82,7 @@ impl Shared {
     }
 }
 
-/// `warren --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir <dir> --log-level
+/// `warren --listen 127.0.0.1:0 --management-listen 127.0.0.1:0 --data-dir <dir> --log-level
 /// info`, run (and re-run) by a test. Dropping it kills a broker still running.
 #[derive(Debug)]
 pub struct BrokerProcess {
@@ -183,7 +183,7 @@ impl BrokerProcess {
         format!("amqp://guest:guest@{}/%2f", self.amqp)
     }
 
-    /// `http://127.0.0.1:PORT` of the current run's admin interface.
+    /// `http://127.0.0.1:PORT` of the current run's management API.
     pub fn admin_url(&self) -> String {
         format!("http://{}", self.admin)
     }
@@ -216,7 +216,7 @@ impl BrokerProcess {
             &[
                 "--listen",
                 "127.0.0.1:0",
-                "--admin-listen",
+                "--management-listen",
                 "127.0.0.1:0",
                 "--log-level",
                 "info",
@@ -244,7 +244,7 @@ impl BrokerProcess {
                 .find_map(|l| addr_after(l, "listening local_addr="));
             let admin = run
                 .iter()
-                .find_map(|l| addr_after(l, "admin interface listening local="));
+                .find_map(|l| addr_after(l, "management API listening local="));
             if let (Some(amqp), Some(admin)) = (amqp, admin) {
                 self.amqp = amqp;
                 self.admin = admin;

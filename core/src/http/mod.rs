@@ -1,0 +1,131 @@
+//! The management HTTP API: RabbitMQ's `rabbitmq_management` endpoints, JSON field names and
+//! error shapes, so `rabbitmqadmin`, client libraries' test helpers, Terraform and monitoring
+//! scripts work against Warren unchanged; plus Warren's own scheduled-message endpoints.
+//!
+//! One file per resource, each a `routes()` merged here:
+//! - [`overview`] `/api/overview`, [`health`] `/api/health/checks/alarms`,
+//!   `/api/aliveness-test/{vhost}`;
+//! - [`vhosts`], [`users`] (with `/api/whoami`), [`permissions`];
+//! - [`connections`] (with `/api/channels`, `/api/consumers`);
+//! - [`exchanges`] (with publish), [`queues`] (with get and purge), [`bindings`];
+//! - [`definitions`] `/api/definitions[/{vhost}]` export and import;
+//! - [`scheduled`] `/api/scheduled…`, Warren's view of delayed messages.
+//!
+//! Shared pieces: [`caller`] (basic auth against the users, tags), [`error`] (RabbitMQ's
+//! error JSON), [`json_table`] (field tables as JSON). A handler does one thing through the
+//! broker's own operations — the same ones AMQP methods use, with the same permission
+//! checks — so the API cannot drift from the protocol. A write that changes a durable
+//! definition is answered once it is durable ([`Api::durable`]).
+//!
+//! A vhost in a path is percent-encoded (`/` is `%2F`); axum decodes path segments.
+
+pub mod bindings;
+pub mod caller;
+pub mod connections;
+pub mod definitions;
+pub mod error;
+pub mod exchanges;
+pub mod health;
+pub mod json_table;
+pub mod overview;
+pub mod permissions;
+pub mod queues;
+pub mod scheduled;
+pub mod users;
+pub mod vhosts;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::broker::Broker;
+use crate::store::SyncMark;
+pub use caller::Caller;
+pub use error::{ApiError, ApiResult};
+
+/// One listening socket, as `/api/overview` lists it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ListenerInfo {
+    /// `amqp`, `http`.
+    pub protocol: &'static str,
+    /// The address bound.
+    pub ip_address: String,
+    /// The port bound.
+    pub port: u16,
+}
+
+/// What the API knows about the node beyond the broker's state.
+#[derive(Debug)]
+pub struct Node {
+    /// The node's name (`warren@<host>`).
+    pub name: String,
+    /// When it started, in ms since the Unix epoch.
+    pub started_at: u64,
+    /// Its listeners.
+    pub listeners: Vec<ListenerInfo>,
+}
+
+/// The state every handler gets.
+#[derive(Clone, Debug)]
+pub struct Api {
+    /// The broker.
+    pub broker: Arc<Broker>,
+    /// The node.
+    pub node: Arc<Node>,
+}
+
+impl Api {
+    /// Waits until the definition store has made `mark` durable; 500 if it failed.
+    pub async fn durable(&self, mark: SyncMark) -> ApiResult<()> {
+        let durability = self.broker.stores().definitions.durability();
+        if crate::store::durable_at(durability, mark).await {
+            Ok(())
+        } else {
+            Err(ApiError::internal(
+                "the change could not be stored (the definition store failed); it may be \
+                 lost at the next restart",
+            ))
+        }
+    }
+}
+
+/// Every route, over `api`.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .merge(overview::routes())
+        .merge(health::routes())
+        .merge(vhosts::routes())
+        .merge(users::routes())
+        .merge(permissions::routes())
+        .merge(connections::routes())
+        .merge(exchanges::routes())
+        .merge(queues::routes())
+        .merge(bindings::routes())
+        .merge(definitions::routes())
+        .merge(scheduled::routes())
+        .with_state(api)
+}
+
+/// Serves the API on `listener` until `shutdown` turns true. The caller binds it (with the
+/// AMQP listener, so that either failing stops the start before anything is served).
+pub fn serve(
+    listener: TcpListener,
+    api: Api,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let app = router(api).into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::warn!("management API stopped: {e}");
+        }
+    })
+}

@@ -1,6 +1,6 @@
 //! The `warren` binary: parses flags, sets up logging, runs the server until SIGINT or
 //! SIGTERM, then shuts it down gracefully (connections closed with 320). With a subcommand
-//! (`warren scheduled …`) it is instead a client of a running broker's admin interface.
+//! (`warren ctl …`) it is instead a client of a running broker's management API.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,7 +9,6 @@ use std::process::ExitCode;
 mod cli;
 
 use clap::{Parser, Subcommand};
-use cli::scheduled as client;
 use warren::config::{FileConfig, Overrides, resolve};
 
 /// The log filter unless told otherwise: Warren at info, the storage engines' own
@@ -62,64 +61,20 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// See and cancel messages held by x-delayed-message exchanges (via the admin interface).
-    Scheduled {
-        /// The broker's admin interface.
-        #[arg(
-            long,
-            env = "WARREN_ADMIN_URL",
-            default_value = "http://127.0.0.1:15672",
-            global = true
-        )]
-        admin: String,
-        #[command(subcommand)]
-        action: Scheduled,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum Scheduled {
-    /// Pending messages per delayed exchange.
-    Counts,
-    /// Pending messages of one exchange: id, due time, routing key, body size.
-    List {
-        /// The delayed exchange.
-        #[arg(long)]
-        exchange: String,
-    },
-    /// Cancels one pending message by id (it is never delivered).
-    Cancel {
-        /// The delayed exchange.
-        #[arg(long)]
-        exchange: String,
-        /// The id shown by `list`.
-        id: u64,
-    },
-}
-
-fn scheduled(admin: &str, action: Scheduled) -> ExitCode {
-    let result = match action {
-        Scheduled::Counts => client::counts(admin).map(|c| print!("{}", client::counts_table(&c))),
-        Scheduled::List { exchange } => {
-            client::list(admin, &exchange).map(|p| print!("{}", client::list_table(&p)))
-        }
-        Scheduled::Cancel { exchange, id } => {
-            client::cancel(admin, &exchange, id).map(|()| println!("cancelled {id}"))
-        }
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("warren: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    /// Administers a running broker through its management HTTP API, like rabbitmqctl
+    /// (works against RabbitMQ's management plugin too).
+    Ctl(cli::ctl::Ctl),
+    /// Old spelling of `warren ctl scheduled`.
+    #[command(hide = true)]
+    Scheduled(cli::ctl::LegacyScheduled),
 }
 
 fn main() -> ExitCode {
     let mut args = Args::parse();
-    if let Some(Command::Scheduled { admin, action }) = args.command.take() {
-        return scheduled(&admin, action);
+    match args.command.take() {
+        Some(Command::Ctl(ctl)) => return cli::ctl::run(ctl),
+        Some(Command::Scheduled(legacy)) => return cli::ctl::run_legacy(legacy),
+        None => {}
     }
     let file = match &args.config {
         Some(path) => match FileConfig::load(path) {

@@ -1,3 +1,4 @@
-//! What only the `warren` binary needs: the clients of a running broker's HTTP interfaces.
+//! What only the `warren` binary needs: the client of a running broker's management HTTP
+//! API (`warren ctl`).
 
-pub mod scheduled;
+pub mod ctl;

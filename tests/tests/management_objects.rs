@@ -721,6 +721,8 @@ async fn bad_arguments_and_malformed_json_are_400_with_a_reason() {
         .await;
     assert_eq!(status, 400);
     assert_eq!(e["reason"], "unknown exchange type 'no-such-type'");
+    let (status, e) = http.put(&queue_path(&"q".repeat(256)), json!({})).await;
+    assert_eq!(status, 400, "no AMQP client could name it: {e}");
 
     let raw = |path: String, body: &'static str| {
         let http = http.clone();

@@ -290,6 +290,11 @@ async fn create(
     let vhost = visible_vhost(&api, &caller, &vhost)?;
     let body: BindingBody = json_body(&body)?;
     let arguments = arguments_of(body.arguments.as_ref())?;
+    if body.routing_key.len() > 255 {
+        return Err(ApiError::bad_request(
+            "routing_key is longer than 255 bytes",
+        ));
+    }
     let source = exchange_name(&source);
     permit_binding(&api, &caller, vhost.name(), source, kind, &destination)?;
     vhost.bind(

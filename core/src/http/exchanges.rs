@@ -95,6 +95,18 @@ pub fn channel_error(e: AmqpError) -> ApiError {
     ApiError::bad_request(format!("{} {}", e.code.code(), e.reply_text()))
 }
 
+/// 400 unless `name` could be a name over AMQP (a short string, 1 to 255 bytes): the API
+/// must not create what no AMQP client could ever name.
+pub fn check_name(what: &str, name: &str) -> ApiResult<()> {
+    if name.is_empty() || name.len() > 255 {
+        return Err(ApiError::bad_request(format!(
+            "{what} name must be 1 to 255 bytes long, got {} bytes",
+            name.len()
+        )));
+    }
+    Ok(())
+}
+
 /// 403 unless the caller may do `operation` on `name` in `vhost` (the AMQP rule).
 pub fn permit(
     api: &Api,
@@ -258,6 +270,7 @@ async fn declare(
     let vhost = visible_vhost(&api, &caller, &vhost)?;
     let body: ExchangeBody = json_body(&body)?;
     let arguments = arguments_of(body.arguments.as_ref())?;
+    check_name("exchange", &name)?;
     let name = exchange_name(&name);
     permit(
         &api,

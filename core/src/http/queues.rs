@@ -34,7 +34,7 @@ use serde_json::{Map, Value, json};
 
 use super::bindings;
 use super::exchanges::{
-    DeleteFlags, arguments_of, channel_error, definitions_durable, json_body, permit,
+    DeleteFlags, arguments_of, channel_error, check_name, definitions_durable, json_body, permit,
     properties_to_json, visible_vhost, visible_vhosts, zero_rate,
 };
 use super::json_table::to_json;
@@ -185,6 +185,7 @@ async fn declare(
     let vhost = visible_vhost(&api, &caller, &vhost)?;
     let body: QueueBody = json_body(&body)?;
     let arguments = arguments_of(body.arguments.as_ref())?;
+    check_name("queue", &name)?;
     permit(
         &api,
         &caller,

@@ -109,6 +109,21 @@ impl Deaths {
     }
 }
 
+/// A queue's counts at one moment, for the management API ([`Queue::snapshot`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueSnapshot {
+    /// Ready messages.
+    pub ready: usize,
+    /// Body bytes of the ready messages.
+    pub ready_bytes: u64,
+    /// Consumers.
+    pub consumers: usize,
+    /// Deliveries to its current consumers not yet acknowledged. Unacked messages taken by
+    /// `basic.get`, or by a consumer since cancelled, live only in their channel and are not
+    /// counted: the queue does not track them (it gets them back if they are requeued).
+    pub unacked: usize,
+}
+
 /// What the expiry driver's visit found ([`Queue::tick`]).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Visit {
@@ -722,6 +737,25 @@ impl Queue {
     /// Records a use for `x-expires` (a declare or redeclare of the queue).
     pub fn touch(&self) {
         self.state.lock().last_used = now_ms();
+    }
+
+    /// What a listing shows of the queue now, after expiring what is due (hand the deaths
+    /// to the vhost, as with [`Queue::counts`]).
+    pub fn snapshot(&self) -> (QueueSnapshot, Deaths) {
+        self.with_state(|st| {
+            self.expire_locked(st);
+            self.counts_changed(st);
+            QueueSnapshot {
+                ready: st.ready.len(),
+                ready_bytes: st.ready.bytes(),
+                consumers: st.consumers.len(),
+                unacked: st
+                    .consumers
+                    .iter()
+                    .map(|c| c.unacked.load(Ordering::Relaxed) as usize)
+                    .sum(),
+            }
+        })
     }
 
     /// (ready messages, consumers), after expiring what is due.

@@ -300,6 +300,22 @@ impl VHost {
         Ok(self.delayed(name)?.list())
     }
 
+    /// Every exchange of the vhost (for listings; in no particular order).
+    pub fn exchanges(&self) -> Vec<Arc<Exchange>> {
+        self.exchanges.read().values().cloned().collect()
+    }
+
+    /// Every queue of the vhost (for listings; in no particular order).
+    pub fn queues(&self) -> Vec<Arc<Queue>> {
+        self.queues.read().values().cloned().collect()
+    }
+
+    /// A copy of every explicit binding (the default exchange's implicit ones are not in
+    /// the table), taken under the catalogue lock so that a listing is one moment's state.
+    pub fn bindings(&self) -> Vec<Binding> {
+        self.catalogue.lock().iter().cloned().collect()
+    }
+
     /// The exchange named `name`.
     pub fn exchange(&self, name: &str) -> Option<Arc<Exchange>> {
         self.exchanges.read().get(name).cloned()

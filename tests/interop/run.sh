@@ -30,6 +30,24 @@ else
     fi
 fi
 
+# --- rabbitmqadmin -------------------------------------------------------------------------
+# The stock management CLI (test_rabbitmqadmin.py). It is one Python file in Debian's
+# rabbitmq-server package: when it is not installed, the package is downloaded (not
+# installed, so no Erlang) and the script taken out of it.
+if [ -z "${RABBITMQADMIN:-}" ] && ! command -v rabbitmqadmin >/dev/null 2>&1; then
+    FETCH="$ROOT/target/rabbitmqadmin-pkg"
+    if [ ! -x "$FETCH/usr/bin/rabbitmqadmin" ]; then
+        mkdir -p "$FETCH"
+        (cd "$FETCH" && { apt-get download rabbitmq-server >/dev/null 2>&1 ||
+            { apt-get update -qq >/dev/null 2>&1 && apt-get download rabbitmq-server >/dev/null 2>&1; }; } &&
+            dpkg-deb -x rabbitmq-server_*.deb . && rm -f rabbitmq-server_*.deb) ||
+            echo "interop: could not fetch rabbitmqadmin; its tests will be skipped" >&2
+    fi
+    if [ -x "$FETCH/usr/bin/rabbitmqadmin" ]; then
+        export RABBITMQADMIN="$FETCH/usr/bin/rabbitmqadmin"
+    fi
+fi
+
 # --- The broker ---------------------------------------------------------------------------
 BROKER_PID=""
 cleanup() {

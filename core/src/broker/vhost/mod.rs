@@ -310,6 +310,22 @@ impl VHost {
         self.queues.read().get(name).cloned()
     }
 
+    /// Every exchange, the predeclared ones included (listings and definition exports).
+    pub fn exchanges(&self) -> Vec<Arc<Exchange>> {
+        self.exchanges.read().values().cloned().collect()
+    }
+
+    /// Every queue, exclusive ones included (listings and definition exports).
+    pub fn queues(&self) -> Vec<Arc<Queue>> {
+        self.queues.read().values().cloned().collect()
+    }
+
+    /// Every binding, as one consistent snapshot of the table (taken under the catalogue
+    /// lock, so no half-made change shows).
+    pub fn bindings(&self) -> Vec<Binding> {
+        self.catalogue.lock().iter().cloned().collect()
+    }
+
     /// The exchange named `name`, or 404.
     pub fn existing_exchange(&self, name: &str) -> Result<Arc<Exchange>, AmqpError> {
         self.exchange(name)

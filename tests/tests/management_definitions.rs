@@ -46,8 +46,8 @@ async fn assert_sample_routes(broker: &TestBroker, user: &str, vhost: &str) {
     let conn = connect_as(broker, user, REF_PASSWORD, vhost).await;
     let ch = conn.create_channel().await.expect("a channel");
     ch.basic_publish(
-        "x.topic".into(),
-        "a.b".into(),
+        "x.topic",
+        "a.b",
         BasicPublishOptions::default(),
         b"routed",
         BasicProperties::default(),
@@ -59,7 +59,7 @@ async fn assert_sample_routes(broker: &TestBroker, user: &str, vhost: &str) {
     let mut got = None;
     for _ in 0..100 {
         got = ch
-            .basic_get("q.ttl".into(), BasicGetOptions { no_ack: true })
+            .basic_get("q.ttl", BasicGetOptions { no_ack: true })
             .await
             .expect("basic.get");
         if got.is_some() {
@@ -84,25 +84,21 @@ async fn export_has_rabbitmqs_shape_and_leaves_out_exclusive_queues_and_amq_exch
         durable: true,
         ..Default::default()
     };
-    ch.queue_declare("kept".into(), durable, FieldTable::default())
+    ch.queue_declare("kept", durable, FieldTable::default())
         .await
         .expect("durable queue");
-    ch.queue_declare(
-        "transient".into(),
-        Default::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("transient queue");
+    ch.queue_declare("transient", Default::default(), FieldTable::default())
+        .await
+        .expect("transient queue");
     let exclusive = QueueDeclareOptions {
         exclusive: true,
         ..Default::default()
     };
-    ch.queue_declare("mine".into(), exclusive, FieldTable::default())
+    ch.queue_declare("mine", exclusive, FieldTable::default())
         .await
         .expect("exclusive queue");
     ch.exchange_declare(
-        "fan".into(),
+        "fan",
         lapin::ExchangeKind::Fanout,
         ExchangeDeclareOptions::default(),
         FieldTable::default(),
@@ -393,7 +389,7 @@ async fn load_definitions_at_start_declares_before_clients_connect() {
     let (_conn, ch) = broker.channel().await;
     let declared = ch
         .queue_declare(
-            "q.ttl".into(),
+            "q.ttl",
             QueueDeclareOptions {
                 passive: true,
                 ..Default::default()

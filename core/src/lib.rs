@@ -5,6 +5,7 @@ pub mod auth;
 pub mod broker;
 pub mod clock;
 pub mod config;
+pub mod definitions;
 pub mod error;
 pub mod http;
 pub mod plugin;

@@ -149,6 +149,14 @@ pub enum StartError {
     /// The data directory cannot be used (another broker holds it, an unknown format, …).
     #[error("{0}")]
     DataDir(#[from] DataDirError),
+    /// The `--load-definitions` file cannot be read, parsed or imported.
+    #[error("cannot load definitions from {}: {reason}", .file.display())]
+    Definitions {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The stores in the data directory cannot be opened or read.
     #[error("cannot open the stores in {dir}: {source}")]
     Store {
@@ -276,6 +284,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let broker = Broker::with_loopback_users(registry, stores, config.loopback_users.clone())?;
     let restored = broker.restore(kept);
     first_start_defaults(&broker, &config, &restored)?;
+    if let Some(file) = &config.load_definitions {
+        load_definitions(&broker, file).await?;
+    }
     tracing::info!(
         exchanges = restored.exchanges,
         queues = restored.queues,
@@ -392,6 +403,35 @@ fn first_start_defaults(
             .map_err(store_failed)?;
         tracing::info!(user = %config.default_user, "created the default user");
     }
+    Ok(())
+}
+
+/// Imports the `--load-definitions` file (RabbitMQ's `load_definitions`), at every start as
+/// RabbitMQ does, before any listener binds: clients never see the node without what the
+/// file declares. Waited until durable, so a crash right after start cannot lose it.
+async fn load_definitions(broker: &Arc<Broker>, file: &std::path::Path) -> Result<(), StartError> {
+    let refused = |reason: String| StartError::Definitions {
+        file: file.to_owned(),
+        reason,
+    };
+    let bytes = tokio::fs::read(file)
+        .await
+        .map_err(|e| refused(e.to_string()))?;
+    let defs = crate::definitions::parse(&bytes).map_err(|e| refused(e.to_string()))?;
+    let importing = broker.clone();
+    let imported = tokio::task::spawn_blocking(move || {
+        crate::definitions::import(&importing, &defs, crate::definitions::Scope::Node)
+    })
+    .await
+    .map_err(|e| refused(format!("the import failed: {e}")))?
+    .map_err(|e| refused(e.to_string()))?;
+    let durability = broker.stores().definitions.durability();
+    if !crate::store::durable_at(durability, imported.mark).await {
+        return Err(refused(
+            "the definition store failed while recording them".into(),
+        ));
+    }
+    tracing::info!(file = %file.display(), applied = imported.applied, "loaded definitions");
     Ok(())
 }
 

@@ -300,12 +300,14 @@ impl VHost {
         Ok(self.delayed(name)?.list())
     }
 
-    /// Every exchange of the vhost (for listings; in no particular order).
+    /// Every exchange of the vhost, the predeclared ones included (listings and definition
+    /// exports; in no particular order).
     pub fn exchanges(&self) -> Vec<Arc<Exchange>> {
         self.exchanges.read().values().cloned().collect()
     }
 
-    /// Every queue of the vhost (for listings; in no particular order).
+    /// Every queue of the vhost, exclusive ones included (listings and definition exports;
+    /// in no particular order).
     pub fn queues(&self) -> Vec<Arc<Queue>> {
         self.queues.read().values().cloned().collect()
     }

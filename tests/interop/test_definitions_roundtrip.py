@@ -1,0 +1,214 @@
+"""Definitions moving between RabbitMQ and Warren: a RabbitMQ 3.10 export imported into
+Warren (at start with --load-definitions, and with POST /api/definitions), its user logging
+in over AMQP with pika, its exchange, queue and binding routing a message, and Warren's own
+export holding the same objects.
+
+Two tests. One reads a sample export committed under fixtures/ (made from RabbitMQ 3.10.8
+with only the defs- objects and guest), so it needs no RabbitMQ. The other makes the objects
+on a live RabbitMQ (REFERENCE_MGMT, e.g. http://127.0.0.1:15673, guest/guest, with AMQP on
+REFERENCE_AMQP_PORT or 5673) and exports them itself; it is skipped when REFERENCE_MGMT is
+not set or does not answer. Both need the binary: WARREN_BIN (set by run.sh).
+"""
+
+import base64
+import json
+import os
+import pathlib
+import re
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pika
+import pytest
+
+BIN = os.environ.get("WARREN_BIN")
+REFERENCE = os.environ.get("REFERENCE_MGMT", "").rstrip("/")
+FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "rabbitmq-3.10-definitions.json"
+
+pytestmark = pytest.mark.skipif(
+    not BIN, reason="needs WARREN_BIN (set by run.sh when it builds and runs Warren itself)"
+)
+
+AMQP_LINE = re.compile(r"listening local_addr=(\d+\.\d+\.\d+\.\d+):(\d+)")
+HTTP_LINE = re.compile(r"management API listening local=(\d+\.\d+\.\d+\.\d+):(\d+)")
+
+USER, PASSWORD, VHOST = "defs-ref", "defs-pw", "defs-vh"
+QUEUE, EXCHANGE, KEY = "defs-q", "defs-topic", "a.*.c"
+
+
+def call(base, method, path, body=None, user="guest", password="guest"):
+    """One API request: (status, parsed JSON or None)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data, method=method)
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status, text = response.status, response.read()
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read()
+    return status, (json.loads(text) if text else None)
+
+
+class Warren:
+    """The binary on its own data directory and ephemeral ports, its log read on a thread."""
+
+    def __init__(self, data_dir, *flags):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WARREN_")}
+        self.proc = subprocess.Popen(
+            [BIN, "--listen", "127.0.0.1:0", "--management-listen", "127.0.0.1:0",
+             "--data-dir", str(data_dir), "--log-level", "info", *flags],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env=env, text=True,
+        )
+        self.lines = []
+        self.amqp_port = self.http_port = None
+        ready = threading.Event()
+
+        def read():
+            for line in self.proc.stdout:
+                self.lines.append(line)
+                if (m := AMQP_LINE.search(line)) and self.amqp_port is None:
+                    self.amqp_port = int(m.group(2))
+                if (m := HTTP_LINE.search(line)) and self.http_port is None:
+                    self.http_port = int(m.group(2))
+                if self.amqp_port and self.http_port:
+                    ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        deadline = time.monotonic() + 30
+        while not ready.wait(0.05):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"warren did not start; its log:\n{''.join(self.lines)}")
+        self.api = f"http://127.0.0.1:{self.http_port}"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def assert_routes(port):
+    """defs-ref logs in to defs-vh, publishes to the topic exchange and gets it back."""
+    credentials = pika.PlainCredentials(USER, PASSWORD)
+    params = pika.ConnectionParameters("127.0.0.1", port, VHOST, credentials)
+    connection = pika.BlockingConnection(params)
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        channel.basic_publish(EXCHANGE, "a.b.c", b"through-the-binding", mandatory=True)
+        method, _, body = channel.basic_get(QUEUE, auto_ack=True)
+        assert method is not None, "the message was not routed to the imported queue"
+        assert body == b"through-the-binding"
+    finally:
+        connection.close()
+
+
+def only_defs(defs):
+    """The parts of an export this test made, in a form two brokers' exports compare in:
+    lists sorted, vhosts by name only (3.10 writes no metadata), version fields dropped."""
+    def ours(o):
+        return o.get("vhost") == VHOST
+
+    def ordered(items):
+        return sorted(items, key=lambda o: json.dumps(o, sort_keys=True))
+
+    users = [{k: u[k] for k in ("name", "password_hash", "hashing_algorithm")}
+             | {"tags": sorted(u["tags"] if isinstance(u["tags"], list)
+                               else [t for t in u["tags"].split(",") if t])}
+             for u in defs["users"] if u["name"] == USER]
+    return {
+        "users": users,
+        "vhosts": [v["name"] for v in defs["vhosts"] if v["name"] == VHOST],
+        "permissions": ordered(p for p in defs["permissions"] if ours(p)),
+        "queues": ordered(q for q in defs["queues"] if ours(q)),
+        "exchanges": ordered(x for x in defs["exchanges"] if ours(x)),
+        "bindings": ordered(b for b in defs["bindings"] if ours(b)),
+    }
+
+
+def check_both_ways_in(defs, tmp_path):
+    """Imports `defs` into one Warren at start and into another over HTTP; each routes, and
+    each exports the same objects."""
+    expected = only_defs(defs)
+    path = tmp_path / "definitions.json"
+    path.write_text(json.dumps(defs))
+    at_start = Warren(tmp_path / "loaded", "--load-definitions", str(path))
+    try:
+        assert_routes(at_start.amqp_port)
+        status, exported = call(at_start.api, "GET", "/api/definitions")
+        assert status == 200
+        assert only_defs(exported) == expected
+    finally:
+        at_start.stop()
+    posted = Warren(tmp_path / "posted")
+    try:
+        status, body = call(posted.api, "POST", "/api/definitions", defs)
+        assert status == 204, body
+        assert_routes(posted.amqp_port)
+        status, exported = call(posted.api, "GET", "/api/definitions")
+        assert status == 200
+        assert only_defs(exported) == expected
+        # Importing the same file again changes nothing.
+        assert call(posted.api, "POST", "/api/definitions", defs)[0] == 204
+        assert only_defs(call(posted.api, "GET", "/api/definitions")[1]) == expected
+    finally:
+        posted.stop()
+
+
+def test_a_committed_rabbitmq_export_imports_into_warren(tmp_path):
+    defs = json.loads(FIXTURE.read_text())
+    assert defs["rabbit_version"].startswith("3.10"), "the fixture is a 3.10 export"
+    check_both_ways_in(defs, tmp_path)
+
+
+def reference_reachable():
+    if not REFERENCE:
+        return False
+    try:
+        return call(REFERENCE, "GET", "/api/overview")[0] == 200
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not reference_reachable(),
+                    reason="needs a RabbitMQ management API in REFERENCE_MGMT (CI has none)")
+def test_an_export_from_a_live_rabbitmq_round_trips_through_warren(tmp_path):
+    v = "/api/vhosts/" + VHOST
+    try:
+        assert call(REFERENCE, "PUT", v, {"description": "defs round trip"})[0] in (201, 204)
+        status, _ = call(REFERENCE, "PUT", f"/api/users/{USER}",
+                         {"password": PASSWORD, "tags": "management"})
+        assert status in (201, 204)
+        assert call(REFERENCE, "PUT", f"/api/permissions/{VHOST}/{USER}",
+                    {"configure": ".*", "write": ".*", "read": ".*"})[0] in (201, 204)
+        assert call(REFERENCE, "PUT", f"/api/queues/{VHOST}/{QUEUE}",
+                    {"durable": True, "arguments": {"x-message-ttl": 60000}})[0] in (201, 204)
+        assert call(REFERENCE, "PUT", f"/api/exchanges/{VHOST}/{EXCHANGE}",
+                    {"type": "topic", "durable": True})[0] in (201, 204)
+        assert call(REFERENCE, "POST", f"/api/bindings/{VHOST}/e/{EXCHANGE}/q/{QUEUE}",
+                    {"routing_key": KEY})[0] == 201
+        status, full = call(REFERENCE, "GET", "/api/definitions")
+        assert status == 200
+    finally:
+        call(REFERENCE, "DELETE", v)
+        call(REFERENCE, "DELETE", f"/api/users/{USER}")
+    # Only what this test made: the reference is shared, other objects are not ours.
+    defs = dict(full)
+    defs["users"] = [u for u in full["users"] if u["name"] == USER]
+    defs["vhosts"] = [x for x in full["vhosts"] if x["name"] == VHOST]
+    for kind in ("permissions", "queues", "exchanges", "bindings", "policies", "parameters"):
+        defs[kind] = [o for o in full[kind] if o.get("vhost") == VHOST]
+    defs["permissions"] = [p for p in defs["permissions"] if p["user"] == USER]
+    assert only_defs(defs)["queues"], "the reference exported the queue"
+    check_both_ways_in(defs, tmp_path)

@@ -14,26 +14,20 @@ import base64
 import json
 import os
 import pathlib
-import re
-import subprocess
-import threading
-import time
 import urllib.error
 import urllib.request
 
 import pika
 import pytest
 
-BIN = os.environ.get("WARREN_BIN")
+from warren_process import BIN, Warren
+
 REFERENCE = os.environ.get("REFERENCE_MGMT", "").rstrip("/")
 FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "rabbitmq-3.10-definitions.json"
 
 pytestmark = pytest.mark.skipif(
     not BIN, reason="needs WARREN_BIN (set by run.sh when it builds and runs Warren itself)"
 )
-
-AMQP_LINE = re.compile(r"listening local_addr=(\d+\.\d+\.\d+\.\d+):(\d+)")
-HTTP_LINE = re.compile(r"management API listening local=(\d+\.\d+\.\d+\.\d+):(\d+)")
 
 USER, PASSWORD, VHOST = "defs-ref", "defs-pw", "defs-vh"
 QUEUE, EXCHANGE, KEY = "defs-q", "defs-topic", "a.*.c"
@@ -53,49 +47,6 @@ def call(base, method, path, body=None, user="guest", password="guest"):
     except urllib.error.HTTPError as e:
         status, text = e.code, e.read()
     return status, (json.loads(text) if text else None)
-
-
-class Warren:
-    """The binary on its own data directory and ephemeral ports, its log read on a thread."""
-
-    def __init__(self, data_dir, *flags):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WARREN_")}
-        self.proc = subprocess.Popen(
-            [BIN, "--listen", "127.0.0.1:0", "--management-listen", "127.0.0.1:0",
-             "--data-dir", str(data_dir), "--log-level", "info", *flags],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            env=env, text=True,
-        )
-        self.lines = []
-        self.amqp_port = self.http_port = None
-        ready = threading.Event()
-
-        def read():
-            for line in self.proc.stdout:
-                self.lines.append(line)
-                if (m := AMQP_LINE.search(line)) and self.amqp_port is None:
-                    self.amqp_port = int(m.group(2))
-                if (m := HTTP_LINE.search(line)) and self.http_port is None:
-                    self.http_port = int(m.group(2))
-                if self.amqp_port and self.http_port:
-                    ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        deadline = time.monotonic() + 30
-        while not ready.wait(0.05):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"warren did not start; its log:\n{''.join(self.lines)}")
-        self.api = f"http://127.0.0.1:{self.http_port}"
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def assert_routes(port):
@@ -145,23 +96,23 @@ def check_both_ways_in(defs, tmp_path):
     path.write_text(json.dumps(defs))
     at_start = Warren(tmp_path / "loaded", "--load-definitions", str(path))
     try:
-        assert_routes(at_start.amqp_port)
-        status, exported = call(at_start.api, "GET", "/api/definitions")
+        assert_routes(at_start.port)
+        status, exported = call(at_start.management_url, "GET", "/api/definitions")
         assert status == 200
         assert only_defs(exported) == expected
     finally:
         at_start.stop()
     posted = Warren(tmp_path / "posted")
     try:
-        status, body = call(posted.api, "POST", "/api/definitions", defs)
+        status, body = call(posted.management_url, "POST", "/api/definitions", defs)
         assert status == 204, body
-        assert_routes(posted.amqp_port)
-        status, exported = call(posted.api, "GET", "/api/definitions")
+        assert_routes(posted.port)
+        status, exported = call(posted.management_url, "GET", "/api/definitions")
         assert status == 200
         assert only_defs(exported) == expected
         # Importing the same file again changes nothing.
-        assert call(posted.api, "POST", "/api/definitions", defs)[0] == 204
-        assert only_defs(call(posted.api, "GET", "/api/definitions")[1]) == expected
+        assert call(posted.management_url, "POST", "/api/definitions", defs)[0] == 204
+        assert only_defs(call(posted.management_url, "GET", "/api/definitions")[1]) == expected
     finally:
         posted.stop()
 

@@ -247,11 +247,11 @@ async fn show(
 struct ExchangeBody {
     #[serde(rename = "type", default = "direct")]
     kind: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::http::json_table::lenient_bool")]
     durable: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::http::json_table::lenient_bool")]
     auto_delete: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::http::json_table::lenient_bool")]
     internal: bool,
     #[serde(default)]
     arguments: Option<Value>,

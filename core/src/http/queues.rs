@@ -168,9 +168,9 @@ async fn bindings_to(
 /// The body of `PUT /api/queues/{vhost}/{name}`; RabbitMQ's defaults.
 #[derive(Debug, Deserialize)]
 struct QueueBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::http::json_table::lenient_bool")]
     durable: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::http::json_table::lenient_bool")]
     auto_delete: bool,
     #[serde(default)]
     arguments: Option<Value>,
@@ -288,10 +288,11 @@ impl AckMode {
 /// The body of a get. `count`, `ackmode` and `encoding` are required, as in RabbitMQ.
 #[derive(Debug, Deserialize)]
 struct GetBody {
+    #[serde(deserialize_with = "crate::http::json_table::lenient_u64")]
     count: u64,
     ackmode: String,
     encoding: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::http::json_table::lenient_opt_u64")]
     truncate: Option<u64>,
 }
 

@@ -228,9 +228,7 @@ pub fn resolve(overrides: Overrides, file: FileConfig) -> Result<Config, ConfigE
             .default_pass
             .or(file.default_pass)
             .unwrap_or(defaults.default_pass.clone()),
-        loopback_users: file
-            .loopback_users
-            .unwrap_or(defaults.loopback_users.clone()),
+        loopback_users: file.loopback_users.unwrap_or(defaults.loopback_users.clone()),
         load_definitions: overrides.load_definitions.or(file.load_definitions),
         ..defaults
     })
@@ -263,8 +261,7 @@ mod tests {
 
     #[test]
     fn management_listen_comes_from_the_file() {
-        let file: FileConfig =
-            toml::from_str("management_listen = \"127.0.0.1:9\"\n").expect("parses");
+        let file: FileConfig = toml::from_str("management_listen = \"127.0.0.1:9\"\n").expect("parses");
         let config = resolve(Overrides::default(), file).expect("valid");
         assert_eq!(config.management_listen.map(|a| a.port()), Some(9));
     }

@@ -7,8 +7,8 @@
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
-use warren::broker::PendingInfo;
 use warren::http::scheduled::{Page, ScheduledCount as DelayedCount};
+use warren::broker::PendingInfo;
 
 /// Why an admin call failed.
 #[derive(Debug, thiserror::Error)]

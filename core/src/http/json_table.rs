@@ -106,14 +106,7 @@ mod tests {
 
     #[test]
     fn non_objects_are_refused_with_a_reason() {
-        assert!(
-            from_json(&serde_json::json!([1]))
-                .expect_err("array")
-                .contains("object")
-        );
-        assert_eq!(
-            from_json(&Value::Null).expect("empty"),
-            FieldTable::default()
-        );
+        assert!(from_json(&serde_json::json!([1])).expect_err("array").contains("object"));
+        assert_eq!(from_json(&Value::Null).expect("empty"), FieldTable::default());
     }
 }

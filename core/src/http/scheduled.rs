@@ -96,12 +96,9 @@ fn delayed(
     caller.require_vhost(api, vhost)?;
     let v = api.broker.vhost(vhost).ok_or_else(ApiError::not_found)?;
     let delayed = v.delayed(exchange)?;
-    caller.grants(api, vhost).check(
-        api.broker.auth(),
-        ResourceKind::Exchange,
-        operation,
-        exchange,
-    )?;
+    caller
+        .grants(api, vhost)
+        .check(api.broker.auth(), ResourceKind::Exchange, operation, exchange)?;
     Ok(delayed)
 }
 
@@ -208,12 +205,7 @@ async fn cancel_matching(
     let (cancelled, mark) = tokio::task::spawn_blocking(move || scanning.cancel_matching(&query))
         .await
         .map_err(|e| ApiError::internal(format!("cancel failed: {e}")))?;
-    durable(
-        &delayed,
-        mark,
-        &format!("the cancel of {cancelled} messages"),
-    )
-    .await?;
+    durable(&delayed, mark, &format!("the cancel of {cancelled} messages")).await?;
     Ok(Json(serde_json::json!({ "cancelled": cancelled })))
 }
 
@@ -223,8 +215,5 @@ pub fn routes() -> Router<Api> {
         .route("/api/scheduled", get(counts))
         .route("/api/scheduled/{vhost}/{exchange}", get(list))
         .route("/api/scheduled/{vhost}/{exchange}/{id}", delete(cancel))
-        .route(
-            "/api/scheduled/{vhost}/{exchange}/cancel",
-            post(cancel_matching),
-        )
+        .route("/api/scheduled/{vhost}/{exchange}/cancel", post(cancel_matching))
 }

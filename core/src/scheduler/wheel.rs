@@ -271,8 +271,10 @@ impl<T> TimerWheel<T> {
         let end = start.saturating_add(count).min(self.slots.len());
         let start = start.min(end);
         let next = (end < self.slots.len()).then_some(end);
-        let entries = self.slots[start..end].iter().enumerate().filter_map(
-            move |(offset, slot)| match slot {
+        let entries = self.slots[start..end]
+            .iter()
+            .enumerate()
+            .filter_map(move |(offset, slot)| match slot {
                 Slot::Occupied(e) => Some((
                     TimerId {
                         index: (start + offset) as u32,
@@ -282,8 +284,7 @@ impl<T> TimerWheel<T> {
                     &e.payload,
                 )),
                 Slot::Vacant { .. } => None,
-            },
-        );
+            });
         (entries, next)
     }
 

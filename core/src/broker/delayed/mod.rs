@@ -310,8 +310,7 @@ impl Delayed {
             let (entries, next) = pending.wheel.iter_chunk(at, SCAN_CHUNK);
             for (id, due, held) in entries {
                 let key = (due, id.to_bits());
-                if !query.matches(due, held.routing_key()) || query.after.is_some_and(|a| key <= a)
-                {
+                if !query.matches(due, held.routing_key()) || query.after.is_some_and(|a| key <= a) {
                     continue;
                 }
                 if best.len() == query.limit {

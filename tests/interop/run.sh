@@ -5,7 +5,9 @@
 #   AMQP_URI=amqp://... run.sh      # run the suite against that broker instead (e.g. RabbitMQ)
 #
 # test_disk_alarm.py starts Warrens of its own (the binary in WARREN_BIN, exported here when
-# this script builds Warren); with an external AMQP_URI it is skipped.
+# this script builds Warren); with an external AMQP_URI it is skipped. test_tenancy.py uses
+# the management API at MGMT_URL (exported here for the Warren it starts; with an external
+# AMQP_URI, pass MGMT_URL too or it is skipped).
 #
 # Installs pika and pytest into target/interop-venv (falling back to `pip install --user`),
 # and exits with the suite's status; "no tests collected" counts as a failure.
@@ -63,11 +65,12 @@ if [ -z "${AMQP_URI:-}" ]; then
     BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/warren"
     export WARREN_BIN="$BIN"
     PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+    MGMT_PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
     DATA_DIR=$(mktemp -d "${TMPDIR:-/tmp}/warren-interop.XXXXXX")
     LOG="$ROOT/target/interop-warren.log"
-    # The management API is not used by the suite; port 0 keeps it off the default 15672,
-    # which may be taken on a CI machine.
-    "$BIN" --listen "127.0.0.1:$PORT" --management-listen 127.0.0.1:0 --data-dir "$DATA_DIR" >"$LOG" 2>&1 &
+    # The management API on a free port rather than the default 15672, which may be taken on
+    # a CI machine; test_tenancy.py makes its users and vhosts through it.
+    "$BIN" --listen "127.0.0.1:$PORT" --management-listen "127.0.0.1:$MGMT_PORT" --data-dir "$DATA_DIR" >"$LOG" 2>&1 &
     BROKER_PID=$!
     # Wait (up to 30 s) for the port to accept connections.
     for _ in $(seq 1 300); do
@@ -82,6 +85,7 @@ if [ -z "${AMQP_URI:-}" ]; then
         sleep 0.1
     done
     export AMQP_URI="amqp://guest:guest@127.0.0.1:$PORT/%2f"
+    export MGMT_URL="http://127.0.0.1:$MGMT_PORT"
 else
     # An external broker: the disk-alarm tests, which need Warren's binary, are skipped.
     unset WARREN_BIN

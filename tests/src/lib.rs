@@ -2,7 +2,8 @@
 //! tests load, encoding AMQP field tables the way a client would, a broker per test
 //! (`broker`), helpers for the delayed exchange's tests (`delayed`), a raw-socket AMQP
 //! client for what real clients never send (`raw`), the management API as a user
-//! (`management`), and a store that syncs and fails when a
+//! (`management`), users, vhosts and permissions made on the
+//! in-process broker (`tenancy`), and a store that syncs and fails when a
 //! test says so (`failing_store`).
 
 pub mod broker;
@@ -14,4 +15,6 @@ pub mod management;
 pub mod queues;
 pub mod raw;
 pub mod tables;
+#[cfg(feature = "in-process")]
+pub mod tenancy;
 pub mod workloads;

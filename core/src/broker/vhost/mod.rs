@@ -509,6 +509,19 @@ impl VHost {
         connection: u64,
         d: &QueueDeclare<'_>,
     ) -> Result<Arc<Queue>, AmqpError> {
+        self.declare_queue_checked(connection, d, |_, _| Ok(()))
+    }
+
+    /// `queue.declare` with a check made before anything changes: a non-passive declare calls
+    /// `check` with the queue's name and whether it exists. The name is the generated one for
+    /// a server-named queue, which is why the channel's permission check cannot be made
+    /// before this call: RabbitMQ generates the name first and checks that.
+    pub fn declare_queue_checked(
+        &self,
+        connection: u64,
+        d: &QueueDeclare<'_>,
+        check: impl FnOnce(&str, bool) -> Result<(), AmqpError>,
+    ) -> Result<Arc<Queue>, AmqpError> {
         let _catalogue = self.catalogue.lock();
         let vhost = &*self.name;
         if d.passive {
@@ -523,6 +536,7 @@ impl VHost {
         } else {
             d.name
         };
+        check(name, self.queue(name).is_some())?;
         // A redeclare is only compared with the queue (RabbitMQ validates arguments only when
         // it creates the queue).
         if let Some(existing) = self.queue(name) {

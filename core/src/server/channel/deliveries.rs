@@ -6,6 +6,9 @@
 //! `DeliveryState::record` a consumer's delivery uses. Whatever a queue hands back as dead
 //! (a rejected message, an expired one found while delivering) goes to the vhost to be
 //! dead-lettered once the queue's lock is released.
+//!
+//! Consuming and getting need read permission on the queue, checked (as RabbitMQ does) before
+//! the queue is even looked up, so a user without it learns nothing of whether it exists.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,6 +17,7 @@ use amq_protocol::protocol::{AMQPClass, basic};
 
 use super::tx::TxOp;
 use super::{Channel, ConnCtx};
+use crate::auth::{Operation, ResourceKind};
 use crate::broker::{Consumer, DeliveryChannel, Message, Queue, Unacked, VHost, names, replies};
 use crate::error::AmqpError;
 use crate::protocol::{RawMethod, ShortStr};
@@ -95,7 +99,9 @@ impl Channel {
     }
 
     fn consume(&mut self, ctx: &mut ConnCtx, c: basic::Consume) -> Result<(), AmqpError> {
-        let queue = self.find_queue(ctx, c.queue.as_str())?;
+        let name = self.queue_name(c.queue.as_str())?;
+        ctx.check(ResourceKind::Queue, Operation::Read, name)?;
+        let queue = self.find_queue(ctx, name)?;
         let tag_text = if c.consumer_tag.as_str().is_empty() {
             names::generate(names::CONSUMER_TAG_PREFIX)
         } else {
@@ -138,7 +144,9 @@ impl Channel {
     }
 
     fn get(&mut self, ctx: &mut ConnCtx, queue: &str, no_ack: bool) -> Result<(), AmqpError> {
-        let queue = self.find_queue(ctx, queue)?;
+        let name = self.queue_name(queue)?;
+        ctx.check(ResourceKind::Queue, Operation::Read, name)?;
+        let queue = self.find_queue(ctx, name)?;
         let (got, deaths) = queue.get();
         ctx.vhost()?.bury(&queue, deaths);
         let Some((item, remaining)) = got else {

@@ -165,6 +165,9 @@ pub struct Channel {
     scratch: PublishScratch,
     /// A queue this channel published to that is backlogged (flow control).
     backlogged: Option<Arc<Queue>>,
+    /// The exchange this channel last found the user may write to, with the permission
+    /// generation of that check: the publish path's check without a scan of names.
+    write_granted: Option<(Arc<Exchange>, u64)>,
 }
 
 fn method_ids(m: &AMQPClass) -> (u16, u16) {
@@ -192,6 +195,7 @@ impl Channel {
             tx: None,
             scratch: PublishScratch::default(),
             backlogged: None,
+            write_granted: None,
         }
     }
 

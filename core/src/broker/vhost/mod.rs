@@ -16,6 +16,7 @@
 
 pub mod bindings;
 mod restore;
+pub mod totals;
 pub mod routing;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -23,6 +23,7 @@ use rustc_hash::FxHashMap;
 
 use super::outbox::Outbox;
 use crate::auth::{Grants, Operation, ResourceKind};
+use crate::broker::connections::{ChannelEntry, ChannelRegistered};
 use crate::broker::{
     Broker, DeliveryChannel, Durably, Exchange, Message, PublishScratch, Queue, VHost, replies,
 };
@@ -165,6 +166,9 @@ pub struct Channel {
     scratch: PublishScratch,
     /// A queue this channel published to that is backlogged (flow control).
     backlogged: Option<Arc<Queue>>,
+    /// This channel in its connection's list (the management API's view); unlisted when the
+    /// channel is dropped, however it ends.
+    listed: Option<ChannelRegistered>,
 }
 
 fn method_ids(m: &AMQPClass) -> (u16, u16) {
@@ -174,16 +178,22 @@ fn method_ids(m: &AMQPClass) -> (u16, u16) {
 impl Channel {
     /// A freshly opened channel.
     pub fn new(number: u16, ctx: &ConnCtx) -> Channel {
+        let delivery = DeliveryChannel::new(
+            number,
+            ctx.frame_max,
+            ctx.id,
+            ctx.cancel_notify,
+            ctx.outbox.clone(),
+        );
+        let listed = ctx
+            .broker
+            .connections()
+            .by_id(ctx.id)
+            .map(|connection| connection.open_channel(delivery.clone()));
         Channel {
             number,
             phase: Phase::Open,
-            delivery: DeliveryChannel::new(
-                number,
-                ctx.frame_max,
-                ctx.id,
-                ctx.cancel_notify,
-                ctx.outbox.clone(),
-            ),
+            delivery,
             pending: None,
             exchanges: FxHashMap::default(),
             last_queue: None,
@@ -192,7 +202,13 @@ impl Channel {
             tx: None,
             scratch: PublishScratch::default(),
             backlogged: None,
+            listed,
         }
+    }
+
+    /// This channel's entry in the management API's view, to record a mode change in.
+    fn listing(&self) -> Option<&Arc<ChannelEntry>> {
+        self.listed.as_ref().map(ChannelRegistered::entry)
     }
 
     fn send(&self, ctx: &ConnCtx, method: AMQPClass) {

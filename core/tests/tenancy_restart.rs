@@ -56,7 +56,10 @@ const GUEST: (&str, &str) = ("guest", "guest");
 
 fn put(broker: &BrokerProcess, path: &str, body: Value) {
     let (status, answer) = call(broker, GUEST, "PUT", path, Some(body));
-    assert!(status == 201 || status == 204, "PUT {path}: {status} {answer}");
+    assert!(
+        status == 201 || status == 204,
+        "PUT {path}: {status} {answer}"
+    );
 }
 
 fn delete(broker: &BrokerProcess, path: &str) {
@@ -111,7 +114,13 @@ async fn check(broker: &BrokerProcess, after: &str) {
     let (status, user) = get(broker, "/api/users/node-keeper");
     assert_eq!(status, 200, "{after}");
     assert_eq!(user["tags"], json!(["management", "custom"]), "{after}");
-    let (status, me) = call(broker, ("node-keeper", "s3cret"), "GET", "/api/whoami", None);
+    let (status, me) = call(
+        broker,
+        ("node-keeper", "s3cret"),
+        "GET",
+        "/api/whoami",
+        None,
+    );
     assert_eq!(status, 200, "{after}: the password still logs in");
     assert_eq!(me["name"], "node-keeper");
     let (status, _) = call(broker, ("node-keeper", "wrong"), "GET", "/api/whoami", None);

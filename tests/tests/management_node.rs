@@ -42,7 +42,9 @@ async fn tenant(http: &Http, tags: &str, grant: bool) -> (String, String, String
     let vhost = unique("node-v");
     let user = unique("node-u");
     let pass = unique("pw");
-    let (status, body) = http.put(&format!("/api/vhosts/{}", segment(&vhost)), json!({})).await;
+    let (status, body) = http
+        .put(&format!("/api/vhosts/{}", segment(&vhost)), json!({}))
+        .await;
     assert_eq!(status, 201, "{body}");
     let (status, body) = http
         .put(
@@ -112,7 +114,11 @@ async fn a_user_made_over_http_connects_only_where_and_as_it_is_permitted() {
     assert!(text.starts_with("ACCESS_REFUSED"), "{text}");
 
     let (status, shown) = http
-        .get(&format!("/api/permissions/{}/{}", segment(&vhost), segment(&user)))
+        .get(&format!(
+            "/api/permissions/{}/{}",
+            segment(&vhost),
+            segment(&user)
+        ))
         .await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -149,19 +155,28 @@ async fn deleting_a_vhost_closes_its_connections_with_320_and_drops_its_queues()
     .expect("declared");
     let mut exceptions = Exceptions::watch(&conn);
 
-    let (status, body) = http.delete(&format!("/api/vhosts/{}", segment(&vhost))).await;
+    let (status, body) = http
+        .delete(&format!("/api/vhosts/{}", segment(&vhost)))
+        .await;
     assert_eq!(status, 204, "{body}");
     let (code, text) = exceptions.next().await;
     assert_eq!(code, 320, "{text}");
-    assert_eq!(text, format!("CONNECTION_FORCED - vhost '{vhost}' is deleted"));
+    assert_eq!(
+        text,
+        format!("CONNECTION_FORCED - vhost '{vhost}' is deleted")
+    );
 
     let (status, _) = http.get(&format!("/api/vhosts/{}", segment(&vhost))).await;
     assert_eq!(status, 404);
-    let (status, _) = http.delete(&format!("/api/vhosts/{}", segment(&vhost))).await;
+    let (status, _) = http
+        .delete(&format!("/api/vhosts/{}", segment(&vhost)))
+        .await;
     assert_eq!(status, 404, "deleting it again");
     // Made again, it is empty: the durable queue went with the old one, and so did the
     // permissions (only guest, who made it, has some).
-    let (status, _) = http.put(&format!("/api/vhosts/{}", segment(&vhost)), json!({})).await;
+    let (status, _) = http
+        .put(&format!("/api/vhosts/{}", segment(&vhost)), json!({}))
+        .await;
     assert_eq!(status, 201);
     let (_, perms) = http
         .get(&format!("/api/vhosts/{}/permissions", segment(&vhost)))
@@ -208,7 +223,10 @@ async fn vhosts_are_listed_with_their_description_tags_and_counts() {
     assert_eq!(shown["name"], vhost.as_str());
     assert_eq!(shown["description"], "first", "kept when left out");
     assert_eq!(shown["tags"], json!(["c"]));
-    assert_eq!(shown["metadata"], json!({"description": "first", "tags": ["c"]}));
+    assert_eq!(
+        shown["metadata"],
+        json!({"description": "first", "tags": ["c"]})
+    );
     assert_eq!(shown["tracing"], false);
     assert_eq!(shown["messages"], 0);
     let (_, all) = http.get("/api/vhosts").await;
@@ -229,12 +247,19 @@ async fn connections_channels_and_consumers_are_listed_with_their_fields() {
         .await
         .expect("connects");
     let ch = conn.create_channel().await.expect("channel");
-    ch.basic_qos(7, BasicQosOptions::default()).await.expect("qos");
+    ch.basic_qos(7, BasicQosOptions::default())
+        .await
+        .expect("qos");
     ch.queue_declare("q", QueueDeclareOptions::default(), FieldTable::default())
         .await
         .expect("declared");
     let _consumer = ch
-        .basic_consume("q", "node-tag", BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            "q",
+            "node-tag",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .expect("consumes");
     let confirming = conn.create_channel().await.expect("second channel");
@@ -265,9 +290,14 @@ async fn connections_channels_and_consumers_are_listed_with_their_fields() {
     assert_eq!(c["ssl"], false);
     assert_eq!(c["type"], "network");
     assert!(c["frame_max"].as_u64().is_some_and(|f| f > 0), "{c}");
-    assert!(c["client_properties"]["capabilities"]["publisher_confirms"] == true, "{c}");
+    assert!(
+        c["client_properties"]["capabilities"]["publisher_confirms"] == true,
+        "{c}"
+    );
 
-    let (status, one) = http.get(&format!("/api/connections/{}", segment(&name))).await;
+    let (status, one) = http
+        .get(&format!("/api/connections/{}", segment(&name)))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(one["name"], name.as_str());
     let (_, in_vhost) = http
@@ -293,14 +323,19 @@ async fn connections_channels_and_consumers_are_listed_with_their_fields() {
     assert_eq!(second["confirm"], true);
     assert_eq!(second["consumer_count"], 0);
     let (status, shown) = http
-        .get(&format!("/api/channels/{}", segment(&format!("{name} (1)"))))
+        .get(&format!(
+            "/api/channels/{}",
+            segment(&format!("{name} (1)"))
+        ))
         .await;
     assert_eq!(status, 200);
     assert_eq!(shown["consumer_details"][0]["consumer_tag"], "node-tag");
     let (_, all_channels) = http.get("/api/channels").await;
     find(&all_channels, "name", &format!("{name} (2)"));
 
-    let (status, consumers) = http.get(&format!("/api/consumers/{}", segment(&vhost))).await;
+    let (status, consumers) = http
+        .get(&format!("/api/consumers/{}", segment(&vhost)))
+        .await;
     assert_eq!(status, 200);
     let consumer = find(&consumers, "consumer_tag", "node-tag");
     assert_eq!(consumer["queue"], json!({"name": "q", "vhost": vhost}));
@@ -308,7 +343,10 @@ async fn connections_channels_and_consumers_are_listed_with_their_fields() {
     assert_eq!(consumer["exclusive"], false);
     assert_eq!(consumer["prefetch_count"], 7);
     assert_eq!(consumer["active"], true);
-    assert_eq!(consumer["channel_details"]["connection_name"], name.as_str());
+    assert_eq!(
+        consumer["channel_details"]["connection_name"],
+        name.as_str()
+    );
     assert_eq!(consumer["channel_details"]["number"], 1);
     assert_eq!(consumer["channel_details"]["user"], user.as_str());
     let (_, everywhere) = http.get("/api/consumers").await;
@@ -335,7 +373,9 @@ async fn connections_channels_and_consumers_are_listed_with_their_fields() {
 
     drop(ch);
     conn.close(200, "bye").await.expect("closed");
-    let (status, _) = http.get(&format!("/api/connections/{}", segment(&name))).await;
+    let (status, _) = http
+        .get(&format!("/api/connections/{}", segment(&name)))
+        .await;
     assert_eq!(status, 404, "gone once closed");
 }
 
@@ -345,7 +385,10 @@ async fn deleting_a_connection_closes_it_with_320_and_the_reason_given() {
     let http = Http::guest(&broker);
     let mut closed: Vec<String> = Vec::new();
     for (reason, expected) in [
-        (Some("node maintenance"), "CONNECTION_FORCED - node maintenance"),
+        (
+            Some("node maintenance"),
+            "CONNECTION_FORCED - node maintenance",
+        ),
         (None, "CONNECTION_FORCED - Closed via management plugin"),
     ] {
         let conn = broker.connect().await;
@@ -388,9 +431,16 @@ async fn deleting_a_user_closes_its_connections_and_forgets_its_permissions() {
     let (status, _) = http.delete(&format!("/api/users/{}", segment(&user))).await;
     assert_eq!(status, 204);
     let (code, text) = exceptions.next().await;
-    assert_eq!((code, text), (320, format!("CONNECTION_FORCED - user '{user}' is deleted")));
+    assert_eq!(
+        (code, text),
+        (320, format!("CONNECTION_FORCED - user '{user}' is deleted"))
+    );
     let (status, _) = http
-        .get(&format!("/api/permissions/{}/{}", segment(&vhost), segment(&user)))
+        .get(&format!(
+            "/api/permissions/{}/{}",
+            segment(&vhost),
+            segment(&user)
+        ))
         .await;
     assert_eq!(status, 404);
     let (status, _) = http.get(&format!("/api/users/{}", segment(&user))).await;
@@ -406,9 +456,15 @@ async fn users_are_put_with_a_password_a_hash_or_none_and_tags_required() {
     let user = unique("node-u");
     let path = format!("/api/users/{}", segment(&user));
     let (status, body) = http.put(&path, json!({"password": "p1"})).await;
-    assert_eq!((status, body["reason"].clone()), (400, json!("tags_not_present")));
+    assert_eq!(
+        (status, body["reason"].clone()),
+        (400, json!("tags_not_present"))
+    );
     let (status, _) = http
-        .put(&path, json!({"password": "p1", "tags": "management,custom"}))
+        .put(
+            &path,
+            json!({"password": "p1", "tags": "management,custom"}),
+        )
         .await;
     assert_eq!(status, 201);
     let (_, shown) = http.get(&path).await;
@@ -431,7 +487,10 @@ async fn users_are_put_with_a_password_a_hash_or_none_and_tags_required() {
         )
         .await;
     assert_eq!(status, 204);
-    assert_eq!(http.as_user(&user, "refpass").get("/api/whoami").await.0, 200);
+    assert_eq!(
+        http.as_user(&user, "refpass").get("/api/whoami").await.0,
+        200
+    );
     assert_eq!(http.as_user(&user, "p1").get("/api/whoami").await.0, 401);
     let (status, _) = http
         .put(&path, json!({"password_hash": "!!", "tags": ""}))
@@ -443,7 +502,10 @@ async fn users_are_put_with_a_password_a_hash_or_none_and_tags_required() {
     assert_eq!(status, 204);
     let (_, shown) = http.get(&path).await;
     assert_eq!(shown["password_hash"], "");
-    assert_eq!(http.as_user(&user, "refpass").get("/api/whoami").await.0, 401);
+    assert_eq!(
+        http.as_user(&user, "refpass").get("/api/whoami").await.0,
+        401
+    );
     assert_eq!(http.as_user(&user, "").get("/api/whoami").await.0, 401);
 
     let (_, lonely) = http.get("/api/users/without-permissions").await;
@@ -453,7 +515,10 @@ async fn users_are_put_with_a_password_a_hash_or_none_and_tags_required() {
 
     let other = unique("node-u");
     let (status, _) = http
-        .put(&format!("/api/users/{}", segment(&other)), json!({"tags": ""}))
+        .put(
+            &format!("/api/users/{}", segment(&other)),
+            json!({"tags": ""}),
+        )
         .await;
     assert_eq!(status, 201);
     let (status, body) = http
@@ -463,7 +528,11 @@ async fn users_are_put_with_a_password_a_hash_or_none_and_tags_required() {
         )
         .await;
     assert_eq!(status, 400, "{body}");
-    assert_eq!(http.get(&path).await.0, 404, "deleted before the unknown name");
+    assert_eq!(
+        http.get(&path).await.0,
+        404,
+        "deleted before the unknown name"
+    );
     assert_eq!(
         http.get(&format!("/api/users/{}", segment(&other))).await.0,
         404
@@ -475,8 +544,14 @@ async fn credentials_and_tags_decide_what_the_api_answers() {
     let broker = TestBroker::start().await;
     let http = Http::guest(&broker);
     let (status, body) = http.anonymous().get("/api/overview").await;
-    assert_eq!((status, body["error"].clone()), (401, json!("not_authorized")));
-    assert_eq!(http.as_user("guest", "wrong").get("/api/whoami").await.0, 401);
+    assert_eq!(
+        (status, body["error"].clone()),
+        (401, json!("not_authorized"))
+    );
+    assert_eq!(
+        http.as_user("guest", "wrong").get("/api/whoami").await.0,
+        401
+    );
 
     let (vhost, manager, pass) = tenant(&http, "management", true).await;
     let as_manager = http.as_user(&manager, &pass);
@@ -486,15 +561,27 @@ async fn credentials_and_tags_decide_what_the_api_answers() {
         assert_eq!(body["reason"], "Not administrator user", "{admin_only}");
     }
     let (status, _) = as_manager
-        .put(&format!("/api/vhosts/{}", segment(&unique("node-v"))), json!({}))
+        .put(
+            &format!("/api/vhosts/{}", segment(&unique("node-v"))),
+            json!({}),
+        )
         .await;
     assert_eq!(status, 403);
     let (status, _) = as_manager.get("/api/vhosts/%2F").await;
     assert_eq!(status, 403, "no permissions in /");
     let (status, own) = as_manager.get("/api/vhosts").await;
     assert_eq!(status, 200);
-    let names: Vec<&Value> = own.as_array().expect("list").iter().map(|v| &v["name"]).collect();
-    assert_eq!(names, vec![&json!(vhost)], "only the vhosts it has permissions in");
+    let names: Vec<&Value> = own
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|v| &v["name"])
+        .collect();
+    assert_eq!(
+        names,
+        vec![&json!(vhost)],
+        "only the vhosts it has permissions in"
+    );
     let (status, overview) = as_manager.get("/api/overview").await;
     assert_eq!(status, 200);
     assert_eq!(overview["object_totals"]["queues"], 0);
@@ -528,11 +615,26 @@ async fn unknown_names_are_404_and_bad_permissions_400() {
     let pattern = |configure: &str| json!({"configure": configure, "write": "", "read": ""});
     let (status, body) = http.put("/api/permissions/%2F/guest", pattern("(")).await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["reason"].as_str().is_some_and(|r| r.starts_with("invalid_regexp")), "{body}");
-    let (status, body) = http.put("/api/permissions/node-none/guest", pattern(".*")).await;
-    assert_eq!((status, body["reason"].clone()), (400, json!("vhost_or_user_not_found")));
-    let (status, body) = http.put("/api/permissions/%2F/node-none", pattern(".*")).await;
-    assert_eq!((status, body["reason"].clone()), (400, json!("vhost_or_user_not_found")));
+    assert!(
+        body["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("invalid_regexp")),
+        "{body}"
+    );
+    let (status, body) = http
+        .put("/api/permissions/node-none/guest", pattern(".*"))
+        .await;
+    assert_eq!(
+        (status, body["reason"].clone()),
+        (400, json!("vhost_or_user_not_found"))
+    );
+    let (status, body) = http
+        .put("/api/permissions/%2F/node-none", pattern(".*"))
+        .await;
+    assert_eq!(
+        (status, body["reason"].clone()),
+        (400, json!("vhost_or_user_not_found"))
+    );
     let (status, body) = http
         .put("/api/permissions/%2F/guest", json!({"configure": ".*"}))
         .await;
@@ -553,7 +655,10 @@ async fn the_overview_counts_what_clients_declared_and_the_health_checks_pass() 
     assert_eq!(before["product_name"], "Warren");
     assert_eq!(before["rabbitmq_version"], "3.10.8");
     assert_eq!(before["rates_mode"], "basic");
-    assert!(before["node"].as_str().is_some_and(|n| !n.is_empty()), "{before}");
+    assert!(
+        before["node"].as_str().is_some_and(|n| !n.is_empty()),
+        "{before}"
+    );
     let protocols: Vec<&Value> = before["listeners"]
         .as_array()
         .expect("listeners")
@@ -583,17 +688,16 @@ async fn the_overview_counts_what_clients_declared_and_the_health_checks_pass() 
     )
     .await
     .expect("declared");
-    ch.basic_publish(
-        "",
-        "node-a",
-        Default::default(),
-        b"one",
-        Default::default(),
-    )
-    .await
-    .expect("published");
+    ch.basic_publish("", "node-a", Default::default(), b"one", Default::default())
+        .await
+        .expect("published");
     let _consumer = ch
-        .basic_consume("node-b", "", BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            "node-b",
+            "",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .expect("consumes");
     ch.queue_declare(

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::{Api, ApiError, ApiResult, Caller};
 use crate::broker::vhost::QueueDeclare;
-use crate::broker::{Message, Origin, Publish, PublishScratch, RoutingKeys, Routed};
+use crate::broker::{Message, Origin, Publish, PublishScratch, Routed, RoutingKeys};
 use crate::protocol::{Properties, ShortStr};
 
 /// RabbitMQ's name for the aliveness test's queue (and its routing key).
@@ -109,7 +109,10 @@ async fn aliveness(
             queue.delivered_stored(item.stored, true);
             Ok(Json(json!({ "status": "ok" })).into_response())
         }
-        None => Ok(failed("getting", "the message published is not in the queue")),
+        None => Ok(failed(
+            "getting",
+            "the message published is not in the queue",
+        )),
     }
 }
 

@@ -34,7 +34,9 @@ pub(super) fn json_object(body: &Bytes) -> ApiResult<Map<String, Value>> {
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::bad_request("not_json: the body must be a JSON object")),
+        Ok(_) => Err(ApiError::bad_request(
+            "not_json: the body must be a JSON object",
+        )),
         Err(e) => Err(ApiError::bad_request(format!("not_json: {e}"))),
     }
 }
@@ -63,7 +65,10 @@ pub(super) fn tags_from(value: &Value, what: &str) -> ApiResult<Vec<String>> {
 }
 
 /// A string field of `body` (absent: `None`; present but not a string: 400).
-pub(super) fn string_field<'a>(body: &'a Map<String, Value>, key: &str) -> ApiResult<Option<&'a str>> {
+pub(super) fn string_field<'a>(
+    body: &'a Map<String, Value>,
+    key: &str,
+) -> ApiResult<Option<&'a str>> {
     match body.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -90,7 +95,12 @@ async fn whoami(caller: Caller) -> Json<Value> {
 async fn list(State(api): State<Api>, caller: Caller) -> ApiResult<Json<Vec<Value>>> {
     caller.require_administrator()?;
     Ok(Json(
-        api.broker.auth().users().iter().map(|u| user_json(u)).collect(),
+        api.broker
+            .auth()
+            .users()
+            .iter()
+            .map(|u| user_json(u))
+            .collect(),
     ))
 }
 
@@ -116,7 +126,11 @@ async fn show(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require_administrator()?;
-    let user = api.broker.auth().user(&name).ok_or_else(ApiError::not_found)?;
+    let user = api
+        .broker
+        .auth()
+        .user(&name)
+        .ok_or_else(ApiError::not_found)?;
     Ok(Json(user_json(&user)))
 }
 
@@ -193,11 +207,7 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn bulk_delete(
-    State(api): State<Api>,
-    caller: Caller,
-    body: Bytes,
-) -> ApiResult<StatusCode> {
+async fn bulk_delete(State(api): State<Api>, caller: Caller, body: Bytes) -> ApiResult<StatusCode> {
     caller.require_administrator()?;
     let body = json_object(&body)?;
     let Some(Value::Array(names)) = body.get("users") else {

@@ -16,8 +16,8 @@
 
 pub mod bindings;
 mod restore;
-pub mod totals;
 pub mod routing;
+pub mod totals;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};

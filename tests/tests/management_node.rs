@@ -216,17 +216,17 @@ async fn vhosts_are_listed_with_their_description_tags_and_counts() {
         .put(&path, json!({"description": "first", "tags": "a, b"}))
         .await;
     assert_eq!(status, 201);
-    let (status, _) = http.put(&path, json!({"tags": ["c"]})).await;
-    assert_eq!(status, 204, "an update");
     let (status, shown) = http.get(&path).await;
     assert_eq!(status, 200);
     assert_eq!(shown["name"], vhost.as_str());
-    assert_eq!(shown["description"], "first", "kept when left out");
+    assert_eq!(shown["description"], "first");
+    assert_eq!(shown["tags"], json!(["a", "b"]));
+    let (status, _) = http.put(&path, json!({"tags": ["c"]})).await;
+    assert_eq!(status, 204, "an update");
+    let (_, shown) = http.get(&path).await;
+    assert_eq!(shown["description"], "", "replaced: cleared when left out");
     assert_eq!(shown["tags"], json!(["c"]));
-    assert_eq!(
-        shown["metadata"],
-        json!({"description": "first", "tags": ["c"]})
-    );
+    assert_eq!(shown["metadata"], json!({"description": "", "tags": ["c"]}));
     assert_eq!(shown["tracing"], false);
     assert_eq!(shown["messages"], 0);
     let (_, all) = http.get("/api/vhosts").await;
@@ -568,7 +568,11 @@ async fn credentials_and_tags_decide_what_the_api_answers() {
         .await;
     assert_eq!(status, 403);
     let (status, _) = as_manager.get("/api/vhosts/%2F").await;
-    assert_eq!(status, 403, "no permissions in /");
+    assert_eq!(status, 403, "one vhost is shown to administrators only");
+    let (status, _) = as_manager
+        .get(&format!("/api/vhosts/{}", segment(&vhost)))
+        .await;
+    assert_eq!(status, 403, "even its own");
     let (status, own) = as_manager.get("/api/vhosts").await;
     assert_eq!(status, 200);
     let names: Vec<&Value> = own

@@ -337,4 +337,52 @@ mod tests {
         let names: Vec<_> = connections.list().iter().map(|c| c.id).collect();
         assert_eq!(names, vec![1]);
     }
+
+    /// Swallows deliveries: the listing never delivers.
+    #[derive(Debug)]
+    struct Nowhere;
+
+    impl crate::broker::DeliverySink for Nowhere {
+        fn accepts_deliveries(&self) -> bool {
+            true
+        }
+        fn push_frames(&self, _write: &mut dyn FnMut(&mut bytes::BytesMut)) {}
+    }
+
+    #[test]
+    fn a_channel_is_listed_until_its_guard_drops_and_a_reused_number_keeps_the_new_one() {
+        let connections = Arc::new(Connections::default());
+        let conn = connections.register(
+            7,
+            "127.0.0.1:1000".parse().unwrap(),
+            "127.0.0.1:5672".parse().unwrap(),
+        );
+        let entry = connections.by_id(7).expect("registered");
+        let delivery = |n| DeliveryChannel::new(n, 4096, 7, false, Arc::new(Nowhere));
+        let one = entry.open_channel(delivery(1));
+        let two = entry.open_channel(delivery(2));
+        one.entry().set_prefetch_count(7);
+        two.entry().set_confirm();
+        let listed: Vec<_> = entry
+            .channels()
+            .iter()
+            .map(|c| (c.number, c.prefetch_count(), c.confirm(), c.transactional()))
+            .collect();
+        assert_eq!(listed, vec![(1, 7, false, false), (2, 0, true, false)]);
+        // Channel 1 closes and reopens before the old guard is dropped.
+        let reopened = entry.open_channel(delivery(1));
+        drop(one);
+        let numbers: Vec<_> = entry.channels().iter().map(|c| c.number).collect();
+        assert_eq!(
+            numbers,
+            vec![1, 2],
+            "the reopened channel 1 is still listed"
+        );
+        assert_eq!(entry.channels()[0].prefetch_count(), 0, "the new channel 1");
+        drop(reopened);
+        drop(two);
+        assert!(entry.channels().is_empty());
+        drop(conn);
+        assert!(connections.by_id(7).is_none());
+    }
 }

@@ -3,10 +3,11 @@
 //!
 //! - `GET /api/vhosts`: the vhosts the caller sees (monitors and administrators all, other
 //!   users those they have permissions in), with their message counts;
-//! - `GET /api/vhosts/{vhost}`;
+//! - `GET /api/vhosts/{vhost}` (administrators, as in RabbitMQ 3.10);
 //! - `PUT /api/vhosts/{vhost}` (administrators), optional body `{"description", "tags"}`
-//!   (tags a comma-separated string or a list) → 201 created, 204 updated. What the body
-//!   leaves out of an existing vhost stays as it was. As in RabbitMQ, the administrator
+//!   (tags a comma-separated string or a list) → 201 created, 204 updated. The body
+//!   replaces the description and tags: what it leaves out is cleared, as in RabbitMQ
+//!   (`warren ctl add_vhost` leaves an existing vhost alone). As in RabbitMQ, the administrator
 //!   who creates a vhost is given full permissions in it (`.*` for all three);
 //! - `DELETE /api/vhosts/{vhost}` (administrators) → 204: its connections are closed with
 //!   320, its exchanges, queues (with their messages), bindings and permissions deleted.
@@ -64,7 +65,8 @@ async fn show(
     caller: Caller,
     Path(vhost): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    caller.require_vhost(&api, &vhost)?;
+    // RabbitMQ 3.10 shows one vhost to administrators only (the list shows others theirs).
+    caller.require_administrator()?;
     vhost_json(&api, &vhost)
         .map(Json)
         .ok_or_else(ApiError::not_found)
@@ -81,20 +83,14 @@ async fn put(
         return Err(ApiError::bad_request("a vhost needs a name"));
     }
     let body = json_object(&body)?;
-    let existing = api.broker.vhost_definition(&vhost);
-    let created = existing.is_none();
-    let existing = existing.unwrap_or_else(|| VHostDefinition {
-        name: vhost.clone(),
-        description: String::new(),
-        tags: Vec::new(),
-    });
-    let description = match string_field(&body, "description")? {
-        Some(d) => d.to_owned(),
-        None => existing.description,
-    };
+    let created = api.broker.vhost(&vhost).is_none();
+    // As in RabbitMQ, the body replaces the metadata: what it leaves out is cleared.
+    let description = string_field(&body, "description")?
+        .unwrap_or_default()
+        .to_owned();
     let tags = match body.get("tags") {
         Some(tags) => tags_from(tags, "tags")?,
-        None => existing.tags,
+        None => Vec::new(),
     };
     let (_, mut mark) = api.broker.create_vhost(VHostDefinition {
         name: vhost.clone(),

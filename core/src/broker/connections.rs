@@ -7,14 +7,26 @@
 //! to close, which the task watches (`ConnectionEntry::close_requested`). A registration is
 //! removed when its [`Registered`] guard drops, so a task that ends however it ends leaves
 //! nothing behind.
+//!
+//! Each connection also lists its open channels ([`ChannelEntry`], for `/api/channels` and
+//! `/api/consumers`). A channel registers on `channel.open` and its [`ChannelRegistered`]
+//! guard unregisters it. What the channel changes rarely (its prefetch, confirm or tx mode)
+//! is copied into atomics where the channel already changes it; what changes per message
+//! (unacked deliveries, consumers) is read from the channel's delivery state when asked, so
+//! the delivery path does no extra work for the API. The per-connection channel map is
+//! locked on channel open and close and by the API, never per message.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 
 use amq_protocol::types::FieldTable;
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
+
+use super::queue::{Consumer, DeliveryChannel};
 
 /// What the handshake settled (filled in as it goes).
 #[derive(Clone, Debug, Default)]
@@ -54,6 +66,109 @@ pub struct ConnectionEntry {
     /// Why it must close, once asked.
     close: Mutex<Option<String>>,
     closing: Notify,
+    channels: Mutex<BTreeMap<u16, Arc<ChannelEntry>>>,
+}
+
+/// One open channel of a connection, as the management API shows it.
+#[derive(Debug)]
+pub struct ChannelEntry {
+    /// The channel number.
+    pub number: u16,
+    /// `basic.qos(global=false)`: the prefetch new consumers get (RabbitMQ's
+    /// `prefetch_count` of a channel).
+    prefetch_count: AtomicU16,
+    confirm: AtomicBool,
+    transactional: AtomicBool,
+    /// The delivery half, read for unacked counts, consumers and the global prefetch.
+    delivery: Arc<DeliveryChannel>,
+}
+
+impl ChannelEntry {
+    /// The per-consumer prefetch that new consumers get.
+    pub fn prefetch_count(&self) -> u16 {
+        self.prefetch_count.load(Ordering::Relaxed)
+    }
+
+    /// Records a `basic.qos(global=false)`.
+    pub fn set_prefetch_count(&self, count: u16) {
+        self.prefetch_count.store(count, Ordering::Relaxed);
+    }
+
+    /// Whether the channel is in confirm mode.
+    pub fn confirm(&self) -> bool {
+        self.confirm.load(Ordering::Relaxed)
+    }
+
+    /// Records `confirm.select`.
+    pub fn set_confirm(&self) {
+        self.confirm.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the channel is transactional.
+    pub fn transactional(&self) -> bool {
+        self.transactional.load(Ordering::Relaxed)
+    }
+
+    /// Records `tx.select`.
+    pub fn set_transactional(&self) {
+        self.transactional.store(true, Ordering::Relaxed);
+    }
+
+    /// The `basic.qos(global=true)` limit of the channel (0: none).
+    pub fn global_prefetch_count(&self) -> u16 {
+        self.delivery.state.lock().global_prefetch
+    }
+
+    /// Deliveries not yet acknowledged.
+    pub fn unacked(&self) -> usize {
+        self.delivery.state.lock().unacked.len()
+    }
+
+    /// The channel's consumers, by tag.
+    pub fn consumers(&self) -> Vec<Arc<Consumer>> {
+        let mut all: Vec<_> = self
+            .delivery
+            .state
+            .lock()
+            .consumers
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.tag.as_str().cmp(b.tag.as_str()));
+        all
+    }
+
+    /// How many consumers the channel has.
+    pub fn consumer_count(&self) -> usize {
+        self.delivery.state.lock().consumers.len()
+    }
+}
+
+/// Keeps a channel listed on its connection; dropping it unlists.
+#[derive(Debug)]
+pub struct ChannelRegistered {
+    entry: Arc<ChannelEntry>,
+    connection: Arc<ConnectionEntry>,
+}
+
+impl ChannelRegistered {
+    /// The listed entry.
+    pub fn entry(&self) -> &Arc<ChannelEntry> {
+        &self.entry
+    }
+}
+
+impl Drop for ChannelRegistered {
+    fn drop(&mut self) {
+        let mut channels = self.connection.channels.lock();
+        // A channel number reused after a close registers anew; only remove our own.
+        if channels
+            .get(&self.entry.number)
+            .is_some_and(|c| Arc::ptr_eq(c, &self.entry))
+        {
+            channels.remove(&self.entry.number);
+        }
+    }
 }
 
 impl ConnectionEntry {
@@ -75,6 +190,27 @@ impl ConnectionEntry {
         }
         drop(close);
         self.closing.notify_one();
+    }
+
+    /// Lists channel `delivery.number` (just opened) until the guard drops.
+    pub fn open_channel(self: &Arc<Self>, delivery: Arc<DeliveryChannel>) -> ChannelRegistered {
+        let entry = Arc::new(ChannelEntry {
+            number: delivery.number,
+            prefetch_count: AtomicU16::new(0),
+            confirm: AtomicBool::new(false),
+            transactional: AtomicBool::new(false),
+            delivery,
+        });
+        self.channels.lock().insert(entry.number, entry.clone());
+        ChannelRegistered {
+            entry,
+            connection: self.clone(),
+        }
+    }
+
+    /// The open channels, by number.
+    pub fn channels(&self) -> Vec<Arc<ChannelEntry>> {
+        self.channels.lock().values().cloned().collect()
     }
 
     /// Completes with the reason once [`close`](Self::close) was called.
@@ -131,6 +267,7 @@ impl Connections {
             handshake: Mutex::default(),
             close: Mutex::new(None),
             closing: Notify::new(),
+            channels: Mutex::default(),
         });
         self.all.write().insert(id, entry.clone());
         Registered {
@@ -144,6 +281,11 @@ impl Connections {
         let mut all: Vec<_> = self.all.read().values().cloned().collect();
         all.sort_by_key(|c| c.id);
         all
+    }
+
+    /// The connection numbered `id`.
+    pub fn by_id(&self, id: u64) -> Option<Arc<ConnectionEntry>> {
+        self.all.read().get(&id).cloned()
     }
 
     /// The connection named `name`.
@@ -194,5 +336,53 @@ mod tests {
         drop(b);
         let names: Vec<_> = connections.list().iter().map(|c| c.id).collect();
         assert_eq!(names, vec![1]);
+    }
+
+    /// Swallows deliveries: the listing never delivers.
+    #[derive(Debug)]
+    struct Nowhere;
+
+    impl crate::broker::DeliverySink for Nowhere {
+        fn accepts_deliveries(&self) -> bool {
+            true
+        }
+        fn push_frames(&self, _write: &mut dyn FnMut(&mut bytes::BytesMut)) {}
+    }
+
+    #[test]
+    fn a_channel_is_listed_until_its_guard_drops_and_a_reused_number_keeps_the_new_one() {
+        let connections = Arc::new(Connections::default());
+        let conn = connections.register(
+            7,
+            "127.0.0.1:1000".parse().unwrap(),
+            "127.0.0.1:5672".parse().unwrap(),
+        );
+        let entry = connections.by_id(7).expect("registered");
+        let delivery = |n| DeliveryChannel::new(n, 4096, 7, false, Arc::new(Nowhere));
+        let one = entry.open_channel(delivery(1));
+        let two = entry.open_channel(delivery(2));
+        one.entry().set_prefetch_count(7);
+        two.entry().set_confirm();
+        let listed: Vec<_> = entry
+            .channels()
+            .iter()
+            .map(|c| (c.number, c.prefetch_count(), c.confirm(), c.transactional()))
+            .collect();
+        assert_eq!(listed, vec![(1, 7, false, false), (2, 0, true, false)]);
+        // Channel 1 closes and reopens before the old guard is dropped.
+        let reopened = entry.open_channel(delivery(1));
+        drop(one);
+        let numbers: Vec<_> = entry.channels().iter().map(|c| c.number).collect();
+        assert_eq!(
+            numbers,
+            vec![1, 2],
+            "the reopened channel 1 is still listed"
+        );
+        assert_eq!(entry.channels()[0].prefetch_count(), 0, "the new channel 1");
+        drop(reopened);
+        drop(two);
+        assert!(entry.channels().is_empty());
+        drop(conn);
+        assert!(connections.by_id(7).is_none());
     }
 }

@@ -1,10 +1,156 @@
-//! (being written)
+//! `GET /api/overview`: the node at a glance — what it is, where it listens, how many
+//! objects and messages it holds — in RabbitMQ's shape, which dashboards and client test
+//! helpers read (`rabbitmq_version` and `management_version` to pick features,
+//! `object_totals`, `queue_totals`).
+//!
+//! Warren presents itself as `product_name: "Warren"` and its own `product_version`, but
+//! reports `rabbitmq_version` and `management_version` as the RabbitMQ release whose
+//! behaviour it follows ([`COMPATIBLE_RABBITMQ`]): tools compare those to decide what the
+//! server can do. There is no Erlang, so `erlang_version` is `"n/a"`.
+//!
+//! A user without `monitoring` sees the totals of the vhosts it has permissions in and of
+//! its own connections, as RabbitMQ shows them. Message rates are not measured yet:
+//! `message_stats` is empty and every `_details.rate` is 0.0.
 
-use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
 
-use super::Api;
+use super::connections::visible_connections;
+use super::{Api, Caller};
+use crate::broker::delayed::DELAYED_TYPE;
+
+/// The RabbitMQ release whose behaviour Warren follows, as `rabbitmq_version` and
+/// `management_version` report it.
+pub const COMPATIBLE_RABBITMQ: &str = "3.10.8";
+
+/// How the delayed-message exchange type describes itself (it is built in, not a plugin).
+const DELAYED_DESCRIPTION: &str = "Delayed message exchange (built in)";
+
+/// A count with RabbitMQ's `<name>_details: {"rate": 0.0}` beside it.
+pub(super) fn with_details(into: &mut serde_json::Map<String, Value>, name: &str, n: usize) {
+    into.insert(name.to_owned(), json!(n));
+    into.insert(format!("{name}_details"), json!({ "rate": 0.0 }));
+}
+
+/// `messages`, `messages_ready`, `messages_unacknowledged` with their details.
+pub(super) fn message_counts(ready: usize, unacked: usize) -> serde_json::Map<String, Value> {
+    let mut counts = serde_json::Map::new();
+    with_details(&mut counts, "messages", ready + unacked);
+    with_details(&mut counts, "messages_ready", ready);
+    with_details(&mut counts, "messages_unacknowledged", unacked);
+    counts
+}
+
+/// Deliveries not yet acknowledged on the channels of connections to `vhost`.
+pub(super) fn unacked_in(api: &Api, vhost: &str) -> usize {
+    api.broker
+        .connections()
+        .list()
+        .iter()
+        .filter(|c| c.handshake().vhost == vhost)
+        .flat_map(|c| c.channels())
+        .map(|ch| ch.unacked())
+        .sum()
+}
+
+fn exchange_types(api: &Api) -> Vec<Value> {
+    let registry = api.broker.registry();
+    let mut types: Vec<Value> = registry
+        .names()
+        .into_iter()
+        .filter_map(|name| registry.get(name))
+        .map(|t| json!({ "name": t.name(), "description": t.description(), "enabled": true }))
+        .collect();
+    if registry.get(DELAYED_TYPE).is_none() {
+        types.push(json!({
+            "name": DELAYED_TYPE,
+            "description": DELAYED_DESCRIPTION,
+            "enabled": true,
+        }));
+    }
+    types
+}
+
+async fn overview(State(api): State<Api>, caller: Caller) -> Json<Value> {
+    let (mut exchanges, mut queues, mut consumers, mut ready, mut unacked) = (0, 0, 0, 0, 0);
+    for name in api.broker.vhost_names() {
+        if !caller.sees_vhost(&api, &name) {
+            continue;
+        }
+        let Some(vhost) = api.broker.vhost(&name) else {
+            continue;
+        };
+        let totals = vhost.totals();
+        exchanges += totals.exchanges;
+        queues += totals.queues;
+        consumers += totals.consumers;
+        ready += totals.messages_ready;
+        unacked += unacked_in(&api, &name);
+    }
+    let connections = visible_connections(&api, &caller);
+    let channels: usize = connections.iter().map(|c| c.channels().len()).sum();
+    let node = &api.node.name;
+    let listeners: Vec<Value> = api
+        .node
+        .listeners
+        .iter()
+        .map(|l| {
+            json!({
+                "node": node,
+                "protocol": l.protocol,
+                "ip_address": l.ip_address,
+                "port": l.port,
+                "socket_opts": {},
+            })
+        })
+        .collect();
+    let contexts: Vec<Value> = api
+        .node
+        .listeners
+        .iter()
+        .filter(|l| l.protocol == "http")
+        .map(|l| {
+            json!({
+                "node": node,
+                "description": "Warren Management",
+                "path": "/",
+                "port": l.port.to_string(),
+                "ssl_opts": [],
+            })
+        })
+        .collect();
+    Json(json!({
+        "management_version": COMPATIBLE_RABBITMQ,
+        "rabbitmq_version": COMPATIBLE_RABBITMQ,
+        "product_name": "Warren",
+        "product_version": env!("CARGO_PKG_VERSION"),
+        "rates_mode": "basic",
+        "erlang_version": "n/a",
+        "erlang_full_version": "n/a",
+        "disable_stats": false,
+        "enable_queue_totals": false,
+        "cluster_name": node,
+        "node": node,
+        "exchange_types": exchange_types(&api),
+        "listeners": listeners,
+        "contexts": contexts,
+        "object_totals": {
+            "connections": connections.len(),
+            "channels": channels,
+            "exchanges": exchanges,
+            "queues": queues,
+            "consumers": consumers,
+        },
+        "queue_totals": message_counts(ready, unacked),
+        "message_stats": {},
+        "churn_rates": {},
+        "statistics_db_event_queue": 0,
+    }))
+}
 
 /// The routes of this resource.
 pub fn routes() -> Router<Api> {
-    Router::new()
+    Router::new().route("/api/overview", get(overview))
 }

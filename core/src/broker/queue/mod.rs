@@ -524,6 +524,15 @@ impl Queue {
         }
     }
 
+    /// (ready messages, consumers) as last recorded, without taking the queue's lock or
+    /// expiring anything: what a monitoring read (`/api/overview`) may cost.
+    pub fn observed_counts(&self) -> (usize, usize) {
+        (
+            self.ready_len.load(Ordering::Relaxed),
+            self.consumers.load(Ordering::Relaxed),
+        )
+    }
+
     /// Whether publishers to this queue should pause (see the module doc): a backlog that
     /// consumers are actively working through. A backlog nobody is taking from (no
     /// consumers, or consumers without credit that do not ack) is no reason to pause.

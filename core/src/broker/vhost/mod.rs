@@ -17,6 +17,7 @@
 pub mod bindings;
 mod restore;
 pub mod routing;
+pub mod totals;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};

@@ -48,6 +48,9 @@ impl Channel {
                     self.delivery.state.lock().global_prefetch = q.prefetch_count;
                 } else {
                     self.consumer_prefetch = q.prefetch_count;
+                    if let Some(listed) = self.listing() {
+                        listed.set_prefetch_count(q.prefetch_count);
+                    }
                 }
                 self.send(ctx, AMQPClass::Basic(M::QosOk(basic::QosOk {})));
                 self.drain_consumers(ctx)?;

@@ -23,6 +23,7 @@ use rustc_hash::FxHashMap;
 
 use super::outbox::Outbox;
 use crate::auth::{Grants, Operation, ResourceKind};
+use crate::broker::connections::{ChannelEntry, ChannelRegistered};
 use crate::broker::{
     Broker, DeliveryChannel, Durably, Exchange, Message, PublishScratch, Queue, VHost, replies,
 };
@@ -168,6 +169,9 @@ pub struct Channel {
     /// The exchange this channel last found the user may write to, with the permission
     /// generation of that check: the publish path's check without a scan of names.
     write_granted: Option<(Arc<Exchange>, u64)>,
+    /// This channel in its connection's list (the management API's view); unlisted when the
+    /// channel is dropped, however it ends.
+    listed: Option<ChannelRegistered>,
 }
 
 fn method_ids(m: &AMQPClass) -> (u16, u16) {
@@ -177,16 +181,22 @@ fn method_ids(m: &AMQPClass) -> (u16, u16) {
 impl Channel {
     /// A freshly opened channel.
     pub fn new(number: u16, ctx: &ConnCtx) -> Channel {
+        let delivery = DeliveryChannel::new(
+            number,
+            ctx.frame_max,
+            ctx.id,
+            ctx.cancel_notify,
+            ctx.outbox.clone(),
+        );
+        let listed = ctx
+            .broker
+            .connections()
+            .by_id(ctx.id)
+            .map(|connection| connection.open_channel(delivery.clone()));
         Channel {
             number,
             phase: Phase::Open,
-            delivery: DeliveryChannel::new(
-                number,
-                ctx.frame_max,
-                ctx.id,
-                ctx.cancel_notify,
-                ctx.outbox.clone(),
-            ),
+            delivery,
             pending: None,
             exchanges: FxHashMap::default(),
             last_queue: None,
@@ -196,7 +206,13 @@ impl Channel {
             scratch: PublishScratch::default(),
             backlogged: None,
             write_granted: None,
+            listed,
         }
+    }
+
+    /// This channel's entry in the management API's view, to record a mode change in.
+    fn listing(&self) -> Option<&Arc<ChannelEntry>> {
+        self.listed.as_ref().map(ChannelRegistered::entry)
     }
 
     fn send(&self, ctx: &ConnCtx, method: AMQPClass) {

@@ -71,6 +71,9 @@ impl Channel {
         }
         if self.confirms.is_none() {
             self.confirms = Some(Confirms::default());
+            if let Some(listed) = self.listing() {
+                listed.set_confirm();
+            }
         }
         if !nowait {
             self.send(
@@ -155,6 +158,9 @@ impl Channel {
                 }
                 if self.tx.is_none() {
                     self.tx = Some(Vec::new());
+                    if let Some(listed) = self.listing() {
+                        listed.set_transactional();
+                    }
                 }
                 self.send(ctx, AMQPClass::Tx(M::SelectOk(tx::SelectOk {})));
             }

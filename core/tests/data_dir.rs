@@ -18,7 +18,12 @@ fn fresh_dir(name: &str) -> PathBuf {
 
 fn warren(data_dir: &Path) -> Child {
     spawn_warren(
-        &["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--management-listen",
+            "127.0.0.1:0",
+        ],
         data_dir,
     )
 }

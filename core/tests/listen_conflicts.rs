@@ -34,24 +34,22 @@ fn run_warren(args: &[&str]) -> Output {
 }
 
 #[test]
-fn a_taken_admin_port_is_named_with_its_flag() {
+fn a_taken_management_port_is_named_with_its_flag() {
     let (_held, addr) = taken();
     let output = run_warren(&[
         "--listen",
         "127.0.0.1:0",
-        "--admin-listen",
+        "--management-listen",
         &addr.to_string(),
     ]);
     let log = text(&output);
     assert!(!output.status.success(), "exit status {:?}", output.status);
     assert!(
-        log.contains(&format!(
-            "cannot listen for the admin interface on {addr}: "
-        )),
+        log.contains(&format!("cannot listen for the management API on {addr}: ")),
         "{log}"
     );
     assert!(
-        log.contains("choose another address with --admin-listen"),
+        log.contains("choose another address with --management-listen"),
         "{log}"
     );
     assert!(
@@ -66,7 +64,7 @@ fn a_taken_amqp_port_is_named_with_its_flag() {
     let output = run_warren(&[
         "--listen",
         &addr.to_string(),
-        "--admin-listen",
+        "--management-listen",
         "127.0.0.1:0",
     ]);
     let log = text(&output);

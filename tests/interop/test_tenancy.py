@@ -277,3 +277,23 @@ def test_the_same_names_in_two_vhosts_are_separate(tenancy):
     finally:
         conn_a.close()
         conn_b.close()
+
+
+def test_a_message_can_only_claim_its_publishers_user_id(tenancy):
+    vhost, user = tenancy.vhost(), tenancy.user()
+    tenancy.permit(vhost, user)
+    conn = connect(user, vhost)
+    try:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.queue_declare("perm-claims")
+        ch.basic_publish("", "perm-claims", b"mine", pika.BasicProperties(user_id=user))
+        method, props, _body = ch.basic_get("perm-claims", auto_ack=True)
+        assert method is not None and props.user_id == user
+        code, text = closed_by_broker(lambda: ch.basic_publish(
+            "", "perm-claims", b"forged", pika.BasicProperties(user_id="someone-else")))
+        assert code == 406
+        assert text == (f"PRECONDITION_FAILED - user_id property set to 'someone-else' "
+                        f"but authenticated user was '{user}'")
+    finally:
+        conn.close()

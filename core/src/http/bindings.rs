@@ -30,10 +30,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::exchanges::{
-    arguments_of, definitions_durable, exchange_name, json_body, permit, visible_vhost,
-    visible_vhosts,
-};
+use super::body::{arguments_of, json_body};
+use super::exchanges::{definitions_durable, exchange_name, permit, visible_vhost, visible_vhosts};
 use super::json_table::to_json;
 use super::{Api, ApiError, ApiResult, Caller};
 use crate::auth::{Operation, ResourceKind};

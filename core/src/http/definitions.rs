@@ -152,4 +152,9 @@ pub fn routes() -> Router<Api> {
     Router::new()
         .route("/api/definitions", get(export_all).post(import_all))
         .route("/api/definitions/{vhost}", get(export_one).post(import_one))
+        // Exports of large installations exceed the 2 MiB every other request is held to.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_DEFINITIONS_BODY))
 }
+
+/// The largest definitions file accepted over HTTP (`--load-definitions` has no limit).
+const MAX_DEFINITIONS_BODY: usize = 64 << 20;

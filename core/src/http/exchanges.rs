@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use amq_protocol::protocol::BasicProperties;
-use amq_protocol::types::{FieldTable, ShortString};
+use amq_protocol::types::ShortString;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -28,10 +28,10 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use super::bindings;
+use super::body::{arguments_of, json_body};
 use super::json_table::{from_json, to_json};
 use super::{Api, ApiError, ApiResult, Caller};
 use crate::auth::{Operation, ResourceKind};
@@ -53,30 +53,6 @@ pub fn exchange_name(in_path: &str) -> &str {
         ""
     } else {
         in_path
-    }
-}
-
-/// A request body as `T`. An empty body is `{}`, as RabbitMQ takes it (so `curl -X PUT`
-/// without a body declares with the defaults); the content type is not looked at, since
-/// clients send JSON under any of them. Malformed JSON is 400 `not_json`, a field of the
-/// wrong type 400 naming it.
-pub fn json_body<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
-        &b"{}"[..]
-    } else {
-        body
-    };
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("not_json: {e}")))?;
-    serde_json::from_value(value).map_err(|e| ApiError::bad_request(e.to_string()))
-}
-
-/// Arguments from a body: an object, or `null`/absent/`[]` (RabbitMQ's empty list) for none.
-pub fn arguments_of(value: Option<&Value>) -> ApiResult<FieldTable> {
-    match value {
-        None => Ok(FieldTable::default()),
-        Some(Value::Array(items)) if items.is_empty() => Ok(FieldTable::default()),
-        Some(value) => from_json(value).map_err(ApiError::bad_request),
     }
 }
 
@@ -247,11 +223,11 @@ async fn show(
 struct ExchangeBody {
     #[serde(rename = "type", default = "direct")]
     kind: String,
-    #[serde(default, deserialize_with = "crate::http::json_table::lenient_bool")]
+    #[serde(default, deserialize_with = "crate::http::body::lenient_bool")]
     durable: bool,
-    #[serde(default, deserialize_with = "crate::http::json_table::lenient_bool")]
+    #[serde(default, deserialize_with = "crate::http::body::lenient_bool")]
     auto_delete: bool,
-    #[serde(default, deserialize_with = "crate::http::json_table::lenient_bool")]
+    #[serde(default, deserialize_with = "crate::http::body::lenient_bool")]
     internal: bool,
     #[serde(default)]
     arguments: Option<Value>,
@@ -518,11 +494,10 @@ fn message_of(
         && user_id.as_str() != caller.name()
     {
         // RabbitMQ validates user-id against the publisher's login.
-        return Err(channel_error(AmqpError::precondition_failed(format!(
-            "user_id property set to '{}' but authenticated user was '{}'",
+        return Err(channel_error(crate::broker::replies::user_id_mismatch(
             user_id.as_str(),
-            caller.name()
-        ))));
+            caller.name(),
+        )));
     }
     let mut properties = Properties::from_basic_properties(&basic)
         .map_err(|e| ApiError::bad_request(format!("invalid properties: {e}")))?;

@@ -4,7 +4,6 @@
 //! accepts); decimals and floats are numbers; byte arrays are strings; void is `null`.
 
 use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
-use serde::Deserialize as _;
 use serde_json::{Map, Number, Value};
 
 /// A field table as a JSON object.
@@ -85,45 +84,6 @@ pub fn value_from_json(value: &Value) -> Result<AMQPValue, String> {
     })
 }
 
-/// A boolean field as RabbitMQ's API reads it: `true`/`false`, or the strings `"true"` and
-/// `"false"` (what `rabbitmqadmin` sends, as it passes every `key=value` as a string).
-pub fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    use serde::de::Error as _;
-    match Value::deserialize(d)? {
-        Value::Bool(b) => Ok(b),
-        Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
-        Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
-        other => Err(D::Error::custom(format!(
-            "expected true or false, got {other}"
-        ))),
-    }
-}
-
-/// A count as RabbitMQ's API reads it: a number or a string of digits (`rabbitmqadmin`).
-pub fn lenient_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    use serde::de::Error as _;
-    match Value::deserialize(d)? {
-        Value::Number(n) if n.is_u64() => Ok(n.as_u64().unwrap_or_default()),
-        Value::String(s) if s.trim().parse::<u64>().is_ok() => {
-            Ok(s.trim().parse().unwrap_or_default())
-        }
-        other => Err(D::Error::custom(format!(
-            "expected a whole number, got {other}"
-        ))),
-    }
-}
-
-/// [`lenient_u64`] for an optional field (`null` is absent).
-pub fn lenient_opt_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    use serde::de::{Error as _, IntoDeserializer};
-    match Value::deserialize(d)? {
-        Value::Null => Ok(None),
-        other => lenient_u64(other.into_deserializer())
-            .map(Some)
-            .map_err(D::Error::custom),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,23 +102,6 @@ mod tests {
             Some(&AMQPValue::LongLongInt(60000))
         );
         assert_eq!(to_json(&table), json);
-    }
-
-    #[test]
-    fn flags_and_counts_may_come_as_strings() {
-        #[derive(serde::Deserialize)]
-        struct Body {
-            #[serde(deserialize_with = "lenient_bool")]
-            durable: bool,
-            #[serde(deserialize_with = "lenient_u64")]
-            count: u64,
-        }
-        let body: Body =
-            serde_json::from_str(r#"{"durable": "true", "count": "3"}"#).expect("reads");
-        assert!(body.durable && body.count == 3);
-        let body: Body = serde_json::from_str(r#"{"durable": false, "count": 1}"#).expect("reads");
-        assert!(!body.durable && body.count == 1);
-        assert!(serde_json::from_str::<Body>(r#"{"durable": "yes", "count": 1}"#).is_err());
     }
 
     #[test]

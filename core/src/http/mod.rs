@@ -12,7 +12,7 @@
 //! - [`scheduled`] `/api/scheduled…`, Warren's view of delayed messages.
 //!
 //! Shared pieces: [`caller`] (basic auth against the users, tags), [`error`] (RabbitMQ's
-//! error JSON), [`json_table`] (field tables as JSON). A handler does one thing through the
+//! error JSON), [`body`] (reading request bodies), [`json_table`] (field tables as JSON). A handler does one thing through the
 //! broker's own operations — the same ones AMQP methods use, with the same permission
 //! checks — so the API cannot drift from the protocol. A write that changes a durable
 //! definition is answered once it is durable ([`Api::durable`]).
@@ -20,6 +20,7 @@
 //! A vhost in a path is percent-encoded (`/` is `%2F`); axum decodes path segments.
 
 pub mod bindings;
+pub mod body;
 pub mod caller;
 pub mod connections;
 pub mod definitions;

@@ -23,7 +23,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::users::{json_object, string_field};
+use super::body::{json_object, string_field};
 use super::{Api, ApiError, ApiResult, Caller};
 use crate::auth::Permission;
 

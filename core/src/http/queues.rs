@@ -33,9 +33,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::bindings;
+use super::body::{arguments_of, json_body};
 use super::exchanges::{
-    DeleteFlags, arguments_of, channel_error, check_name, definitions_durable, json_body, permit,
-    properties_to_json, visible_vhost, visible_vhosts, zero_rate,
+    DeleteFlags, channel_error, check_name, definitions_durable, permit, properties_to_json,
+    visible_vhost, visible_vhosts, zero_rate,
 };
 use super::json_table::to_json;
 use super::{Api, ApiError, ApiResult, Caller};
@@ -168,9 +169,9 @@ async fn bindings_to(
 /// The body of `PUT /api/queues/{vhost}/{name}`; RabbitMQ's defaults.
 #[derive(Debug, Deserialize)]
 struct QueueBody {
-    #[serde(default, deserialize_with = "crate::http::json_table::lenient_bool")]
+    #[serde(default, deserialize_with = "crate::http::body::lenient_bool")]
     durable: bool,
-    #[serde(default, deserialize_with = "crate::http::json_table::lenient_bool")]
+    #[serde(default, deserialize_with = "crate::http::body::lenient_bool")]
     auto_delete: bool,
     #[serde(default)]
     arguments: Option<Value>,
@@ -288,11 +289,11 @@ impl AckMode {
 /// The body of a get. `count`, `ackmode` and `encoding` are required, as in RabbitMQ.
 #[derive(Debug, Deserialize)]
 struct GetBody {
-    #[serde(deserialize_with = "crate::http::json_table::lenient_u64")]
+    #[serde(deserialize_with = "crate::http::body::lenient_u64")]
     count: u64,
     ackmode: String,
     encoding: String,
-    #[serde(default, deserialize_with = "crate::http::json_table::lenient_opt_u64")]
+    #[serde(default, deserialize_with = "crate::http::body::lenient_opt_u64")]
     truncate: Option<u64>,
 }
 

@@ -22,61 +22,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 
+use super::body::{json_object, string_field, tags_from};
 use super::{Api, ApiError, ApiResult, Caller};
-use crate::auth::{PasswordHash, User, user::parse_tags};
+use crate::auth::{PasswordHash, User};
 use crate::store::SyncMark;
-
-/// The body of a PUT or POST as a JSON object: RabbitMQ's `not_json` for what does not
-/// parse, an empty object for an empty body.
-pub(super) fn json_object(body: &Bytes) -> ApiResult<Map<String, Value>> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
-    }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::bad_request(
-            "not_json: the body must be a JSON object",
-        )),
-        Err(e) => Err(ApiError::bad_request(format!("not_json: {e}"))),
-    }
-}
-
-/// Tags as RabbitMQ takes them: a comma-separated string or a list of strings.
-pub(super) fn tags_from(value: &Value, what: &str) -> ApiResult<Vec<String>> {
-    match value {
-        Value::Null => Ok(Vec::new()),
-        Value::String(text) => Ok(parse_tags(text)),
-        Value::Array(items) => {
-            let mut tags = Vec::with_capacity(items.len());
-            for item in items {
-                let Value::String(tag) = item else {
-                    return Err(ApiError::bad_request(format!(
-                        "{what} must be strings, not {item}"
-                    )));
-                };
-                tags.extend(parse_tags(tag));
-            }
-            Ok(tags)
-        }
-        other => Err(ApiError::bad_request(format!(
-            "{what} must be a comma-separated string or a list, not {other}"
-        ))),
-    }
-}
-
-/// A string field of `body` (absent: `None`; present but not a string: 400).
-pub(super) fn string_field<'a>(
-    body: &'a Map<String, Value>,
-    key: &str,
-) -> ApiResult<Option<&'a str>> {
-    match body.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "{key} must be a string, not {other}"
-        ))),
-    }
-}
 
 fn user_json(user: &User) -> Value {
     json!({

@@ -22,8 +22,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use super::body::{json_object, string_field, tags_from};
 use super::overview::{message_counts, unacked_in};
-use super::users::{json_object, string_field, tags_from};
 use super::{Api, ApiError, ApiResult, Caller};
 use crate::auth::Permission;
 use crate::store::VHostDefinition;

@@ -149,6 +149,13 @@ pub fn unknown_delivery_tag(tag: u64) -> AmqpError {
     AmqpError::precondition_failed(format!("unknown delivery tag {tag}"))
 }
 
+/// 406: a published message's `user_id` is not the publisher's login.
+pub fn user_id_mismatch(claimed: &str, user: &str) -> AmqpError {
+    AmqpError::precondition_failed(format!(
+        "user_id property set to '{claimed}' but authenticated user was '{user}'"
+    ))
+}
+
 /// 530: the user has no permissions in the vhost it opens.
 pub fn vhost_access_refused(vhost: &str, user: &str) -> AmqpError {
     AmqpError::not_allowed(format!(

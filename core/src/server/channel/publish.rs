@@ -228,6 +228,16 @@ impl Channel {
         {
             return Err(e.to_amqp_error(raw).during(60, 40));
         }
+        // RabbitMQ's validated user-id: a message can only claim the publisher's login.
+        if let Some(claimed) = properties.shortstr(crate::protocol::Property::UserId) {
+            let user = ctx.grants.as_ref().map(|g| g.user()).unwrap_or_default();
+            if claimed != user.as_bytes() {
+                return Err(
+                    replies::user_id_mismatch(&String::from_utf8_lossy(claimed), user)
+                        .during(60, 40),
+                );
+            }
+        }
         let message = Arc::new(Message {
             exchange: publish.exchange,
             routing_key: publish.routing_key,

@@ -211,6 +211,33 @@ async fn import_creates_users_vhosts_permissions_and_a_working_topology() {
     assert_eq!(imported["tags"], json!(["management"]));
 }
 
+/// A definitions file larger than the 2 MiB other requests are held to still imports: 20 000
+/// queues, as a large installation exports them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_definitions_file_imports() {
+    let broker = TestBroker::start().await;
+    let http = Http::guest(&broker);
+    let prefix = unique("bulk");
+    let queues: Vec<Value> = (0..20_000)
+        .map(|i| {
+            json!({"name": format!("{prefix}-{i:05}"), "vhost": "/", "durable": true,
+                   "auto_delete": false, "arguments": {"x-message-ttl": 60000}})
+        })
+        .collect();
+    let file = json!({ "queues": queues });
+    assert!(file.to_string().len() > 2 << 20, "the file is over 2 MiB");
+    let (status, body) = http.post("/api/definitions", file).await;
+    assert_eq!(status, 204, "{body}");
+    let (_, all) = http.get("/api/definitions").await;
+    let imported = all["queues"]
+        .as_array()
+        .expect("queues")
+        .iter()
+        .filter(|q| q["name"].as_str().is_some_and(|n| n.starts_with(&prefix)))
+        .count();
+    assert_eq!(imported, 20_000);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reimporting_the_same_file_changes_nothing() {
     let broker = TestBroker::start().await;

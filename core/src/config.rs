@@ -184,6 +184,8 @@ pub struct Overrides {
     pub default_pass: Option<String>,
     /// `--load-definitions`.
     pub load_definitions: Option<PathBuf>,
+    /// `--loopback-users`.
+    pub loopback_users: Option<Vec<String>>,
 }
 
 /// Merges overrides, file and defaults. The plugins directory defaults to
@@ -228,8 +230,9 @@ pub fn resolve(overrides: Overrides, file: FileConfig) -> Result<Config, ConfigE
             .default_pass
             .or(file.default_pass)
             .unwrap_or(defaults.default_pass.clone()),
-        loopback_users: file
+        loopback_users: overrides
             .loopback_users
+            .or(file.loopback_users)
             .unwrap_or(defaults.loopback_users.clone()),
         load_definitions: overrides.load_definitions.or(file.load_definitions),
         ..defaults
@@ -296,6 +299,31 @@ mod tests {
             let err = parse_sync(bad).expect_err(bad);
             assert!(err.to_string().contains("--sync"), "{err}");
         }
+    }
+
+    #[test]
+    fn users_and_loopback_rules_come_from_flags_or_the_file() {
+        let file: FileConfig = toml::from_str(
+            "default_user = \"admin\"\ndefault_pass = \"pw\"\nloopback_users = []\n",
+        )
+        .expect("parses");
+        let config = resolve(Overrides::default(), file).expect("valid");
+        assert_eq!(
+            (config.default_user.as_str(), config.default_pass.as_str()),
+            ("admin", "pw")
+        );
+        assert!(config.loopback_users.is_empty(), "the file lifts the rule");
+        let defaults = resolve(Overrides::default(), FileConfig::default()).expect("valid");
+        assert_eq!(defaults.loopback_users, vec!["guest".to_owned()]);
+        let flagged = resolve(
+            Overrides {
+                loopback_users: Some(vec!["ops".into()]),
+                ..Overrides::default()
+            },
+            FileConfig::default(),
+        )
+        .expect("valid");
+        assert_eq!(flagged.loopback_users, vec!["ops".to_owned()]);
     }
 
     #[test]

@@ -31,6 +31,10 @@ struct Args {
     /// Its password [default: guest].
     #[arg(long, env = "RABBITMQ_DEFAULT_PASS", hide_env_values = true)]
     default_pass: Option<String>,
+    /// Users who may only connect from loopback addresses, comma-separated (`""`: none)
+    /// [default: guest].
+    #[arg(long, env = "WARREN_LOOPBACK_USERS")]
+    loopback_users: Option<String>,
     /// A definitions file (RabbitMQ's JSON export) to import at start.
     #[arg(long, env = "WARREN_LOAD_DEFINITIONS")]
     load_definitions: Option<PathBuf>,
@@ -111,6 +115,13 @@ fn main() -> ExitCode {
             default_user: args.default_user,
             default_pass: args.default_pass,
             load_definitions: args.load_definitions,
+            loopback_users: args.loopback_users.map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }),
             data_dir: args.data_dir,
             plugins_dir: args.plugins_dir,
             sync: args.sync,

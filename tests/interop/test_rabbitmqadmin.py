@@ -74,6 +74,7 @@ def test_declares_and_lists_queues_exchanges_and_bindings(admin):
     assert exchange["type"] == "topic"
     binding = [b for b in rows(admin, "bindings") if b["source"] == x]
     assert [(b["destination"], b["routing_key"]) for b in binding] == [(q, "orders.#")]
+    assert rows(admin, "nodes")[0]["running"] is True
     # The default table output, as a person reads it, names the queue too.
     assert q in admin("list", "queues", "name", "messages").stdout
     admin("delete", "queue", f"name={q}")

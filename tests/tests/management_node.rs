@@ -742,3 +742,41 @@ async fn the_overview_counts_what_clients_declared_and_the_health_checks_pass() 
         .expect("the aliveness test's queue stays, as in RabbitMQ");
     assert_eq!(passive.message_count(), 0, "its message was taken back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_shows_its_memory_descriptors_disk_and_alarms_to_monitors() {
+    let broker = TestBroker::start().await;
+    let http = Http::guest(&broker);
+    let (_conn, _ch) = broker.channel().await;
+    let (status, nodes) = http.get("/api/nodes").await;
+    assert_eq!(status, 200, "{nodes}");
+    let node = &nodes[0];
+    let name = node["name"].as_str().expect("a name").to_owned();
+    assert!(name.starts_with("warren@"), "{node}");
+    assert_eq!(node["running"], true);
+    assert!(
+        node["mem_used"].as_u64().is_some_and(|m| m > 1 << 20),
+        "{node}"
+    );
+    assert!(
+        node["fd_used"].as_u64().is_some_and(
+            |used| used > 0 && node["fd_total"].as_u64().is_some_and(|total| total >= used)
+        ),
+        "{node}"
+    );
+    assert!(node["disk_free"].as_u64().is_some_and(|d| d > 0), "{node}");
+    assert_eq!(node["disk_free_alarm"], false);
+    assert!(
+        node["sockets_used"].as_u64().is_some_and(|s| s >= 1),
+        "{node}"
+    );
+    let (status, one) = http.get(&format!("/api/nodes/{}", segment(&name))).await;
+    assert_eq!(status, 200);
+    assert_eq!(one["name"], name.as_str());
+    assert_eq!(http.get("/api/nodes/rabbit@elsewhere").await.0, 404);
+    let (_, cluster) = http.get("/api/cluster-name").await;
+    assert_eq!(cluster["name"], name.as_str());
+    // Node figures are for monitors, not for every management user.
+    let (_, user, pass) = tenant(&http, "management", true).await;
+    assert_eq!(http.as_user(&user, &pass).get("/api/nodes").await.0, 403);
+}

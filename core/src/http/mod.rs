@@ -3,8 +3,8 @@
 //! scripts work against Warren unchanged; plus Warren's own scheduled-message endpoints.
 //!
 //! One file per resource, each a `routes()` merged here:
-//! - [`overview`] `/api/overview`, [`health`] `/api/health/checks/alarms`,
-//!   `/api/aliveness-test/{vhost}`;
+//! - [`overview`] `/api/overview`, [`nodes`] `/api/nodes`, [`health`]
+//!   `/api/health/checks/alarms`, `/api/aliveness-test/{vhost}`;
 //! - [`vhosts`], [`users`] (with `/api/whoami`), [`permissions`];
 //! - [`connections`] (with `/api/channels`, `/api/consumers`);
 //! - [`exchanges`] (with publish), [`queues`] (with get and purge), [`bindings`];
@@ -28,6 +28,7 @@ pub mod error;
 pub mod exchanges;
 pub mod health;
 pub mod json_table;
+pub mod nodes;
 pub mod overview;
 pub mod permissions;
 pub mod queues;
@@ -68,6 +69,10 @@ pub struct Node {
     pub started_at: u64,
     /// Its listeners.
     pub listeners: Vec<ListenerInfo>,
+    /// The data directory (its free space is shown).
+    pub data_dir: std::path::PathBuf,
+    /// `--disk-free-limit`.
+    pub disk_free_limit: u64,
 }
 
 /// The state every handler gets.
@@ -98,6 +103,7 @@ impl Api {
 pub fn router(api: Api) -> Router {
     Router::new()
         .merge(overview::routes())
+        .merge(nodes::routes())
         .merge(health::routes())
         .merge(vhosts::routes())
         .merge(users::routes())

@@ -328,6 +328,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0),
         listeners,
+        data_dir: config.data_dir.clone(),
+        disk_free_limit: config.disk_free_limit,
     });
     let management = management_listener.map(|(socket, local)| {
         tracing::info!(%local, "management API listening");

@@ -114,6 +114,17 @@ pub struct PendingQuery {
 }
 
 impl PendingQuery {
+    /// Every pending message, no cursor, no limit.
+    pub fn everything() -> PendingQuery {
+        PendingQuery {
+            from_ms: None,
+            to_ms: None,
+            routing_key: None,
+            after: None,
+            limit: usize::MAX,
+        }
+    }
+
     /// Whether a message due at `due` with `routing_key` is one of them (cursor aside).
     fn matches(&self, due: u64, routing_key: &str) -> bool {
         self.from_ms.is_none_or(|from| due >= from)
@@ -278,23 +289,9 @@ impl Delayed {
         self.len() == 0
     }
 
-    /// Every pending message, by due time.
+    /// Every pending message, by due time (a page without bounds).
     pub fn list(&self) -> Vec<PendingInfo> {
-        let mut out: Vec<PendingInfo> = {
-            let pending = self.pending.lock();
-            pending
-                .wheel
-                .iter()
-                .map(|(id, due, held)| PendingInfo {
-                    id: id.to_bits(),
-                    due_ms: due,
-                    routing_key: held.routing_key().to_owned(),
-                    body_size: held.body_len(),
-                })
-                .collect()
-        };
-        out.sort_by_key(|p| (p.due_ms, p.id));
-        out
+        self.page(&PendingQuery::everything())
     }
 
     /// One page of pending messages by due time: those matching `query` after its cursor,

@@ -27,7 +27,7 @@ use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 
 use super::args::{EXCHANGE_EQUIVALENCE_ARGS, check_args_equivalence, text_arg};
-use super::delayed::{self, DELAYED_TYPE, DELAYED_TYPE_ARG, Delayed, DelayedStore, PendingInfo};
+use super::delayed::{self, DELAYED_TYPE, DELAYED_TYPE_ARG, Delayed, DelayedStore};
 use super::drivers;
 use super::exchange::{Destination, Exchange, ExchangeSpec};
 use super::names;
@@ -294,11 +294,6 @@ impl VHost {
             .delayed()
             .cloned()
             .ok_or_else(|| replies::not_delayed(&self.name, name, DELAYED_TYPE))
-    }
-
-    /// Pending messages of delayed exchange `name`, by due time.
-    pub fn delayed_list(&self, name: &str) -> Result<Vec<PendingInfo>, AmqpError> {
-        Ok(self.delayed(name)?.list())
     }
 
     /// Every exchange of the vhost, the predeclared ones included (listings and definition

@@ -68,6 +68,32 @@ impl Tenant {
     }
 
     /// RabbitMQ's refusal text for the user on `kind` `name` in `/`.
+    /// Checks that `op` (run on a fresh channel each time) is refused naming the write side
+    /// when the user may only read `read`, and naming the read side when it may only write
+    /// `write` (RabbitMQ checks write first). Each side is `(kind, name)`.
+    async fn refused_without_write_or_read<F, Fut>(
+        &self,
+        op: F,
+        write: (&str, &str),
+        read: (&str, &str),
+    ) where
+        F: Fn(Channel) -> Fut,
+        Fut: std::future::Future<Output = lapin::Result<()>>,
+    {
+        self.permit("", "", &format!("^{}$", read.1));
+        assert_exception(
+            op(self.channel().await.1).await,
+            403,
+            &self.refused(write.0, write.1),
+        );
+        self.permit("", &format!("^{}$", write.1), "");
+        assert_exception(
+            op(self.channel().await.1).await,
+            403,
+            &self.refused(read.0, read.1),
+        );
+    }
+
     fn refused(&self, kind: &str, name: &str) -> String {
         format!(
             "ACCESS_REFUSED - access to {kind} '{name}' in vhost '/' refused for user '{}'",
@@ -464,18 +490,8 @@ async fn queue_bind_needs_write_on_the_queue_and_read_on_the_exchange() {
         }
     };
 
-    t.permit("", "", &format!("^{x}$"));
-    assert_exception(
-        bind(t.channel().await.1).await,
-        403,
-        &t.refused("queue", &q),
-    );
-    t.permit("", &format!("^{q}$"), "");
-    assert_exception(
-        bind(t.channel().await.1).await,
-        403,
-        &t.refused("exchange", &x),
-    );
+    t.refused_without_write_or_read(&bind, ("queue", &q), ("exchange", &x))
+        .await;
     assert!(!t.routes(&x, "k", &q).await, "no binding was made");
 
     t.permit("", &format!("^{q}$"), &format!("^{x}$"));
@@ -504,18 +520,8 @@ async fn queue_unbind_needs_write_on_the_queue_and_read_on_the_exchange() {
         async move { ch.queue_unbind(&q, &x, "k", FieldTable::default()).await }
     };
 
-    t.permit("", "", &format!("^{x}$"));
-    assert_exception(
-        unbind(t.channel().await.1).await,
-        403,
-        &t.refused("queue", &q),
-    );
-    t.permit("", &format!("^{q}$"), "");
-    assert_exception(
-        unbind(t.channel().await.1).await,
-        403,
-        &t.refused("exchange", &x),
-    );
+    t.refused_without_write_or_read(&unbind, ("queue", &q), ("exchange", &x))
+        .await;
     assert!(t.routes(&x, "k", &q).await, "the binding is still there");
 
     t.permit("", &format!("^{q}$"), &format!("^{x}$"));
@@ -557,18 +563,8 @@ async fn exchange_bind_needs_write_on_the_destination_and_read_on_the_source() {
         }
     };
 
-    t.permit("", "", &format!("^{source}$"));
-    assert_exception(
-        bind(t.channel().await.1).await,
-        403,
-        &t.refused("exchange", &destination),
-    );
-    t.permit("", &format!("^{destination}$"), "");
-    assert_exception(
-        bind(t.channel().await.1).await,
-        403,
-        &t.refused("exchange", &source),
-    );
+    t.refused_without_write_or_read(&bind, ("exchange", &destination), ("exchange", &source))
+        .await;
     assert!(!t.routes(&source, "k", &q).await, "no binding was made");
 
     t.permit("", &format!("^{destination}$"), &format!("^{source}$"));

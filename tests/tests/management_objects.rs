@@ -186,6 +186,91 @@ async fn an_exchange_declared_over_http_is_usable_over_amqp_until_deleted() {
     assert_eq!(http.get(&exchange_path(&x)).await.0, 404);
 }
 
+/// Unacknowledged counts every delivery awaiting an ack — a `basic.get` with manual ack, and
+/// a consumer's after it cancelled — until it is acked or its channel closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacked_counts_gets_and_cancelled_consumers_until_settled() {
+    use futures_lite::StreamExt as _;
+    use lapin::options::{
+        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions,
+    };
+    let broker = TestBroker::start().await;
+    let http = Http::guest(&broker);
+    let (_conn, ch) = confirming(&broker).await;
+    let q = shared_queue(&ch, FieldTable::default()).await;
+    for body in [b"1", b"2", b"3"] {
+        publish(&ch, &q, body, BasicProperties::default()).await;
+    }
+    let unacked = |shown: &Value| {
+        (
+            shown["messages_ready"].clone(),
+            shown["messages_unacknowledged"].clone(),
+        )
+    };
+
+    let (conn2, getter) = broker.channel().await;
+    let got = getter
+        .basic_get(&q, BasicGetOptions { no_ack: false })
+        .await
+        .expect("basic.get")
+        .expect("a message");
+    let (_, shown) = http.get(&queue_path(&q)).await;
+    assert_eq!(
+        unacked(&shown),
+        (json!(2), json!(1)),
+        "the get awaits its ack: {shown}"
+    );
+
+    let (_conn3, consuming) = broker.channel().await;
+    let mut consumer = consuming
+        .basic_consume(
+            &q,
+            "c",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let mut tags = Vec::new();
+    for _ in 0..2 {
+        let delivery = tokio::time::timeout(std::time::Duration::from_secs(10), consumer.next())
+            .await
+            .expect("a delivery in time")
+            .expect("a delivery")
+            .expect("no error");
+        tags.push(delivery.delivery_tag);
+    }
+    consuming
+        .basic_cancel("c", BasicCancelOptions::default())
+        .await
+        .expect("cancel");
+    let (_, shown) = http.get(&queue_path(&q)).await;
+    assert_eq!(shown["consumers"], 0);
+    assert_eq!(
+        unacked(&shown),
+        (json!(0), json!(3)),
+        "cancelled, still unacked: {shown}"
+    );
+
+    consuming
+        .basic_ack(tags[0], BasicAckOptions::default())
+        .await
+        .expect("ack");
+    got.ack(BasicAckOptions::default())
+        .await
+        .expect("ack the get");
+    let (_, shown) = http.get(&queue_path(&q)).await;
+    assert_eq!(unacked(&shown), (json!(0), json!(1)), "{shown}");
+    drop(conn2);
+    consuming.close(200, "bye").await.expect("close");
+    let (_, shown) = http.get(&queue_path(&q)).await;
+    assert_eq!(
+        unacked(&shown),
+        (json!(1), json!(0)),
+        "requeued at close: {shown}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_declared_over_amqp_is_listed_with_its_counts_and_deleted_over_http() {
     let broker = TestBroker::start().await;

@@ -87,6 +87,7 @@ impl DeliveryState {
             if let Some(c) = consumer {
                 c.unacked.fetch_add(1, Ordering::Relaxed);
             }
+            queue.count_unacked(true);
             self.unacked.insert(
                 tag,
                 Unacked {

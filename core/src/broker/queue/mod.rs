@@ -204,6 +204,9 @@ pub struct Queue {
     /// Mirrors of the ready count and consumer count, for lock-free flow checks.
     ready_len: AtomicUsize,
     consumers: AtomicUsize,
+    /// Deliveries from this queue awaiting an ack on some channel — to consumers, current or
+    /// cancelled, and by `basic.get` — counted where a channel records and settles them.
+    unacked: AtomicUsize,
     /// Set by a paused publisher; cleared (and waiters woken) once below the low mark.
     publishers_waiting: AtomicBool,
     space: Notify,
@@ -270,6 +273,7 @@ impl Queue {
                 armed: NEVER,
             }),
             ready_len: AtomicUsize::new(0),
+            unacked: AtomicUsize::new(0),
             consumers: AtomicUsize::new(0),
             publishers_waiting: AtomicBool::new(false),
             space: Notify::new(),
@@ -533,6 +537,16 @@ impl Queue {
         )
     }
 
+    /// A channel recorded a delivery that awaits an ack (`true`) or settled one (`false`),
+    /// however: ack, reject, requeue, recover, or the channel closing.
+    pub fn count_unacked(&self, outstanding: bool) {
+        if outstanding {
+            self.unacked.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.unacked.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     /// Whether publishers to this queue should pause (see the module doc): a backlog that
     /// consumers are actively working through. A backlog nobody is taking from (no
     /// consumers, or consumers without credit that do not ack) is no reason to pause.
@@ -758,11 +772,7 @@ impl Queue {
                 ready: st.ready.len(),
                 ready_bytes: st.ready.bytes(),
                 consumers: st.consumers.len(),
-                unacked: st
-                    .consumers
-                    .iter()
-                    .map(|c| c.unacked.load(Ordering::Relaxed) as usize)
-                    .sum(),
+                unacked: self.unacked.load(Ordering::Relaxed),
             }
         })
     }

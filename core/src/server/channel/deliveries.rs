@@ -289,12 +289,14 @@ fn take_unacked(
     }
 }
 
-/// Gives the consumers of settled deliveries their credit back.
-fn release_credit(settled: &[Unacked]) {
+/// Gives the consumers of settled deliveries their credit back, and their queues the count
+/// of what awaits an ack. Every delivery leaving a channel's unacked map passes here once.
+pub(super) fn release_credit(settled: &[Unacked]) {
     for u in settled {
         if let Some(c) = &u.consumer {
             c.unacked.fetch_sub(1, Ordering::Relaxed);
         }
+        u.queue.count_unacked(false);
     }
 }
 

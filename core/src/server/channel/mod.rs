@@ -312,13 +312,15 @@ impl Channel {
                 std::mem::take(&mut st.unacked),
             )
         };
+        let unacked: Vec<_> = unacked.into_values().collect();
+        deliveries::release_credit(&unacked);
         let Ok(vhost) = ctx.vhost() else {
             return;
         };
         for consumer in consumers.into_values() {
             vhost.remove_consumer(&consumer);
         }
-        deliveries::requeue_all(vhost, unacked.into_values().collect());
+        deliveries::requeue_all(vhost, unacked);
     }
 }
 

@@ -46,7 +46,7 @@ else
     --pmessages "$((N / 2))" --confirm --persistent --delay-min-ms 3600000 --delay-max-ms 7200000 \
     --duration 600 >/dev/null 2>&1 &
   TOOL=$!
-  until [ "$(curl -s "$ADMIN/api/delayed" | python3 -c \
+  until [ "$(curl -s -u guest:guest "$ADMIN/api/scheduled" | python3 -c \
       'import json,sys; print(sum(e["pending"] for e in json.load(sys.stdin)))' 2>/dev/null)" \
       -ge "$N" ] 2>/dev/null; do sleep 1; done
   sleep 1

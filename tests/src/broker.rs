@@ -149,7 +149,7 @@ impl TestBroker {
         self.addr
     }
 
-    /// The admin interface's base URL (`http://127.0.0.1:PORT`) of an in-process Warren
+    /// The management API's base URL (`http://127.0.0.1:PORT`) of an in-process Warren
     /// started with one; `None` for an external broker.
     pub fn admin_url(&self) -> Option<String> {
         self.admin.map(|a| format!("http://{a}"))

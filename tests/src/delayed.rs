@@ -1,5 +1,5 @@
 //! Helpers shared by the `delayed_*` tests: declaring an `x-delayed-message` exchange,
-//! publishing with delay headers, waiting for what is due, and the admin API (blocking HTTP
+//! publishing with delay headers, waiting for what is due, and `/api/scheduled` (blocking HTTP
 //! run off the test's runtime).
 
 use std::time::{Duration, Instant};
@@ -134,11 +134,11 @@ pub async fn assert_empty_for(ch: &Channel, q: &str, quiet: Duration) {
     }
 }
 
-/// The admin interface's URL; panics for an external broker (tests check first).
+/// The management API's URL; panics for an external broker (tests check first).
 pub fn admin_url(broker: &TestBroker) -> String {
     broker
         .admin_url()
-        .expect("in-process Warren has an admin interface")
+        .expect("in-process Warren has a management API")
 }
 
 /// Why an admin call failed: the status and `error` text the server answered with (0 when

@@ -21,7 +21,7 @@ const NIL: u32 = u32::MAX;
 ///
 /// An id is a slab index plus a generation; once its entry fires or is cancelled the id is
 /// stale forever — it never names a later entry, even one reusing the same slot. Ids are
-/// plain data ([`TimerId::to_bits`] / [`TimerId::from_bits`]) for admin interfaces, but they
+/// plain data ([`TimerId::to_bits`] / [`TimerId::from_bits`]) for the management API, but they
 /// are only meaningful for the wheel instance that issued them: a store that restores pending
 /// entries after a restart gets new ids and must keep its own message identity.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]

@@ -82,7 +82,7 @@ struct Pending {
     stopped: bool,
 }
 
-/// One pending message as the admin interface shows it.
+/// One pending message as `/api/scheduled` shows it.
 #[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct PendingInfo {
     /// Id for [`Delayed::cancel`] (valid only for this exchange, until it fires).

@@ -84,7 +84,7 @@ pub fn unknown_exchange_type(kind: &str) -> AmqpError {
     AmqpError::command_invalid(format!("unknown exchange type '{kind}'"))
 }
 
-/// 406: the admin interface asked for delayed messages of an exchange of another type.
+/// 406: the management API asked for delayed messages of an exchange of another type.
 pub fn not_delayed(vhost: &str, name: &str, delayed_type: &str) -> AmqpError {
     AmqpError::precondition_failed(format!(
         "exchange '{name}' in vhost '{vhost}' is not of type '{delayed_type}'"

@@ -412,21 +412,20 @@ async fn load_definitions_at_start_declares_before_clients_connect() {
     let path = file.clone();
     let broker = TestBroker::start_with(move |c| c.load_definitions = Some(path)).await;
     assert_sample_routes(&broker, &user, &vhost).await;
-    // The default user is still made on a first start.
-    let (_conn, ch) = broker.channel().await;
-    let declared = ch
-        .queue_declare(
-            "q.ttl",
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await;
+    // As RabbitMQ: definitions loaded at boot replace the defaults — no guest, no `/`.
+    let guest = Connection::connect(&broker.uri(), ConnectionProperties::default()).await;
     assert!(
-        declared.is_err(),
-        "q.ttl is in the imported vhost, not in /"
+        guest.is_err(),
+        "no default user when definitions are loaded"
+    );
+    let (_, users) = Http::guest(&broker)
+        .as_user(&user, REF_PASSWORD)
+        .get("/api/whoami")
+        .await;
+    assert_eq!(
+        users["name"],
+        user.as_str(),
+        "the imported user reaches the API: {users}"
     );
     let _ = std::fs::remove_file(file);
 }

@@ -283,9 +283,20 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         })?;
     let broker = Broker::with_loopback_users(registry, stores, config.loopback_users.clone())?;
     let restored = broker.restore(kept);
-    first_start_defaults(&broker, &config, &restored)?;
-    if let Some(file) = &config.load_definitions {
-        load_definitions(&broker, file).await?;
+    match &config.load_definitions {
+        // As RabbitMQ: definitions loaded at boot replace the defaults, so a RabbitMQ export
+        // without guest does not gain one.
+        Some(file) => {
+            load_definitions(&broker, file).await?;
+            if broker.auth().users().is_empty() {
+                tracing::warn!(
+                    file = %file.display(),
+                    "no users after loading definitions: nobody can log in; add users to the \
+                     file, or start once without --load-definitions to get the default user"
+                );
+            }
+        }
+        None => first_start_defaults(&broker, &config, &restored)?,
     }
     tracing::info!(
         exchanges = restored.exchanges,
@@ -370,8 +381,9 @@ fn node_name() -> String {
     format!("warren@{host}")
 }
 
-/// On a data directory that has never recorded them: the vhost `/` and the default user,
-/// an administrator with every permission on `/` (RabbitMQ's first boot). Written, not
+/// On a data directory that has never recorded them, unless definitions are loaded at start
+/// (which then say what exists): the vhost `/` and the default user, an administrator with
+/// every permission on `/` (RabbitMQ's first boot). Written, not
 /// waited for: the next durable write waits for them in order.
 fn first_start_defaults(
     broker: &Broker,

@@ -31,7 +31,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::body::{arguments_of, json_body};
-use super::exchanges::{definitions_durable, exchange_name, permit, visible_vhost, visible_vhosts};
+use super::exchanges::{definitions_durable, exchange_name};
 use super::json_table::to_json;
 use super::{Api, ApiError, ApiResult, Caller};
 use crate::auth::{Operation, ResourceKind};
@@ -200,7 +200,8 @@ pub fn listing(vhost: &VHost, keep: impl Fn(&Binding) -> bool) -> Vec<Value> {
 
 async fn list_all(State(api): State<Api>, caller: Caller) -> Json<Vec<Value>> {
     Json(
-        visible_vhosts(&api, &caller)
+        caller
+            .visible_vhosts(&api)
             .iter()
             .flat_map(|v| listing(v, |_| true))
             .collect(),
@@ -212,7 +213,7 @@ async fn list_vhost(
     caller: Caller,
     Path(vhost): Path<String>,
 ) -> ApiResult<Json<Vec<Value>>> {
-    let vhost = visible_vhost(&api, &caller, &vhost)?;
+    let vhost = caller.require_vhost(&api, &vhost)?;
     Ok(Json(listing(&vhost, |_| true)))
 }
 
@@ -232,7 +233,7 @@ async fn list_between(
     (vhost, source, destination): (String, String, String),
     kind: Kind,
 ) -> ApiResult<Json<Vec<Value>>> {
-    let vhost = visible_vhost(&api, &caller, &vhost)?;
+    let vhost = caller.require_vhost(&api, &vhost)?;
     let found = between(&vhost, &source, kind, &destination);
     Ok(Json(
         found
@@ -260,22 +261,8 @@ fn permit_binding(
     kind: Kind,
     destination: &str,
 ) -> ApiResult<()> {
-    permit(
-        api,
-        caller,
-        vhost,
-        kind.resource(),
-        Operation::Write,
-        destination,
-    )?;
-    permit(
-        api,
-        caller,
-        vhost,
-        ResourceKind::Exchange,
-        Operation::Read,
-        source,
-    )
+    caller.permit(api, vhost, kind.resource(), Operation::Write, destination)?;
+    caller.permit(api, vhost, ResourceKind::Exchange, Operation::Read, source)
 }
 
 async fn create(
@@ -285,7 +272,7 @@ async fn create(
     kind: Kind,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let vhost = visible_vhost(&api, &caller, &vhost)?;
+    let vhost = caller.require_vhost(&api, &vhost)?;
     let body: BindingBody = json_body(&body)?;
     let arguments = arguments_of(body.arguments.as_ref())?;
     if body.routing_key.len() > 255 {
@@ -341,7 +328,7 @@ async fn show(
     (vhost, source, destination, props): (String, String, String, String),
     kind: Kind,
 ) -> ApiResult<Json<Value>> {
-    let vhost = visible_vhost(&api, &caller, &vhost)?;
+    let vhost = caller.require_vhost(&api, &vhost)?;
     let b = named(&vhost, &source, kind, &destination, &props)?;
     Ok(Json(binding_json(vhost.name(), &b)))
 }
@@ -352,7 +339,7 @@ async fn delete(
     (vhost, source, destination, props): (String, String, String, String),
     kind: Kind,
 ) -> ApiResult<StatusCode> {
-    let vhost = visible_vhost(&api, &caller, &vhost)?;
+    let vhost = caller.require_vhost(&api, &vhost)?;
     let b = named(&vhost, &source, kind, &destination, &props)?;
     permit_binding(&api, &caller, vhost.name(), &b.source, kind, &destination)?;
     vhost.unbind(

@@ -15,7 +15,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::Api;
 use super::error::{ApiError, ApiResult};
-use crate::auth::{Grants, User};
+use crate::auth::{Grants, Operation, ResourceKind, User};
+use crate::broker::VHost;
 
 /// The logged-in user of a request.
 #[derive(Debug, Clone)]
@@ -54,15 +55,13 @@ impl Caller {
         self.user.can_monitor() || api.broker.auth().permission(vhost, self.name()).is_some()
     }
 
-    /// 404 if there is no vhost `vhost`, 403 if the user has no permissions in it
-    /// (administrators may manage every vhost, as RabbitMQ lets them; AMQP operations in it
-    /// still need permissions, see [`Caller::grants`]).
-    pub fn require_vhost(&self, api: &Api, vhost: &str) -> ApiResult<()> {
-        if api.broker.vhost(vhost).is_none() {
-            return Err(ApiError::not_found());
-        }
+    /// The vhost `vhost`: 404 if there is none, 403 if the user has no permissions in it
+    /// (monitors and administrators see every vhost, as RabbitMQ lets them; AMQP operations
+    /// in it still need permissions, see [`Caller::permit`]).
+    pub fn require_vhost(&self, api: &Api, vhost: &str) -> ApiResult<Arc<VHost>> {
+        let found = api.broker.vhost(vhost).ok_or_else(ApiError::not_found)?;
         if self.sees_vhost(api, vhost) {
-            Ok(())
+            Ok(found)
         } else {
             Err(ApiError::forbidden(
                 "User not authorised to access virtual host",
@@ -70,10 +69,33 @@ impl Caller {
         }
     }
 
-    /// The user's permission checks in `vhost`, for an operation done on its behalf (a
-    /// declare, a publish, a get): the same rules as over AMQP.
-    pub fn grants(&self, api: &Api, vhost: &str) -> Grants {
-        Grants::new(api.broker.auth(), vhost, self.name())
+    /// The vhosts a listing across vhosts covers: those the user sees, by name.
+    pub fn visible_vhosts(&self, api: &Api) -> Vec<Arc<VHost>> {
+        api.broker
+            .vhost_names()
+            .into_iter()
+            .filter(|name| self.sees_vhost(api, name))
+            .filter_map(|name| api.broker.vhost(&name))
+            .collect()
+    }
+
+    /// 403 unless the user may do `operation` on the `kind` named `name` in `vhost`: an
+    /// operation done on its behalf (a declare, a publish, a get) follows the AMQP rules.
+    pub fn permit(
+        &self,
+        api: &Api,
+        vhost: &str,
+        kind: ResourceKind,
+        operation: Operation,
+        name: &str,
+    ) -> ApiResult<()> {
+        Grants::new(api.broker.auth(), vhost, self.name()).check(
+            api.broker.auth(),
+            kind,
+            operation,
+            name,
+        )?;
+        Ok(())
     }
 }
 

@@ -83,37 +83,6 @@ pub fn check_name(what: &str, name: &str) -> ApiResult<()> {
     Ok(())
 }
 
-/// 403 unless the caller may do `operation` on `name` in `vhost` (the AMQP rule).
-pub fn permit(
-    api: &Api,
-    caller: &Caller,
-    vhost: &str,
-    kind: ResourceKind,
-    operation: Operation,
-    name: &str,
-) -> ApiResult<()> {
-    let mut grants = caller.grants(api, vhost);
-    grants.check(api.broker.auth(), kind, operation, name)?;
-    Ok(())
-}
-
-/// The vhost `name`, which the caller must be able to see (404 / 403 otherwise).
-pub fn visible_vhost(api: &Api, caller: &Caller, name: &str) -> ApiResult<Arc<VHost>> {
-    caller.require_vhost(api, name)?;
-    api.broker.vhost(name).ok_or_else(ApiError::not_found)
-}
-
-/// The vhosts a listing across vhosts covers: those the caller sees, by name.
-pub fn visible_vhosts(api: &Api, caller: &Caller) -> Vec<Arc<VHost>> {
-    let mut names = api.broker.vhost_names();
-    names.sort();
-    names
-        .into_iter()
-        .filter(|name| caller.sees_vhost(api, name))
-        .filter_map(|name| api.broker.vhost(&name))
-        .collect()
-}
-
 /// Answers once the vhost's definition writes so far are durable (a PUT or DELETE of a
 /// durable object must not be acknowledged before it would survive a crash).
 pub async fn definitions_durable(api: &Api, vhost: &VHost) -> ApiResult<()> {
@@ -181,7 +150,8 @@ fn vhost_exchanges(vhost: &VHost) -> Vec<Value> {
 
 async fn list_all(State(api): State<Api>, caller: Caller) -> Json<Vec<Value>> {
     Json(
-        visible_vhosts(&api, &caller)
+        caller
+            .visible_vhosts(&api)
             .iter()
             .flat_map(|v| vhost_exchanges(v))
             .collect(),
@@ -193,7 +163,7 @@ async fn list_vhost(
     caller: Caller,
     Path(vhost): Path<String>,
 ) -> ApiResult<Json<Vec<Value>>> {
-    let vhost = visible_vhost(&api, &caller, &vhost)?;
+    let vhost = caller.require_vhost(&api, &vhost)?;
     Ok(Json(vhost_exchanges(&vhost)))
 }
 
@@ -209,7 +179,7 @@ async fn show(
     caller: Caller,
     Path((vhost, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let vhost = visible_vhost(&api, &caller, &vhost)?;
+    let vhost = caller.require_vhost(&api, &vhost)?;
     let x = existing(&vhost, &name)?;
     let mut m = exchange_json(vhost.name(), &x);
     // Per-link message statistics: not measured yet.
@@ -243,14 +213,13 @@ async fn declare(
     Path((vhost, name)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    let vhost = visible_vhost(&api, &caller, &vhost)?;
+    let vhost = caller.require_vhost(&api, &vhost)?;
     let body: ExchangeBody = json_body(&body)?;
     let arguments = arguments_of(body.arguments.as_ref())?;
     check_name("exchange", &name)?;
     let name = exchange_name(&name);
-    permit(
+    caller.permit(
         &api,
-        &caller,
         vhost.name(),
         ResourceKind::Exchange,
         Operation::Configure,
@@ -280,11 +249,10 @@ async fn delete(
     Path((vhost, name)): Path<(String, String)>,
     Query(flags): Query<DeleteFlags>,
 ) -> ApiResult<StatusCode> {
-    let vhost = visible_vhost(&api, &caller, &vhost)?;
+    let vhost = caller.require_vhost(&api, &vhost)?;
     let x = existing(&vhost, &name)?;
-    permit(
+    caller.permit(
         &api,
-        &caller,
         vhost.name(),
         ResourceKind::Exchange,
         Operation::Configure,
@@ -300,7 +268,7 @@ async fn bindings_from(
     caller: Caller,
     Path((vhost, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<Value>>> {
-    let vhost = visible_vhost(&api, &caller, &vhost)?;
+    let vhost = caller.require_vhost(&api, &vhost)?;
     let x = existing(&vhost, &name)?;
     Ok(Json(bindings::listing(&vhost, |b| b.source == x.name())))
 }
@@ -310,7 +278,7 @@ async fn bindings_to(
     caller: Caller,
     Path((vhost, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<Value>>> {
-    let vhost = visible_vhost(&api, &caller, &vhost)?;
+    let vhost = caller.require_vhost(&api, &vhost)?;
     let x = existing(&vhost, &name)?;
     Ok(Json(bindings::listing(
         &vhost,
@@ -552,13 +520,12 @@ async fn publish(
     Path((vhost, name)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let vhost = visible_vhost(&api, &caller, &vhost)?;
+    let vhost = caller.require_vhost(&api, &vhost)?;
     let body: PublishBody = json_body(&body)?;
     let name = exchange_name(&name);
     let exchange = vhost.existing_exchange(name).map_err(channel_error)?;
-    permit(
+    caller.permit(
         &api,
-        &caller,
         vhost.name(),
         ResourceKind::Exchange,
         Operation::Write,

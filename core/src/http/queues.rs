@@ -35,8 +35,7 @@ use serde_json::{Map, Value, json};
 use super::bindings;
 use super::body::{arguments_of, json_body};
 use super::exchanges::{
-    DeleteFlags, channel_error, check_name, definitions_durable, permit, properties_to_json,
-    visible_vhost, visible_vhosts, zero_rate,
+    DeleteFlags, channel_error, check_name, definitions_durable, properties_to_json, zero_rate,
 };
 use super::json_table::to_json;
 use super::{Api, ApiError, ApiResult, Caller};
@@ -118,7 +117,8 @@ fn vhost_queues(api: &Api, vhost: &VHost) -> Vec<Value> {
 
 async fn list_all(State(api): State<Api>, caller: Caller) -> Json<Vec<Value>> {
     Json(
-        visible_vhosts(&api, &caller)
+        caller
+            .visible_vhosts(&api)
             .iter()
             .flat_map(|v| vhost_queues(&api, v))
             .collect(),
@@ -130,7 +130,7 @@ async fn list_vhost(
     caller: Caller,
     Path(vhost): Path<String>,
 ) -> ApiResult<Json<Vec<Value>>> {
-    let vhost = visible_vhost(&api, &caller, &vhost)?;
+    let vhost = caller.require_vhost(&api, &vhost)?;
     Ok(Json(vhost_queues(&api, &vhost)))
 }
 
@@ -143,7 +143,7 @@ async fn show(
     caller: Caller,
     Path((vhost, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let vhost = visible_vhost(&api, &caller, &vhost)?;
+    let vhost = caller.require_vhost(&api, &vhost)?;
     let queue = existing(&vhost, &name)?;
     let mut m = queue_json(&api, &vhost, &queue);
     // Per-consumer and per-link details: not listed yet.
@@ -158,7 +158,7 @@ async fn bindings_to(
     caller: Caller,
     Path((vhost, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<Value>>> {
-    let vhost = visible_vhost(&api, &caller, &vhost)?;
+    let vhost = caller.require_vhost(&api, &vhost)?;
     let queue = existing(&vhost, &name)?;
     Ok(Json(bindings::listing(
         &vhost,
@@ -183,13 +183,12 @@ async fn declare(
     Path((vhost, name)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    let vhost = visible_vhost(&api, &caller, &vhost)?;
+    let vhost = caller.require_vhost(&api, &vhost)?;
     let body: QueueBody = json_body(&body)?;
     let arguments = arguments_of(body.arguments.as_ref())?;
     check_name("queue", &name)?;
-    permit(
+    caller.permit(
         &api,
-        &caller,
         vhost.name(),
         ResourceKind::Queue,
         Operation::Configure,
@@ -221,11 +220,10 @@ async fn delete(
     Path((vhost, name)): Path<(String, String)>,
     Query(flags): Query<DeleteFlags>,
 ) -> ApiResult<StatusCode> {
-    let vhost = visible_vhost(&api, &caller, &vhost)?;
+    let vhost = caller.require_vhost(&api, &vhost)?;
     existing(&vhost, &name)?;
-    permit(
+    caller.permit(
         &api,
-        &caller,
         vhost.name(),
         ResourceKind::Queue,
         Operation::Configure,
@@ -241,11 +239,10 @@ async fn purge(
     caller: Caller,
     Path((vhost, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let vhost = visible_vhost(&api, &caller, &vhost)?;
+    let vhost = caller.require_vhost(&api, &vhost)?;
     existing(&vhost, &name)?;
-    permit(
+    caller.permit(
         &api,
-        &caller,
         vhost.name(),
         ResourceKind::Queue,
         Operation::Read,
@@ -327,7 +324,7 @@ async fn get_messages(
     Path((vhost, name)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Json<Vec<Value>>> {
-    let vhost = visible_vhost(&api, &caller, &vhost)?;
+    let vhost = caller.require_vhost(&api, &vhost)?;
     let body: GetBody = json_body(&body)?;
     // Everything about the request is checked before a message leaves the queue.
     let mode = AckMode::parse(&body.ackmode)?;
@@ -348,9 +345,8 @@ async fn get_messages(
             reason: crate::broker::replies::no_queue(vhost.name(), &name).reply_text(),
         });
     }
-    permit(
+    caller.permit(
         &api,
-        &caller,
         vhost.name(),
         ResourceKind::Queue,
         Operation::Read,

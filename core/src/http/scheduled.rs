@@ -93,15 +93,8 @@ fn delayed(
     exchange: &str,
     operation: Operation,
 ) -> ApiResult<std::sync::Arc<Delayed>> {
-    caller.require_vhost(api, vhost)?;
-    let v = api.broker.vhost(vhost).ok_or_else(ApiError::not_found)?;
-    let delayed = v.delayed(exchange)?;
-    caller.grants(api, vhost).check(
-        api.broker.auth(),
-        ResourceKind::Exchange,
-        operation,
-        exchange,
-    )?;
+    let delayed = caller.require_vhost(api, vhost)?.delayed(exchange)?;
+    caller.permit(api, vhost, ResourceKind::Exchange, operation, exchange)?;
     Ok(delayed)
 }
 

@@ -64,27 +64,17 @@ impl Channel {
         name: &str,
     ) -> Result<Arc<Exchange>, AmqpError> {
         let generation = ctx.broker.auth().generation();
-        let cached = self
-            .exchanges
-            .get(name)
-            .filter(|ex| !ex.is_deleted())
-            .cloned();
-        let exchange = match cached {
-            Some(ex) => {
-                let granted = self
-                    .write_granted
-                    .as_ref()
-                    .is_some_and(|(last, at)| *at == generation && Arc::ptr_eq(last, &ex));
-                if !granted {
-                    ctx.check(ResourceKind::Exchange, Operation::Write, name)?;
-                }
-                ex
-            }
-            None => {
-                ctx.check(ResourceKind::Exchange, Operation::Write, name)?;
-                self.exchange_handle(ctx, name)?
-            }
-        };
+        if let Some(ex) = self.exchanges.get(name).filter(|ex| !ex.is_deleted())
+            && self
+                .write_granted
+                .as_ref()
+                .is_some_and(|(last, at)| *at == generation && Arc::ptr_eq(last, ex))
+        {
+            return Ok(ex.clone());
+        }
+        // Checked before the lookup, so a refused user cannot tell which exchanges exist.
+        ctx.check(ResourceKind::Exchange, Operation::Write, name)?;
+        let exchange = self.exchange_handle(ctx, name)?;
         self.write_granted = Some((exchange.clone(), generation));
         Ok(exchange)
     }

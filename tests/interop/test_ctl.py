@@ -6,6 +6,7 @@ Needs the binary: WARREN_BIN (run.sh exports it when it builds Warren itself).
 """
 
 import json
+import socket
 import subprocess
 import time
 import uuid
@@ -144,9 +145,14 @@ def test_errors_name_the_address_and_the_cause(ctl, warren):
     wrong = ctl("list_users", password="nope", check=False)
     assert wrong.returncode != 0
     assert "401" in wrong.stderr and f"127.0.0.1:{warren.management_port}" in wrong.stderr
-    nowhere = subprocess.run([BIN, "ctl", "--management", "127.0.0.1:1", "list_users"],
+    # A port just freed: nothing listens there.
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    closed = f"127.0.0.1:{probe.getsockname()[1]}"
+    probe.close()
+    nowhere = subprocess.run([BIN, "ctl", "--management", closed, "list_users"],
                              capture_output=True, text=True, timeout=30)
-    assert nowhere.returncode != 0 and "127.0.0.1:1" in nowhere.stderr
+    assert nowhere.returncode != 0 and closed in nowhere.stderr
 
 
 def test_status_and_scheduled(ctl, warren):

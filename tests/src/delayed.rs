@@ -179,15 +179,11 @@ fn admin_call(method: &str, url: &str) -> Result<String, AdminError> {
 
 /// `{admin}/api/scheduled/%2f/{x}` with the exchange name percent-encoded.
 fn exchange_url(admin: &str, x: &str) -> String {
-    let mut url = format!("{}/api/scheduled/%2f/", admin.trim_end_matches('/'));
-    for b in x.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            url.push(char::from(b));
-        } else {
-            url.push_str(&format!("%{b:02X}"));
-        }
-    }
-    url
+    format!(
+        "{}/api/scheduled/%2f/{}",
+        admin.trim_end_matches('/'),
+        crate::management::segment(x)
+    )
 }
 
 async fn admin_json<T: serde::de::DeserializeOwned + Send + 'static>(url: String) -> T {

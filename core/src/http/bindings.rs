@@ -69,54 +69,27 @@ impl Kind {
     }
 }
 
-/// URL-quotes a routing key the way RabbitMQ's properties keys do: letters, digits, `.`,
-/// `-` and `_` stay, a space is `+`, every other byte `%XX` (so `~` never appears inside a
-/// part and can separate them).
-fn quote(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'_' => out.push(char::from(b)),
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
+/// What a properties key keeps of a routing key: letters, digits, `.`, `-` and `_` (so `~`
+/// never appears inside a part and can separate them).
+const PROPERTIES_KEY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'.')
+    .remove(b'-')
+    .remove(b'_');
 
-/// Percent-encodes a path segment (for the `Location` of a new binding).
-fn segment(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+/// URL-quotes a routing key the way RabbitMQ's properties keys do: the characters above
+/// stay, a space is `+`, every other byte `%XX`.
+fn quote(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, PROPERTIES_KEY)
+        .to_string()
+        .replace("%20", "+")
 }
 
 /// Decodes `%XX` escapes once (what a server does to a path segment), leaving anything
 /// else as it is.
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |at: usize| bytes.get(at).and_then(|b| char::from(*b).to_digit(16));
-        match (bytes[i], hex(i + 1), hex(i + 2)) {
-            (b'%', Some(hi), Some(lo)) => {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// The properties key of `binding` within its (source, destination) pair.
@@ -298,8 +271,8 @@ async fn create(
         })?;
     let location = format!(
         "{}/{}",
-        segment(&destination),
-        segment(&properties_key(&made))
+        super::encode_segment(&destination),
+        super::encode_segment(&properties_key(&made))
     );
     let mut response = StatusCode::CREATED.into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {

@@ -49,6 +49,19 @@ use crate::store::SyncMark;
 pub use caller::Caller;
 pub use error::{ApiError, ApiResult};
 
+/// What a name in an API path keeps unencoded: RFC 3986's unreserved characters. Everything
+/// else is `%XX`, so a `/` in a vhost or queue name can never read as more path.
+pub const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// `name` as one path segment (`/` is `%2F`).
+pub fn encode_segment(name: &str) -> String {
+    percent_encoding::utf8_percent_encode(name, PATH_SEGMENT).to_string()
+}
+
 /// One listening socket, as `/api/overview` lists it.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ListenerInfo {

@@ -6,7 +6,6 @@
 //! vhost, user and queue names (which may hold `/`, `%`, `#`, spaces, …) straight into the
 //! URL path and a `/` vhost must travel as `%2F`.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -179,15 +178,7 @@ pub fn base_url(management: &str) -> Result<String, ApiError> {
 /// Percent-encodes one path segment: everything but RFC 3986's unreserved characters, so
 /// `/` becomes `%2F` and a name can never be mistaken for more path.
 pub fn encode(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    warren::http::encode_segment(segment)
 }
 
 /// `/api/` followed by the encoded segments: `path(&["queues", "/", "q"])` is

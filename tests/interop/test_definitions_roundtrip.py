@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 
 import pika
+import pika.exceptions
 import pytest
 
 from warren_process import BIN, Warren
@@ -165,3 +166,34 @@ def test_an_export_from_a_live_rabbitmq_round_trips_through_warren(tmp_path):
     defs["permissions"] = [p for p in defs["permissions"] if p["user"] == USER]
     assert only_defs(defs)["queues"], "the reference exported the queue"
     check_both_ways_in(defs, tmp_path)
+
+
+def test_sha512_and_md5_hashes_import_and_log_in(tmp_path):
+    """Older RabbitMQ exports (MD5, before 3.6) and SHA-512 ones: the hash is RabbitMQ's
+    `base64(salt | H(salt | password))`, made here with hashlib, not with Warren's code."""
+    import hashlib
+
+    def rabbit_hash(algorithm, password, salt=b"\x0b\xad\xf0\x0d"):
+        digest = hashlib.new(algorithm, salt + password.encode()).digest()
+        return base64.b64encode(salt + digest).decode()
+
+    users = [("defs-sha512", "pw-512", "sha512"), ("defs-md5", "pw-md5", "md5")]
+    defs = {
+        "users": [{"name": name, "password_hash": rabbit_hash(algo, pw),
+                   "hashing_algorithm": f"rabbit_password_hashing_{algo}", "tags": ""}
+                  for name, pw, algo in users],
+        "permissions": [{"user": name, "vhost": "/", "configure": ".*", "write": ".*",
+                         "read": ".*"} for name, _, _ in users],
+    }
+    warren = Warren(tmp_path / "hashes")
+    try:
+        assert call(warren.management_url, "POST", "/api/definitions", defs)[0] == 204
+        for name, pw, _ in users:
+            conn = pika.BlockingConnection(pika.ConnectionParameters(
+                "127.0.0.1", warren.port, "/", pika.PlainCredentials(name, pw)))
+            conn.close()
+            with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+                pika.BlockingConnection(pika.ConnectionParameters(
+                    "127.0.0.1", warren.port, "/", pika.PlainCredentials(name, pw + "x")))
+    finally:
+        warren.stop()

@@ -161,7 +161,7 @@ impl std::fmt::Display for AdminError {
 fn admin_call(method: &str, url: &str) -> Result<String, AdminError> {
     let failed = |message: String| AdminError { status: 0, message };
     match ureq::request(method, url)
-        .set("Authorization", "Basic Z3Vlc3Q6Z3Vlc3Q=")
+        .set("Authorization", &crate::management::basic("guest", "guest"))
         .call()
     {
         Ok(answer) => answer.into_string().map_err(|e| failed(e.to_string())),

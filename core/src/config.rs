@@ -5,8 +5,12 @@
 //! the flags' names with underscores (`listen`, `management_listen`, `data_dir`, `plugins_dir`,
 //! `log_level`, `sync`, `disk_free_limit`, `default_user`, `default_pass`,
 //! `load_definitions`, plus `loopback_users` (a list),
-//! `frame_max`, `channel_max`, `heartbeat`, `max_message_size`); unknown keys are an error so
-//! a typo does not silently fall back to a default.
+//! `frame_max`, `channel_max`, `heartbeat`, `max_message_size`, `tls_cert`, `tls_key`,
+//! `tls_ca`, `tls_verify_peer` (a boolean), `tls_listen`, `management_tls_listen`); unknown
+//! keys are an error so a typo does not silently fall back to a default.
+//!
+//! TLS (AMQPS and HTTPS) is on when `tls_cert` and `tls_key` are both given; `tls_ca` asks
+//! clients for a certificate (optional unless `tls_verify_peer`).
 //!
 //! `sync` is `always` (the default: a confirm means the message was synced to disk) or
 //! `interval:<duration>` (e.g. `interval:100ms`: synced on that timer, see
@@ -56,6 +60,18 @@ pub struct FileConfig {
     pub sync: Option<String>,
     /// Free disk space below which publishers are blocked (a size).
     pub disk_free_limit: Option<String>,
+    /// The server's TLS certificate chain (PEM).
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates client certificates are verified against (PEM).
+    pub tls_ca: Option<PathBuf>,
+    /// Refuse TLS clients without a certificate.
+    pub tls_verify_peer: Option<bool>,
+    /// AMQPS listen address.
+    pub tls_listen: Option<SocketAddr>,
+    /// Management API HTTPS address.
+    pub management_tls_listen: Option<SocketAddr>,
 }
 
 /// Why the configuration could not be read.
@@ -186,6 +202,18 @@ pub struct Overrides {
     pub load_definitions: Option<PathBuf>,
     /// `--loopback-users`.
     pub loopback_users: Option<Vec<String>>,
+    /// `--tls-cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key`.
+    pub tls_key: Option<PathBuf>,
+    /// `--tls-ca`.
+    pub tls_ca: Option<PathBuf>,
+    /// `--tls-verify-peer` (given: `Some(true)`).
+    pub tls_verify_peer: Option<bool>,
+    /// `--tls-listen`.
+    pub tls_listen: Option<SocketAddr>,
+    /// `--management-tls-listen`.
+    pub management_tls_listen: Option<SocketAddr>,
 }
 
 /// Merges overrides, file and defaults. The plugins directory defaults to
@@ -208,6 +236,15 @@ pub fn resolve(overrides: Overrides, file: FileConfig) -> Result<Config, ConfigE
         Some(value) => parse_size("--disk-free-limit", &value)?,
         None => defaults.disk_free_limit,
     };
+    let tls = resolve_tls(
+        overrides.tls_cert.or(file.tls_cert),
+        overrides.tls_key.or(file.tls_key),
+        overrides.tls_ca.or(file.tls_ca),
+        overrides
+            .tls_verify_peer
+            .or(file.tls_verify_peer)
+            .unwrap_or(false),
+    )?;
     Ok(Config {
         listen: overrides.listen.or(file.listen).unwrap_or(defaults.listen),
         management_listen: overrides
@@ -235,8 +272,77 @@ pub fn resolve(overrides: Overrides, file: FileConfig) -> Result<Config, ConfigE
             .or(file.loopback_users)
             .unwrap_or(defaults.loopback_users.clone()),
         load_definitions: overrides.load_definitions.or(file.load_definitions),
+        tls,
+        tls_listen: overrides
+            .tls_listen
+            .or(file.tls_listen)
+            .unwrap_or(defaults.tls_listen),
+        management_tls_listen: overrides
+            .management_tls_listen
+            .or(file.management_tls_listen)
+            .or(defaults.management_tls_listen),
         ..defaults
     })
+}
+
+/// The TLS settings: none without a certificate and key; a certificate without a key (or
+/// the reverse), or a client CA or `--tls-verify-peer` without TLS, is an error rather than
+/// a node silently without TLS.
+fn resolve_tls(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    verify_peer: bool,
+) -> Result<Option<crate::tls::TlsSettings>, ConfigError> {
+    let invalid = |setting: &'static str, value: &Option<PathBuf>, why: &str| {
+        ConfigError::Invalid {
+            setting,
+            value: value
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            why: why.to_owned(),
+        }
+    };
+    match (cert, key) {
+        (Some(cert), Some(key)) => {
+            if verify_peer && ca.is_none() {
+                return Err(ConfigError::Invalid {
+                    setting: "--tls-verify-peer",
+                    value: "true".to_owned(),
+                    why: "client certificates can only be verified with --tls-ca".to_owned(),
+                });
+            }
+            Ok(Some(crate::tls::TlsSettings {
+                cert,
+                key,
+                ca,
+                verify_peer,
+            }))
+        }
+        (Some(cert), None) => Err(invalid(
+            "--tls-cert",
+            &Some(cert),
+            "TLS also needs the private key (--tls-key)",
+        )),
+        (None, Some(key)) => Err(invalid(
+            "--tls-key",
+            &Some(key),
+            "TLS also needs the certificate (--tls-cert)",
+        )),
+        (None, None) if ca.is_some() => Err(invalid(
+            "--tls-ca",
+            &ca,
+            "client certificates need TLS: give --tls-cert and --tls-key too",
+        )),
+        (None, None) if verify_peer => Err(ConfigError::Invalid {
+            setting: "--tls-verify-peer",
+            value: "true".to_owned(),
+            why: "client certificates need TLS: give --tls-cert, --tls-key and --tls-ca"
+                .to_owned(),
+        }),
+        (None, None) => Ok(None),
+    }
 }
 
 #[cfg(test)]
@@ -324,6 +430,45 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(flagged.loopback_users, vec!["ops".to_owned()]);
+    }
+
+    #[test]
+    fn tls_needs_a_certificate_and_a_key() {
+        let none = resolve(Overrides::default(), FileConfig::default()).expect("valid");
+        assert_eq!(none.tls, None, "off by default");
+        assert_eq!(none.tls_listen.port(), 5671);
+        assert_eq!(none.management_tls_listen.map(|a| a.port()), Some(15671));
+        let file: FileConfig = toml::from_str(
+            "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\ntls_ca = \"ca.pem\"\n\
+             tls_verify_peer = true\ntls_listen = \"127.0.0.1:7\"\n",
+        )
+        .expect("parses");
+        let config = resolve(Overrides::default(), file).expect("valid");
+        let tls = config.tls.expect("on");
+        assert_eq!(tls.cert, PathBuf::from("c.pem"));
+        assert_eq!(tls.ca, Some(PathBuf::from("ca.pem")));
+        assert!(tls.verify_peer);
+        assert_eq!(config.tls_listen.port(), 7);
+        let half = Overrides {
+            tls_cert: Some("c.pem".into()),
+            ..Overrides::default()
+        };
+        let err = resolve(half, FileConfig::default()).expect_err("no key");
+        assert!(err.to_string().contains("--tls-key"), "{err}");
+        let ca_only = Overrides {
+            tls_ca: Some("ca.pem".into()),
+            ..Overrides::default()
+        };
+        let err = resolve(ca_only, FileConfig::default()).expect_err("no TLS");
+        assert!(err.to_string().contains("--tls-cert"), "{err}");
+        let verify_without_ca = Overrides {
+            tls_cert: Some("c.pem".into()),
+            tls_key: Some("k.pem".into()),
+            tls_verify_peer: Some(true),
+            ..Overrides::default()
+        };
+        let err = resolve(verify_without_ca, FileConfig::default()).expect_err("no CA");
+        assert!(err.to_string().contains("--tls-ca"), "{err}");
     }
 
     #[test]

@@ -13,3 +13,4 @@ pub mod protocol;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod tls;

@@ -59,6 +59,26 @@ struct Args {
     /// Log filter, e.g. `info` or `warren=debug` [default: info, storage engines at warn].
     #[arg(long, env = "WARREN_LOG_LEVEL")]
     log_level: Option<String>,
+    /// The server's TLS certificate chain (PEM); with --tls-key, AMQPS and HTTPS are on.
+    /// Reloaded on SIGHUP and when the file changes.
+    #[arg(long, env = "WARREN_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "WARREN_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) to verify client certificates against; clients are then asked
+    /// for one (optional unless --tls-verify-peer) and may log in with EXTERNAL.
+    #[arg(long, env = "WARREN_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// Refuse TLS clients that present no certificate (needs --tls-ca).
+    #[arg(long, env = "WARREN_TLS_VERIFY_PEER")]
+    tls_verify_peer: bool,
+    /// Address of the AMQPS listener, started with TLS [default: 0.0.0.0:5671].
+    #[arg(long, env = "WARREN_TLS_LISTEN")]
+    tls_listen: Option<SocketAddr>,
+    /// Address of the management API over HTTPS, started with TLS [default: 0.0.0.0:15671].
+    #[arg(long, env = "WARREN_MANAGEMENT_TLS_LISTEN")]
+    management_tls_listen: Option<SocketAddr>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -126,6 +146,12 @@ fn main() -> ExitCode {
             plugins_dir: args.plugins_dir,
             sync: args.sync,
             disk_free_limit: args.disk_free_limit,
+            tls_cert: args.tls_cert,
+            tls_key: args.tls_key,
+            tls_ca: args.tls_ca,
+            tls_verify_peer: args.tls_verify_peer.then_some(true),
+            tls_listen: args.tls_listen,
+            management_tls_listen: args.management_tls_listen,
         },
         file,
     ) {

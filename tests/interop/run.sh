@@ -9,7 +9,7 @@
 # the management API at MGMT_URL (exported here for the Warren it starts; with an external
 # AMQP_URI, pass MGMT_URL too or it is skipped).
 #
-# Installs pika and pytest into target/interop-venv (falling back to `pip install --user`),
+# Installs pika, pytest and trustme (test_tls.py's certificates) into target/interop-venv (falling back to `pip install --user`),
 # and exits with the suite's status; "no tests collected" counts as a failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,15 +20,15 @@ VENV="$ROOT/target/interop-venv"
 PY=""
 if [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" >/dev/null 2>&1; then
     PY="$VENV/bin/python"
-    if ! "$PY" -c 'import pika, pytest' >/dev/null 2>&1; then
-        "$PY" -m pip install --quiet --disable-pip-version-check pika pytest
+    if ! "$PY" -c 'import pika, pytest, trustme' >/dev/null 2>&1; then
+        "$PY" -m pip install --quiet --disable-pip-version-check pika pytest trustme
     fi
 else
     echo "interop: no venv support, installing pika and pytest with pip --user" >&2
     PY=python3
-    if ! "$PY" -c 'import pika, pytest' >/dev/null 2>&1; then
-        "$PY" -m pip install --quiet --user pika pytest ||
-            "$PY" -m pip install --quiet --user --break-system-packages pika pytest
+    if ! "$PY" -c 'import pika, pytest, trustme' >/dev/null 2>&1; then
+        "$PY" -m pip install --quiet --user pika pytest trustme ||
+            "$PY" -m pip install --quiet --user --break-system-packages pika pytest trustme
     fi
 fi
 

@@ -18,13 +18,24 @@ BIN = os.environ.get("WARREN_BIN")
 
 LISTENING = re.compile(r"listening local_addr=(\d+\.\d+\.\d+\.\d+):(\d+)")
 MANAGEMENT = re.compile(r"management API listening local=(\d+\.\d+\.\d+\.\d+):(\d+)")
+TLS_LISTENING = re.compile(r"AMQP over TLS listening local=(\d+\.\d+\.\d+\.\d+):(\d+)")
+HTTPS = re.compile(r"management API listening \(https\) local=(\d+\.\d+\.\d+\.\d+):(\d+)")
 
 
 class Warren:
-    """The binary on data_dir, listening on 127.0.0.1:0; its log is collected on a thread."""
+    """The binary on data_dir, listening on 127.0.0.1:0; its log is collected on a thread.
+
+    With --tls-cert among the flags, AMQPS and HTTPS listen on 127.0.0.1:0 too (unless the
+    flags say where), and their ports are in tls_port and https_port.
+    """
 
     def __init__(self, data_dir, *flags):
         env = {k: v for k, v in os.environ.items() if not k.startswith("WARREN_")}
+        self.tls = "--tls-cert" in flags
+        if self.tls:
+            for flag in ("--tls-listen", "--management-tls-listen"):
+                if flag not in flags:
+                    flags = (*flags, flag, "127.0.0.1:0")
         self.proc = subprocess.Popen(
             [BIN, "--listen", "127.0.0.1:0", "--management-listen", "127.0.0.1:0",
              "--data-dir", str(data_dir), "--log-level", "info", *flags],
@@ -37,6 +48,8 @@ class Warren:
         self.lines = []
         self.port = None
         self.management_port = None
+        self.tls_port = None
+        self.https_port = None
         listening = threading.Event()
 
         def read():
@@ -48,8 +61,16 @@ class Warren:
                 m = LISTENING.search(line)
                 if m and self.port is None and "management" not in line:
                     self.port = int(m.group(2))
+                m = TLS_LISTENING.search(line)
+                if m and self.tls_port is None:
+                    self.tls_port = int(m.group(2))
+                m = HTTPS.search(line)
+                if m and self.https_port is None:
+                    self.https_port = int(m.group(2))
+                tls_ready = not self.tls or (
+                    self.tls_port is not None and self.https_port is not None)
                 # The management API is announced after the AMQP listener.
-                if self.port is not None and self.management_port is not None:
+                if self.port is not None and self.management_port is not None and tls_ready:
                     listening.set()
 
         self.reader = threading.Thread(target=read, daemon=True)

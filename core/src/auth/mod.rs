@@ -115,13 +115,29 @@ impl Auth {
         if !user.password.verify(password) {
             return Err(LoginRefused::WrongPassword(name.to_owned()));
         }
+        self.check_loopback(name, peer)?;
+        Ok(user)
+    }
+
+    /// Logs `name` in without a password, connecting from `peer`: the EXTERNAL mechanism,
+    /// where the TLS handshake has already proven who the client is (its certificate's CN).
+    /// The user must exist and the loopback rule still applies.
+    pub fn login_external(&self, name: &str, peer: IpAddr) -> Result<Arc<User>, LoginRefused> {
+        let user = self
+            .user(name)
+            .ok_or_else(|| LoginRefused::UnknownUser(name.to_owned()))?;
+        self.check_loopback(name, peer)?;
+        Ok(user)
+    }
+
+    fn check_loopback(&self, name: &str, peer: IpAddr) -> Result<(), LoginRefused> {
         if self.is_loopback_only(name) && !peer.to_canonical().is_loopback() {
             return Err(LoginRefused::LoopbackOnly {
                 user: name.to_owned(),
                 peer,
             });
         }
-        Ok(user)
+        Ok(())
     }
 
     /// Whether `name` may only connect from loopback addresses.

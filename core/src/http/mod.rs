@@ -132,11 +132,27 @@ pub fn router(api: Api) -> Router {
 
 /// Serves the API on `listener` until `shutdown` turns true. The caller binds it (with the
 /// AMQP listener, so that either failing stops the start before anything is served).
-pub fn serve(
-    listener: TcpListener,
+pub fn serve(listener: TcpListener, api: Api, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    serve_on(listener, api, shutdown)
+}
+
+/// Serves the API over TLS on `listener` (see [`crate::tls::listener`]) until `shutdown`
+/// turns true. Callers are identified by their peer address as over plain HTTP.
+pub fn serve_https(
+    listener: crate::tls::listener::HttpsListener,
     api: Api,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
+    use axum::serve::ListenerExt as _;
+    // `tap_io` is how axum gives a listener of ours the peer address as connect info.
+    serve_on(listener.tap_io(|_| {}), api, shutdown)
+}
+
+fn serve_on<L>(listener: L, api: Api, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+    SocketAddr: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+{
     tokio::spawn(async move {
         let app = router(api).into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(listener, app)

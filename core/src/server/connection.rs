@@ -22,9 +22,6 @@ use amq_protocol::protocol::{AMQPClass, channel, connection};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString};
 use bytes::BytesMut;
 use rustc_hash::{FxHashMap, FxHashSet};
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
@@ -32,6 +29,7 @@ use tokio_util::codec::Decoder;
 use super::Config;
 use super::channel::{Channel, ConnCtx, Outcome, Phase as ChannelPhase};
 use super::outbox::{self, Outbox, OutboxStats};
+use super::stream::{Incoming, ReadSide};
 use crate::alarm::Raised;
 use crate::auth::{Grants, User};
 use crate::broker::args::as_text;
@@ -75,7 +73,7 @@ enum Step {
 
 /// Serves one accepted socket until it closes.
 pub async fn serve(
-    socket: TcpStream,
+    socket: Incoming,
     peer: SocketAddr,
     id: u64,
     broker: Arc<Broker>,
@@ -84,10 +82,12 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     let local = socket.local_addr().unwrap_or(peer);
-    let registered = broker.connections().register(id, peer, local);
-    let (mut reader, writer) = socket.into_split();
     let outbox = Outbox::with_stats(stats);
-    let mut writer = tokio::spawn(outbox.clone().run_writer(writer));
+    let Some(opened) = socket.open(peer, config.handshake_timeout, &outbox).await else {
+        return;
+    };
+    let (mut reader, mut writer) = (opened.reader, opened.writer);
+    let registered = broker.connections().register(id, peer, local);
     let mut conn = Connection {
         peer,
         ctx: ConnCtx {
@@ -118,6 +118,7 @@ pub async fn serve(
         last_read: Instant::now(),
         last_heartbeat_sent: Instant::now(),
         started: Instant::now(),
+        tls: opened.tls,
     };
     tracing::debug!(%peer, id, "connection accepted");
     conn.run(&mut reader, shutdown).await;
@@ -160,10 +161,12 @@ struct Connection {
     last_read: Instant,
     last_heartbeat_sent: Instant,
     started: Instant,
+    /// On a TLS connection, who the client's certificate says it is.
+    tls: Option<crate::tls::TlsPeer>,
 }
 
 impl Connection {
-    async fn run(&mut self, reader: &mut OwnedReadHalf, mut shutdown: watch::Receiver<bool>) {
+    async fn run(&mut self, reader: &mut ReadSide, mut shutdown: watch::Receiver<bool>) {
         let mut buf = BytesMut::with_capacity(64 * 1024);
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut shutting_down = *shutdown.borrow();
@@ -516,7 +519,9 @@ impl Connection {
             (Phase::ProtocolHeader, Frame::ProtocolHeader) => {
                 self.send(
                     0,
-                    AMQPClass::Connection(connection::AMQPMethod::Start(start())),
+                    AMQPClass::Connection(connection::AMQPMethod::Start(start(
+                        self.external_usable(),
+                    ))),
                 );
                 self.phase = Phase::StartOk;
                 return Ok(());
@@ -667,7 +672,15 @@ impl Connection {
 
     /// Checks the client's credentials; the user they log in. Why a login failed goes to
     /// the log, the client only hears RabbitMQ's 403 text.
+    /// Whether EXTERNAL can log in: a TLS client presented a verified certificate with a CN.
+    fn external_usable(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.common_name.is_some())
+    }
+
     fn authenticate(&self, mechanism: &str, response: &[u8]) -> Result<Arc<User>, AmqpError> {
+        if mechanism == "EXTERNAL" {
+            return crate::tls::peer::login_external(&self.ctx.broker, self.tls.as_ref(), self.peer);
+        }
         let (user, pass) = match mechanism {
             "PLAIN" => {
                 let mut parts = response.split(|b| *b == 0);
@@ -896,12 +909,12 @@ impl Linger {
 
 /// Reads into `buf`, lingering first if `linger` says so.
 async fn read_soon(
-    reader: &mut OwnedReadHalf,
+    reader: &mut ReadSide,
     buf: &mut BytesMut,
     linger: &mut Linger,
 ) -> std::io::Result<usize> {
-    if linger.wanted {
-        let socket = reader.as_ref();
+    // Only plain TCP lingers: a TLS socket's bytes must go through the TLS reader.
+    if let Some(socket) = reader.tcp().filter(|_| linger.wanted) {
         if !linger.low_water_raised {
             // Below this much queued data the kernel wakes no reader (tcp_data_ready); it
             // stays under the receive buffer, so the window is not clamped.
@@ -923,9 +936,9 @@ async fn read_soon(
         }
         linger.wanted = false;
     }
-    if linger.low_water_raised {
+    if let Some(socket) = reader.tcp().filter(|_| linger.low_water_raised) {
         // Lowering it wakes the driver at once if data is already queued (tcp_set_rcvlowat).
-        let _ = set_receive_low_water(reader.as_ref(), 1);
+        let _ = set_receive_low_water(socket, 1);
         linger.low_water_raised = false;
     }
     reader.read_buf(buf).await
@@ -1013,7 +1026,8 @@ fn open_channel(
     }
 }
 
-fn start() -> connection::Start {
+/// `connection.start`; EXTERNAL is offered only when it can succeed (`external`).
+fn start(external: bool) -> connection::Start {
     let mut caps = FieldTable::default();
     for cap in [
         "publisher_confirms",
@@ -1041,7 +1055,11 @@ fn start() -> connection::Start {
         version_major: 0,
         version_minor: 9,
         server_properties: props,
-        mechanisms: "PLAIN AMQPLAIN".into(),
+        mechanisms: if external {
+            "PLAIN AMQPLAIN EXTERNAL".into()
+        } else {
+            "PLAIN AMQPLAIN".into()
+        },
         locales: "en_US".into(),
     }
 }

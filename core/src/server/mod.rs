@@ -4,6 +4,7 @@
 //! - [`connection`]: handshake, frame dispatch, heartbeats, connection-level errors.
 //! - [`channel`]: one channel's methods (declare, bind, publish, consume, ack, tx, confirm).
 //! - [`outbox`]: the connection's batched output buffer and its writer task.
+//! - [`stream`]: the socket, plain or TLS (AMQPS, see [`crate::tls`]), split for the two.
 //!
 //! [`start`] also starts the management HTTP API ([`crate::http`]) when configured.
 //!
@@ -13,6 +14,7 @@
 pub mod channel;
 pub mod connection;
 pub mod outbox;
+pub mod stream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,10 +33,20 @@ use crate::error::AmqpError;
 use crate::plugin::ExchangeTypeRegistry;
 use crate::store::data_dir::{DataDir, DataDirError};
 use crate::store::{StoreError, Stores, SyncPolicy};
+use crate::tls::{Tls, TlsError, TlsSettings};
 
 /// Where the management API listens unless told otherwise (RabbitMQ's port).
 pub const DEFAULT_MANAGEMENT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 15672);
+
+/// Where AMQPS listens unless told otherwise (RabbitMQ's `listeners.ssl.default`).
+pub const DEFAULT_TLS_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 5671);
+
+/// Where the management API listens over HTTPS unless told otherwise (RabbitMQ's
+/// `management.ssl.port`).
+pub const DEFAULT_MANAGEMENT_TLS_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 15671);
 
 /// Server settings. Field defaults are RabbitMQ's.
 #[derive(Clone, Debug)]
@@ -73,6 +85,12 @@ pub struct Config {
     /// Stores to run on instead of the disk stores in the data directory (tests that make a
     /// store fail on demand, embedders).
     pub stores: Option<Stores>,
+    /// The certificate, key and client CA for TLS (`None`: no AMQPS or HTTPS listener).
+    pub tls: Option<TlsSettings>,
+    /// Address of the AMQPS listener, started when `tls` is set.
+    pub tls_listen: SocketAddr,
+    /// Address of the management API over HTTPS, started when `tls` is set (`None`: not).
+    pub management_tls_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -94,6 +112,9 @@ impl Default for Config {
             sync: SyncPolicy::Always,
             disk_free_limit: 50_000_000,
             stores: None,
+            tls: None,
+            tls_listen: DEFAULT_TLS_LISTEN,
+            management_tls_listen: Some(DEFAULT_MANAGEMENT_TLS_LISTEN),
         }
     }
 }
@@ -106,6 +127,10 @@ pub enum Listener {
     Amqp,
     /// The management HTTP API (`--management-listen`).
     Management,
+    /// AMQP clients over TLS (`--tls-listen`).
+    AmqpTls,
+    /// The management HTTP API over TLS (`--management-tls-listen`).
+    ManagementTls,
 }
 
 impl Listener {
@@ -114,6 +139,8 @@ impl Listener {
         match self {
             Listener::Amqp => "AMQP connections",
             Listener::Management => "the management API",
+            Listener::AmqpTls => "AMQP connections over TLS",
+            Listener::ManagementTls => "the management API over HTTPS",
         }
     }
 
@@ -122,6 +149,8 @@ impl Listener {
         match self {
             Listener::Amqp => "--listen",
             Listener::Management => "--management-listen",
+            Listener::AmqpTls => "--tls-listen",
+            Listener::ManagementTls => "--management-tls-listen",
         }
     }
 }
@@ -165,6 +194,9 @@ pub enum StartError {
         /// The cause.
         source: StoreError,
     },
+    /// The TLS certificate, key or CA files cannot be used.
+    #[error("{0}")]
+    Tls(#[from] TlsError),
 }
 
 /// Binds `addr` for `listener`, returning the socket and the address actually bound.
@@ -192,6 +224,8 @@ pub struct RunningServer {
     broker: Arc<Broker>,
     outbox_stats: Arc<OutboxStats>,
     management: Option<(SocketAddr, JoinHandle<()>)>,
+    tls_addr: Option<SocketAddr>,
+    management_tls: Option<(SocketAddr, JoinHandle<()>)>,
     /// Held (and so locked) until the server is dropped.
     _data_dir: DataDir,
 }
@@ -205,6 +239,16 @@ impl RunningServer {
     /// The address the management API actually bound, if it was started.
     pub fn management_addr(&self) -> Option<SocketAddr> {
         self.management.as_ref().map(|(addr, _)| *addr)
+    }
+
+    /// The address the AMQPS listener actually bound, if TLS is configured.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// The address the management API's HTTPS listener actually bound, if it was started.
+    pub fn management_tls_addr(&self) -> Option<SocketAddr> {
+        self.management_tls.as_ref().map(|(addr, _)| *addr)
     }
 
     /// The broker state (for embedding and tests).
@@ -223,6 +267,9 @@ impl RunningServer {
         let _ = self.shutdown.send(true);
         let _ = self.accept_loop.await;
         if let Some((_, management)) = self.management {
+            let _ = management.await;
+        }
+        if let Some((_, management)) = self.management_tls {
             let _ = management.await;
         }
         // Whatever was written (removals, delivery marks) is made durable before the data
@@ -313,12 +360,28 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         config.data_dir.clone(),
         config.disk_free_limit,
     );
+    // Read before any socket is bound: broken files stop the start like a taken port.
+    let tls = config.tls.as_ref().map(Tls::new).transpose()?;
     let (listener, local_addr) = bind(Listener::Amqp, config.listen).await?;
     let management_listener = match config.management_listen {
         Some(addr) => Some(bind(Listener::Management, addr).await?),
         None => None,
     };
+    let (tls_listener, management_tls_listener) = match &tls {
+        Some(_) => (
+            Some(bind(Listener::AmqpTls, config.tls_listen).await?),
+            match config.management_tls_listen {
+                Some(addr) => Some(bind(Listener::ManagementTls, addr).await?),
+                None => None,
+            },
+        ),
+        None => (None, None),
+    };
     tracing::info!(%local_addr, "listening");
+    let tls_addr = tls_listener.as_ref().map(|(_, local)| *local);
+    if let Some(local) = tls_addr {
+        tracing::info!(%local, "AMQP over TLS listening");
+    }
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut listeners = vec![crate::http::ListenerInfo {
         protocol: "amqp",
@@ -331,6 +394,19 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             ip_address: local.ip().to_string(),
             port: local.port(),
         });
+    }
+    // RabbitMQ's protocol names for its TLS listeners.
+    for (protocol, bound) in [
+        ("amqp/ssl", tls_listener.as_ref()),
+        ("https", management_tls_listener.as_ref()),
+    ] {
+        if let Some((_, local)) = bound {
+            listeners.push(crate::http::ListenerInfo {
+                protocol,
+                ip_address: local.ip().to_string(),
+                port: local.port(),
+            });
+        }
     }
     let node = Arc::new(crate::http::Node {
         name: node_name(),
@@ -351,9 +427,32 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         let task = crate::http::serve(socket, api, shutdown_rx.clone());
         (local, task)
     });
+    let management_tls = match (&tls, management_tls_listener) {
+        (Some(tls), Some((socket, local))) => {
+            tracing::info!(%local, "management API listening (https)");
+            let api = crate::http::Api {
+                broker: broker.clone(),
+                node: node.clone(),
+            };
+            let listener = crate::tls::listener::HttpsListener::new(
+                socket,
+                local,
+                tls.https.clone(),
+                config.handshake_timeout,
+            );
+            let task = crate::http::serve_https(listener, api, shutdown_rx.clone());
+            Some((local, task))
+        }
+        _ => None,
+    };
+    if let Some(tls) = &tls {
+        crate::tls::reload::watch(tls.resolver.clone(), shutdown_rx.clone());
+    }
+    let amqps = tls_listener.zip(tls).map(|((socket, _), tls)| (socket, tls.amqp));
     let outbox_stats = Arc::new(OutboxStats::default());
     let accept_loop = tokio::spawn(accept_loop(
         listener,
+        amqps,
         Arc::new(config),
         broker.clone(),
         outbox_stats.clone(),
@@ -366,6 +465,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         broker,
         outbox_stats,
         management,
+        tls_addr,
+        management_tls,
         _data_dir: data_dir,
     })
 }
@@ -449,8 +550,11 @@ async fn load_definitions(broker: &Arc<Broker>, file: &std::path::Path) -> Resul
     Ok(())
 }
 
+/// Accepts on the AMQP listener and, with TLS, the AMQPS one (whose handshakes happen in the
+/// connections' tasks), until shutdown; then waits (bounded) for the connections to end.
 async fn accept_loop(
     listener: TcpListener,
+    amqps: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
     config: Arc<Config>,
     broker: Arc<Broker>,
     outbox_stats: Arc<OutboxStats>,
@@ -462,10 +566,14 @@ async fn accept_loop(
         tokio::select! {
             _ = shutdown.changed() => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
+            (accepted, tls) = accept(&listener, amqps.as_ref()) => match accepted {
                 Ok((socket, peer)) => {
                     let _ = socket.set_nodelay(true);
                     let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+                    let socket = match tls {
+                        Some(acceptor) => stream::Incoming::Tls(socket, acceptor),
+                        None => stream::Incoming::Tcp(socket),
+                    };
                     connections.spawn(connection::serve(
                         socket,
                         peer,
@@ -484,6 +592,7 @@ async fn accept_loop(
         }
     }
     drop(listener);
+    drop(amqps);
     let drain = async { while connections.join_next().await.is_some() {} };
     if tokio::time::timeout(Duration::from_secs(5), drain)
         .await
@@ -491,5 +600,23 @@ async fn accept_loop(
     {
         tracing::warn!("connections did not close in time; aborting them");
         connections.abort_all();
+    }
+}
+
+/// The next socket accepted on either listener, with the TLS acceptor if it came in on the
+/// AMQPS one.
+async fn accept(
+    plain: &TcpListener,
+    amqps: Option<&(TcpListener, tokio_rustls::TlsAcceptor)>,
+) -> (
+    std::io::Result<(tokio::net::TcpStream, SocketAddr)>,
+    Option<tokio_rustls::TlsAcceptor>,
+) {
+    match amqps {
+        None => (plain.accept().await, None),
+        Some((tls, acceptor)) => tokio::select! {
+            accepted = plain.accept() => (accepted, None),
+            accepted = tls.accept() => (accepted, Some(acceptor.clone())),
+        },
     }
 }

@@ -670,13 +670,13 @@ impl Connection {
         block
     }
 
-    /// Checks the client's credentials; the user they log in. Why a login failed goes to
-    /// the log, the client only hears RabbitMQ's 403 text.
     /// Whether EXTERNAL can log in: a TLS client presented a verified certificate with a CN.
     fn external_usable(&self) -> bool {
         self.tls.as_ref().is_some_and(|t| t.common_name.is_some())
     }
 
+    /// Checks the client's credentials; the user they log in. Why a login failed goes to
+    /// the log, the client only hears RabbitMQ's 403 text.
     fn authenticate(&self, mechanism: &str, response: &[u8]) -> Result<Arc<User>, AmqpError> {
         if mechanism == "EXTERNAL" {
             return crate::tls::peer::login_external(&self.ctx.broker, self.tls.as_ref(), self.peer);

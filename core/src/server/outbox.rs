@@ -193,7 +193,8 @@ impl Outbox {
         self.wake_writer.notify_one();
     }
 
-    /// The writer task: drains the buffer into `socket` until closed (or the socket fails).
+    /// The writer task: drains the buffer into `socket` (a TCP or TLS write half) until
+    /// closed (or the socket fails).
     pub async fn run_writer<W: AsyncWrite + Unpin>(self: Arc<Self>, mut socket: W) {
         let mut spare = BytesMut::with_capacity(64 * 1024);
         loop {
@@ -225,7 +226,14 @@ impl Outbox {
                 self.wake_writer.notified().await;
                 continue;
             }
+            // The flush is free on TCP (nothing is buffered there); over TLS a write can
+            // leave encrypted records in the session when the socket is full, and only a
+            // flush (or the next write, which may never come) sends them.
             if let Err(e) = socket.write_all(&spare).await {
+                tracing::debug!("write failed: {e}");
+                break;
+            }
+            if let Err(e) = socket.flush().await {
                 tracing::debug!("write failed: {e}");
                 break;
             }

@@ -294,16 +294,15 @@ fn resolve_tls(
     ca: Option<PathBuf>,
     verify_peer: bool,
 ) -> Result<Option<crate::tls::TlsSettings>, ConfigError> {
-    let invalid = |setting: &'static str, value: &Option<PathBuf>, why: &str| {
-        ConfigError::Invalid {
+    let invalid =
+        |setting: &'static str, value: &Option<PathBuf>, why: &str| ConfigError::Invalid {
             setting,
             value: value
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
             why: why.to_owned(),
-        }
-    };
+        };
     match (cert, key) {
         (Some(cert), Some(key)) => {
             if verify_peer && ca.is_none() {
@@ -338,8 +337,7 @@ fn resolve_tls(
         (None, None) if verify_peer => Err(ConfigError::Invalid {
             setting: "--tls-verify-peer",
             value: "true".to_owned(),
-            why: "client certificates need TLS: give --tls-cert, --tls-key and --tls-ca"
-                .to_owned(),
+            why: "client certificates need TLS: give --tls-cert, --tls-key and --tls-ca".to_owned(),
         }),
         (None, None) => Ok(None),
     }

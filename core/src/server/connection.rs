@@ -679,7 +679,11 @@ impl Connection {
     /// the log, the client only hears RabbitMQ's 403 text.
     fn authenticate(&self, mechanism: &str, response: &[u8]) -> Result<Arc<User>, AmqpError> {
         if mechanism == "EXTERNAL" {
-            return crate::tls::peer::login_external(&self.ctx.broker, self.tls.as_ref(), self.peer);
+            return crate::tls::peer::login_external(
+                &self.ctx.broker,
+                self.tls.as_ref(),
+                self.peer,
+            );
         }
         let (user, pass) = match mechanism {
             "PLAIN" => {

@@ -448,7 +448,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     if let Some(tls) = &tls {
         crate::tls::reload::watch(tls.resolver.clone(), shutdown_rx.clone());
     }
-    let amqps = tls_listener.zip(tls).map(|((socket, _), tls)| (socket, tls.amqp));
+    let amqps = tls_listener
+        .zip(tls)
+        .map(|((socket, _), tls)| (socket, tls.amqp));
     let outbox_stats = Arc::new(OutboxStats::default());
     let accept_loop = tokio::spawn(accept_loop(
         listener,

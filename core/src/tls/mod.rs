@@ -122,8 +122,10 @@ impl Tls {
                             reason: e.to_string(),
                         })?;
                     }
-                    let verifier =
-                        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+                    let verifier = WebPkiClientVerifier::builder_with_provider(
+                        Arc::new(roots),
+                        provider.clone(),
+                    );
                     let verifier = if settings.verify_peer {
                         verifier
                     } else {

@@ -90,7 +90,10 @@ mod tests {
     #[test]
     fn no_common_name_no_certificate_or_garbage_is_no_user() {
         assert_eq!(common_name(&with_subject(None, "Example Org")), None);
-        assert_eq!(common_name(&CertificateDer::from(vec![0x30, 0x03, 1, 2, 3])), None);
+        assert_eq!(
+            common_name(&CertificateDer::from(vec![0x30, 0x03, 1, 2, 3])),
+            None
+        );
         assert_eq!(TlsPeer::from_certificates(None).common_name, None);
         assert_eq!(TlsPeer::from_certificates(Some(&[])).common_name, None);
     }

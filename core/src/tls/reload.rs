@@ -122,14 +122,14 @@ impl ResolvesServerCert for CertResolver {
 pub fn watch(resolver: Arc<CertResolver>, mut shutdown: watch::Receiver<bool>) {
     tokio::spawn(async move {
         #[cfg(unix)]
-        let mut hangup =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-                Ok(signal) => Some(signal),
-                Err(e) => {
-                    tracing::warn!("TLS certificate not reloadable by SIGHUP: {e}");
-                    None
-                }
-            };
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            Ok(signal) => Some(signal),
+            Err(e) => {
+                tracing::warn!("TLS certificate not reloadable by SIGHUP: {e}");
+                None
+            }
+        };
         let mut check = tokio::time::interval(CHECK_EVERY);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -275,8 +275,11 @@ mod tests {
     fn broken_files_at_start_are_an_error_naming_the_file() {
         let dir = temp_dir("start");
         let (cert, key) = write(&dir, &issue("localhost"));
-        std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
-            .expect("write");
+        std::fs::write(
+            &key,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .expect("write");
         let err = CertResolver::load(&cert, &key, super::super::provider()).expect_err("bad key");
         assert!(err.to_string().contains("key.pem"), "{err}");
         let missing = dir.join("missing.pem");

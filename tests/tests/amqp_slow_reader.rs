@@ -5,7 +5,7 @@
 //!
 //! What is asserted is the outbox's high-water mark, an invariant of the fix, not a timing:
 //! however the two tasks interleave on a loaded machine, no outbox may ever hold more than the
-//! limit plus what one read batch can produce. Timing only decides how hard the broker is
+//! limit plus what one frame can produce. Timing only decides how hard the broker is
 //! pushed before the client starts reading.
 
 use std::time::Duration;
@@ -13,6 +13,7 @@ use std::time::Duration;
 use amq_protocol::frame::AMQPFrame;
 use amq_protocol::protocol::{AMQPClass, basic};
 use tokio::io::AsyncWriteExt;
+use warren::server::connection::READ_MAX;
 use warren::server::outbox::CONGESTED;
 use warren_tests::broker::{PATIENCE, QUIET, TestBroker, unique};
 use warren_tests::raw::{
@@ -23,10 +24,11 @@ use warren_tests::raw::{
 const MESSAGES: usize = 300;
 const BODY: usize = 100 * 1024;
 
-/// The most an outbox may hold: the limit, plus the output of the read batch that crossed it
-/// (a read is at most a couple of frames of frame_max, each returned at about its own size;
-/// about 50 KiB in practice). Without the bound it reaches tens of megabytes.
-const BOUND: usize = CONGESTED + (1 << 20);
+/// The most an outbox may hold: the limit, plus the output of the one frame that crossed it
+/// (a `basic.return` of one message with its framing; the connection stops taking frames
+/// from its read buffer there), plus a heartbeat. Without the bound it reaches tens of
+/// megabytes.
+const BOUND: usize = CONGESTED + BODY + 4096;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn returns_to_a_client_that_does_not_read_stay_bounded() {
@@ -94,6 +96,12 @@ async fn returns_to_a_client_that_does_not_read_stay_bounded() {
     }
     assert_eq!((returns, body_bytes), (MESSAGES, MESSAGES * BODY));
     assert!(stats.high_water() <= BOUND, "{}", stats.high_water());
+    // The read buffer holds at most one partial frame and one read.
+    assert!(
+        stats.read_buffer_high_water() <= 131_072 + READ_MAX,
+        "a read buffer held {}",
+        stats.read_buffer_high_water()
+    );
 
     let writer = sender
         .await

@@ -20,13 +20,14 @@ use std::time::Duration;
 
 use amq_protocol::protocol::{AMQPClass, channel, connection};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString};
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use rustc_hash::{FxHashMap, FxHashSet};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
 use super::Config;
+use super::budget::Budget;
 use super::channel::{Channel, ConnCtx, Outcome, Phase as ChannelPhase};
 use super::outbox::{self, Outbox, OutboxStats};
 use super::stream::{Incoming, ReadSide};
@@ -44,6 +45,10 @@ use crate::store::Stores;
 const LINGER: Duration = Duration::from_micros(200);
 /// Reads at least this long do not linger: the client is already sending in bulk.
 const SMALL_READ: usize = 16 * 1024;
+/// The most one read takes from the socket. The read buffer is read into only when it holds
+/// no complete frame (see `Connection::process`), so it never holds more than one partial
+/// frame (at most frame_max) plus this.
+pub const READ_MAX: usize = 64 * 1024;
 /// The frame_max below which tune-ok is refused (RabbitMQ's minimum).
 const MIN_FRAME_MAX: u32 = 8192;
 /// How long the server waits for `connection.close-ok` after sending `connection.close`.
@@ -102,6 +107,7 @@ pub async fn serve(
             published: false,
             holds: Vec::new(),
             grants: None,
+            budget: Budget::new(config.max_message_size),
         },
         registered,
         config,
@@ -119,6 +125,10 @@ pub async fn serve(
         last_heartbeat_sent: Instant::now(),
         started: Instant::now(),
         tls: opened.tls,
+        frames_left: false,
+        paced: false,
+        output_paused: false,
+        seen_written: 0,
     };
     tracing::debug!(%peer, id, "connection accepted");
     conn.run(&mut reader, shutdown).await;
@@ -163,6 +173,18 @@ struct Connection {
     started: Instant,
     /// On a TLS connection, who the client's certificate says it is.
     tls: Option<crate::tls::TlsPeer>,
+    /// `process` stopped taking frames from the read buffer at a bound (output full,
+    /// confirms outstanding): what is left is handled before the socket is read again.
+    frames_left: bool,
+    /// Not read because the broker is behind on this connection's work (confirms waiting
+    /// for stores, stores' writers behind): its heartbeats are not watched meanwhile, as
+    /// for an alarm — the silence is ours.
+    paced: bool,
+    /// Not read because the outbox is over its limit: the writer's progress then stands
+    /// for the client's heartbeats, which are not read.
+    output_paused: bool,
+    /// The outbox's written-bytes count at the last tick.
+    seen_written: u64,
 }
 
 impl Connection {
@@ -193,6 +215,12 @@ impl Connection {
                 stores.messages.backlog() + stores.held.backlog() > MAX_STORE_BACKLOG
             };
             let waiting = self.settle_store_waits() || disk_behind;
+            let paced = disk_behind || self.unconfirmed_full();
+            if self.paced && !paced {
+                // The silence was ours, not the client's.
+                self.last_read = Instant::now();
+            }
+            self.paced = paced;
             let blocked = self.blocked_by(*alarms.borrow_and_update());
             if was_blocked && !blocked {
                 // The silence was ours, not the client's.
@@ -211,11 +239,25 @@ impl Connection {
                 // The pause was ours, not the client's silence.
                 self.last_read = Instant::now();
             }
+            self.output_paused = output_full;
+            let may_take = paused.is_none() && !output_full && !blocked && !paced;
+            if may_take && self.frames_left {
+                // Frames read before a pause come before anything read after it.
+                if self.process(&mut buf) == Step::Exit {
+                    return;
+                }
+                paused = self
+                    .channels
+                    .values_mut()
+                    .find_map(Channel::take_backlogged);
+                continue;
+            }
             tokio::select! {
-                read = read_soon(reader, &mut buf, &mut linger), if paused.is_none() && !output_full && !blocked && !disk_behind => match read {
+                read = read_soon(reader, &mut buf, &mut linger), if may_take && !self.frames_left => match read {
                     Ok(0) | Err(_) => return,
                     Ok(read) => {
                         self.last_read = Instant::now();
+                        outbox.stats().record_read_buffer(buf.len());
                         let pushes = outbox::pushes_by_this_thread();
                         if self.process(&mut buf) == Step::Exit {
                             return;
@@ -362,16 +404,34 @@ impl Connection {
     /// is to read no more frames. The writer kicks the task once it has drained the buffer.
     /// While closing, reads go on: only close/close-ok are handled, and nothing else is sent.
     ///
-    /// The heartbeat timeout keeps running during a pause: a client that has not taken a
-    /// byte of its backlog for twice the heartbeat interval is treated as gone. When the
-    /// pause ends the client's unread heartbeats are behind it, so the timeout restarts.
+    /// The heartbeat timeout keeps running during a pause, but the client's heartbeats wait
+    /// unread behind it, so the writer's progress stands for them: a client that has not
+    /// taken a byte of its backlog for twice the heartbeat interval is treated as gone (see
+    /// `on_tick`). When the pause ends the timeout restarts.
     fn output_full(&self) -> bool {
         !matches!(self.phase, Phase::Closing(_)) && self.ctx.outbox.is_congested()
     }
 
-    /// Decodes and handles every complete frame in `buf`.
+    /// Whether reading must wait for stores to settle confirms: past the connection's bound
+    /// on unconfirmed publishes (see [`crate::server::budget`]). Confirms drain it by
+    /// themselves, so this paces the publisher and never closes it.
+    fn unconfirmed_full(&self) -> bool {
+        !matches!(self.phase, Phase::Closing(_)) && self.ctx.budget.unconfirmed_full()
+    }
+
+    /// Decodes and handles the complete frames in `buf`, up to a bound: once a frame has
+    /// filled the outbox past its limit or left too many publishes unconfirmed, the rest
+    /// stays in `buf` (`frames_left`) until the writer or the stores have caught up. So
+    /// what one read produces is bounded by the limit plus one frame's output (a
+    /// `basic.get-ok` or `basic.return` of one message), not by how many frames fit in a
+    /// read.
     fn process(&mut self, buf: &mut BytesMut) -> Step {
+        self.frames_left = false;
         loop {
+            if self.output_full() || self.unconfirmed_full() {
+                self.frames_left = !buf.is_empty();
+                break;
+            }
             match self.codec.decode(buf) {
                 Ok(Some(frame)) => {
                     if self.handle_frame(frame) == Step::Exit {
@@ -431,7 +491,16 @@ impl Connection {
                     .outbox
                     .push(|out| out.extend_from_slice(&HEARTBEAT_FRAME));
             }
-            if !self.blocked && now.duration_since(self.last_read) > interval * 2 {
+            let written = self.ctx.outbox.bytes_written();
+            if written != self.seen_written {
+                self.seen_written = written;
+                if self.output_paused {
+                    // The client is taking its backlog: alive, though its heartbeats wait
+                    // unread behind the pause.
+                    self.last_read = now;
+                }
+            }
+            if !self.blocked && !self.paced && now.duration_since(self.last_read) > interval * 2 {
                 tracing::info!(peer = %self.peer, "missed heartbeats from client, closing");
                 return Step::Exit;
             }
@@ -927,7 +996,7 @@ async fn read_soon(
         // std's clock, not tokio's: real microseconds, even under a paused tokio clock.
         let since = std::time::Instant::now();
         loop {
-            match receive_now(socket, buf) {
+            match receive_now(socket, buf, READ_MAX) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 read => return read,
@@ -945,13 +1014,19 @@ async fn read_soon(
         let _ = set_receive_low_water(socket, 1);
         linger.low_water_raised = false;
     }
-    reader.read_buf(buf).await
+    reader.read_buf(&mut (&mut *buf).limit(READ_MAX)).await
 }
 
 /// A non-blocking `recv` into `buf`'s spare capacity, bypassing tokio's readiness (which only
 /// the I/O driver sets, and the driver is not polled while lingering).
-fn receive_now(socket: &tokio::net::TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
-    let read = socket2::SockRef::from(socket).recv(buf.spare_capacity_mut())?;
+fn receive_now(
+    socket: &tokio::net::TcpStream,
+    buf: &mut BytesMut,
+    max: usize,
+) -> std::io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    let take = spare.len().min(max);
+    let read = socket2::SockRef::from(socket).recv(&mut spare[..take])?;
     // SAFETY: `recv` initialised the first `read` bytes of the spare capacity.
     unsafe { buf.set_len(buf.len() + read) };
     Ok(read)

@@ -5,12 +5,15 @@
 //! - [`channel`]: one channel's methods (declare, bind, publish, consume, ack, tx, confirm).
 //! - [`outbox`]: the connection's batched output buffer and its writer task.
 //! - [`stream`]: the socket, plain or TLS (AMQPS, see [`crate::tls`]), split for the two.
+//! - [`budget`]: what a connection's client makes the broker hold (content being
+//!   assembled, uncommitted transactions, unconfirmed publishes), bounded per connection.
 //!
 //! [`start`] also starts the management HTTP API ([`crate::http`]) when configured.
 //!
 //! Shutdown is designed in: [`RunningServer::shutdown`] stops accepting, tells every
 //! connection to close with 320 CONNECTION_FORCED, and waits (bounded) for them to finish.
 
+pub mod budget;
 pub mod channel;
 pub mod connection;
 pub mod outbox;

@@ -12,8 +12,10 @@
 //! connection ([`Outbox::is_congested`]) and the connection task stops reading its socket, so
 //! that replies and returns (which no queue sees) stop too; when the writer has drained the
 //! buffer it wakes the connection task ([`Outbox::kicked`]) to resume both. Only heartbeats
-//! and the closing handshake are appended past the limit. An outbox therefore holds at most
-//! the limit plus what one read batch produces, and its writer one such buffer more.
+//! and the closing handshake are appended past the limit; the connection checks the limit
+//! after every frame it handles, not only between reads. An outbox therefore holds at most
+//! the limit plus what one frame produces (one message, in a `basic.get-ok` or
+//! `basic.return`, or one delivery per queue routed to), and its writer one such buffer more.
 //!
 //! Holding: a reply that must not leave before a store write is durable (a `declare-ok`
 //! for a durable queue) is pushed after [`Outbox::hold`]; the writer sends what came before
@@ -44,6 +46,7 @@ const KEEP_CAPACITY: usize = 8 << 20;
 pub struct OutboxStats {
     high_water: AtomicUsize,
     read_pauses: AtomicU64,
+    read_buffer_high_water: AtomicUsize,
 }
 
 impl OutboxStats {
@@ -55,6 +58,19 @@ impl OutboxStats {
     /// How many times a connection stopped reading its socket because its outbox was full.
     pub fn read_pauses(&self) -> u64 {
         self.read_pauses.load(Ordering::Relaxed)
+    }
+
+    /// The most bytes any one connection's read buffer has held after a read (frames not
+    /// yet handled): its bound is one partial frame plus one read.
+    pub fn read_buffer_high_water(&self) -> usize {
+        self.read_buffer_high_water.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn record_read_buffer(&self, len: usize) {
+        if len > self.read_buffer_high_water.load(Ordering::Relaxed) {
+            self.read_buffer_high_water
+                .fetch_max(len, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn count_read_pause(&self) {
@@ -100,6 +116,7 @@ pub struct Outbox {
     kick_wanted: AtomicBool,
     kick: Notify,
     dead: AtomicBool,
+    written: AtomicU64,
 }
 
 impl Outbox {
@@ -150,6 +167,12 @@ impl Outbox {
         }
         self.kick_wanted.store(true, Ordering::SeqCst);
         self.len.load(Ordering::SeqCst) > CONGESTED
+    }
+
+    /// How many bytes the writer has handed to the socket so far: while the connection does
+    /// not read (its output is full), progress here is the sign of a live client.
+    pub fn bytes_written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
     }
 
     /// Whether the socket has failed or the connection finished (nothing more is sent).
@@ -229,7 +252,7 @@ impl Outbox {
             // The flush is free on TCP (nothing is buffered there); over TLS a write can
             // leave encrypted records in the session when the socket is full, and only a
             // flush (or the next write, which may never come) sends them.
-            if let Err(e) = socket.write_all(&spare).await {
+            if let Err(e) = self.write_counted(&mut socket, &spare).await {
                 tracing::debug!("write failed: {e}");
                 break;
             }
@@ -252,6 +275,25 @@ impl Outbox {
         let _ = socket.shutdown().await;
         // Wake a connection task that may wait for credit to come back.
         self.kick.notify_one();
+    }
+}
+
+impl Outbox {
+    /// `write_all`, counting each piece the socket takes in [`Outbox::bytes_written`].
+    async fn write_counted<W: AsyncWrite + Unpin>(
+        &self,
+        socket: &mut W,
+        mut bytes: &[u8],
+    ) -> std::io::Result<()> {
+        while !bytes.is_empty() {
+            let n = socket.write(bytes).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            self.written.fetch_add(n as u64, Ordering::Relaxed);
+            bytes = &bytes[n..];
+        }
+        Ok(())
     }
 }
 

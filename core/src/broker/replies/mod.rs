@@ -6,7 +6,10 @@
 //! every function that names an object takes the vhost it lives in. [`term`] prints the Erlang
 //! terms some of RabbitMQ's texts embed.
 
+mod bounds;
 pub(crate) mod term;
+
+pub use bounds::*;
 
 use crate::error::AmqpError;
 use crate::protocol::ReplyCode;

@@ -76,10 +76,14 @@ impl Channel {
             M::Ack(a) => {
                 if let Some(tx) = &mut self.tx {
                     check_tag(&self.delivery, a.delivery_tag, a.multiple)?;
-                    tx.push(TxOp::Ack {
-                        tag: a.delivery_tag,
-                        multiple: a.multiple,
-                    });
+                    tx.push(
+                        &ctx.budget,
+                        TxOp::Ack {
+                            tag: a.delivery_tag,
+                            multiple: a.multiple,
+                        },
+                        0,
+                    )?;
                 } else {
                     self.settle(ctx, a.delivery_tag, a.multiple, None)?;
                 }
@@ -209,11 +213,15 @@ impl Channel {
     ) -> Result<(), AmqpError> {
         if let Some(tx) = &mut self.tx {
             check_tag(&self.delivery, tag, multiple)?;
-            tx.push(TxOp::Reject {
-                tag,
-                multiple,
-                requeue,
-            });
+            tx.push(
+                &ctx.budget,
+                TxOp::Reject {
+                    tag,
+                    multiple,
+                    requeue,
+                },
+                0,
+            )?;
             return Ok(());
         }
         self.settle(ctx, tag, multiple, Some(requeue))

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use amq_protocol::protocol::{AMQPClass, channel, confirm};
 use rustc_hash::FxHashMap;
 
+use super::budget::Budget;
 use super::outbox::Outbox;
 use crate::auth::{Grants, Operation, ResourceKind};
 use crate::broker::connections::{ChannelEntry, ChannelRegistered};
@@ -30,7 +31,7 @@ use crate::broker::{
 use crate::error::AmqpError;
 use crate::protocol::{RawMethod, encode_content, encode_method};
 use publish::PendingPublish;
-use tx::{Confirms, TxOp};
+use tx::{Confirms, Tx};
 
 /// What a channel needs from its connection.
 #[derive(Debug)]
@@ -57,6 +58,8 @@ pub struct ConnCtx {
     pub holds: Vec<Durably>,
     /// What the user may do in the vhost (set with the vhost at `connection.open`).
     pub grants: Option<Grants>,
+    /// What the client has made the connection hold (see [`crate::server::budget`]).
+    pub budget: Arc<Budget>,
 }
 
 impl ConnCtx {
@@ -162,7 +165,7 @@ pub struct Channel {
     consumer_prefetch: u16,
     /// Confirm mode: the publish sequence and what was confirmed.
     confirms: Option<Confirms>,
-    tx: Option<Vec<TxOp>>,
+    tx: Option<Tx>,
     scratch: PublishScratch,
     /// A queue this channel published to that is backlogged (flow control).
     backlogged: Option<Arc<Queue>>,
@@ -303,7 +306,10 @@ impl Channel {
 
     /// Closes the channel's state: consumers cancelled, unacked messages requeued.
     pub fn close(&mut self, ctx: &ConnCtx) {
+        // What was being assembled or held for a commit is given back to the budget now,
+        // not when the client gets round to its close-ok.
         self.pending = None;
+        self.tx = None;
         let (consumers, unacked) = {
             let mut st = self.delivery.state.lock();
             st.closed = true;

@@ -30,6 +30,7 @@ use crate::broker::{
 };
 use crate::error::AmqpError;
 use crate::protocol::{ContentHeader, Publish, ReplyCode};
+use crate::server::budget::{Account, Charge};
 
 /// A publish waiting for its content frames.
 #[derive(Debug)]
@@ -41,6 +42,9 @@ pub(super) struct PendingPublish {
     first: Option<Bytes>,
     joined: Option<BytesMut>,
     received: usize,
+    /// The declared body size, held against the connection's bound on unfinished content
+    /// from the content header until the message is complete or dropped.
+    reserved: Charge,
 }
 
 fn unexpected(text: &'static str) -> AmqpError {
@@ -117,6 +121,7 @@ impl Channel {
             first: None,
             joined: None,
             received: 0,
+            reserved: ctx.budget.charge(Account::Assembling),
         });
         Ok(())
     }
@@ -142,6 +147,17 @@ impl Channel {
             self.pending = None;
             return Err(replies::message_too_large(size, ctx.max_message_size).during(60, 40));
         }
+        // Every channel of a connection could otherwise hold a message of up to the maximum
+        // size half received. Assembly completes only when more frames are read, so waiting
+        // here would wedge the connection: the header that would cross the bound is refused
+        // instead, before any of its body is buffered.
+        let held = ctx.budget.held(Account::Assembling);
+        let limit = ctx.budget.assembly_limit();
+        if held.saturating_add(size as usize) > limit {
+            self.pending = None;
+            return Err(replies::assembly_over_limit(size, held, limit).during(60, 40));
+        }
+        pending.reserved.add(size as usize);
         pending.body_size = size as usize;
         pending.header = Some(header);
         if size == 0 {
@@ -205,6 +221,7 @@ impl Channel {
             (Some(first), None) => first,
             (None, None) => Bytes::new(),
         };
+        let bytes = body.len();
         let mut properties = header
             .map(ContentHeader::into_properties)
             .unwrap_or_default();
@@ -236,18 +253,20 @@ impl Channel {
         });
         let keys = distribution.keys;
         if let Some(tx) = &mut self.tx {
-            tx.push(TxOp::Publish {
+            let op = TxOp::Publish {
                 exchange,
                 message,
                 keys,
                 mandatory: publish.mandatory,
-            });
-            return Ok(());
+            };
+            return tx
+                .push(&ctx.budget, op, bytes)
+                .map_err(|e| e.during(60, 40));
         }
         let (refused, durably) = self
             .publish_one(ctx, &exchange, message, &keys, publish.mandatory)
             .map_err(|e| e.during(60, 40))?;
-        self.numbered(refused, durably);
+        self.numbered(refused, durably, bytes);
         Ok(())
     }
 

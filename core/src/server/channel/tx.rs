@@ -24,6 +24,7 @@ use super::{Channel, ConnCtx, Outbox};
 use crate::broker::{Durably, Exchange, Message, RoutingKeys, replies};
 use crate::error::AmqpError;
 use crate::protocol::{encode_basic_ack, encode_basic_nack};
+use crate::server::budget::{Account, Budget, Charge, MAX_UNCOMMITTED_OPS};
 use crate::store::Stores;
 
 /// A publish or acknowledgement held back until `tx.commit`.
@@ -46,9 +47,58 @@ pub(super) enum TxOp {
     },
 }
 
+/// A transaction's held operations, charged to the connection's budget (bytes of published
+/// bodies and a count of operations): nothing but a commit or rollback drains them, so past
+/// the budget an operation is refused rather than paced.
+#[derive(Debug)]
+pub(super) struct Tx {
+    ops: Vec<TxOp>,
+    bytes: Charge,
+    count: Charge,
+}
+
+impl Tx {
+    fn new(budget: &Arc<Budget>) -> Tx {
+        Tx {
+            ops: Vec::new(),
+            bytes: budget.charge(Account::Uncommitted),
+            count: budget.charge(Account::UncommittedOps),
+        }
+    }
+
+    /// Holds `op` (a publish of `bytes` body bytes, or an acknowledgement with 0) until
+    /// commit; 406 past the connection's bounds.
+    pub(super) fn push(
+        &mut self,
+        budget: &Budget,
+        op: TxOp,
+        bytes: usize,
+    ) -> Result<(), AmqpError> {
+        if budget.held(Account::UncommittedOps) >= MAX_UNCOMMITTED_OPS {
+            return Err(replies::transaction_ops_over_limit(MAX_UNCOMMITTED_OPS));
+        }
+        let held = budget.held(Account::Uncommitted);
+        let limit = budget.uncommitted_limit();
+        if bytes > 0 && held.saturating_add(bytes) > limit {
+            return Err(replies::transaction_bytes_over_limit(bytes, held, limit));
+        }
+        self.bytes.add(bytes);
+        self.count.add(1);
+        self.ops.push(op);
+        Ok(())
+    }
+
+    /// The held operations, for commit or rollback; their charges are given back.
+    fn take(&mut self) -> Vec<TxOp> {
+        self.bytes.release(self.bytes.amount());
+        self.count.release(self.count.amount());
+        std::mem::take(&mut self.ops)
+    }
+}
+
 /// A channel in confirm mode: the last publish sequence number, the last one confirmed, and
 /// the publishes whose confirm is not simply an ack yet.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Confirms {
     seq: u64,
     confirmed: u64,
@@ -56,12 +106,30 @@ pub(super) struct Confirms {
     undecided: VecDeque<(u64, Undecided)>,
     /// How many of `undecided` wait for a store.
     waits: usize,
+    /// Those waits, counted in the connection's budget (messages, body bytes): past its
+    /// bound the connection stops reading until stores catch up.
+    waiting: Charge,
+    waiting_bytes: Charge,
+}
+
+impl Confirms {
+    fn new(budget: &Arc<Budget>) -> Confirms {
+        Confirms {
+            seq: 0,
+            confirmed: 0,
+            undecided: VecDeque::new(),
+            waits: 0,
+            waiting: budget.charge(Account::Unconfirmed),
+            waiting_bytes: budget.charge(Account::UnconfirmedBytes),
+        }
+    }
 }
 
 #[derive(Debug)]
 enum Undecided {
     Nack,
-    Wait(Durably),
+    /// A store write, and the body bytes of the message it stores.
+    Wait(Durably, usize),
 }
 
 impl Channel {
@@ -70,7 +138,7 @@ impl Channel {
             return Err(replies::mode_switch("tx", "confirm"));
         }
         if self.confirms.is_none() {
-            self.confirms = Some(Confirms::default());
+            self.confirms = Some(Confirms::new(&ctx.budget));
             if let Some(listed) = self.listing() {
                 listed.set_confirm();
             }
@@ -84,9 +152,9 @@ impl Channel {
         Ok(())
     }
 
-    /// In confirm mode, numbers the publish just made: a refused one will be nacked, a
-    /// stored one waits for its write (see [`Channel::flush_confirms`]).
-    pub(super) fn numbered(&mut self, refused: bool, durably: Option<Durably>) {
+    /// In confirm mode, numbers the publish just made (of `bytes` body bytes): a refused one
+    /// will be nacked, a stored one waits for its write (see [`Channel::flush_confirms`]).
+    pub(super) fn numbered(&mut self, refused: bool, durably: Option<Durably>, bytes: usize) {
         let Some(c) = &mut self.confirms else {
             return;
         };
@@ -94,8 +162,11 @@ impl Channel {
         match (refused, durably) {
             (true, _) => c.undecided.push_back((c.seq, Undecided::Nack)),
             (false, Some(write)) => {
-                c.undecided.push_back((c.seq, Undecided::Wait(write)));
+                c.undecided
+                    .push_back((c.seq, Undecided::Wait(write, bytes)));
                 c.waits += 1;
+                c.waiting.add(1);
+                c.waiting_bytes.add(bytes);
             }
             (false, None) => {}
         }
@@ -123,9 +194,11 @@ impl Channel {
         while let Some(&(tag, ref undecided)) = c.undecided.front() {
             let nack = match undecided {
                 Undecided::Nack => true,
-                Undecided::Wait(write) => match stores.is_durable(*write) {
+                &Undecided::Wait(write, bytes) => match stores.is_durable(write) {
                     Some(durable) => {
                         c.waits -= 1;
+                        c.waiting.release(1);
+                        c.waiting_bytes.release(bytes);
                         !durable
                     }
                     None => {
@@ -157,7 +230,7 @@ impl Channel {
                     return Err(replies::mode_switch("confirm", "tx"));
                 }
                 if self.tx.is_none() {
-                    self.tx = Some(Vec::new());
+                    self.tx = Some(Tx::new(&ctx.budget));
                     if let Some(listed) = self.listing() {
                         listed.set_transactional();
                     }
@@ -167,7 +240,8 @@ impl Channel {
             M::Commit(_) => {
                 let ops = self
                     .tx
-                    .replace(Vec::new())
+                    .as_mut()
+                    .map(Tx::take)
                     .ok_or_else(replies::not_transactional)?;
                 for op in ops {
                     match op {
@@ -196,7 +270,8 @@ impl Channel {
             }
             M::Rollback(_) => {
                 self.tx
-                    .replace(Vec::new())
+                    .as_mut()
+                    .map(Tx::take)
                     .ok_or_else(replies::not_transactional)?;
                 self.send(ctx, AMQPClass::Tx(M::RollbackOk(tx::RollbackOk {})));
             }

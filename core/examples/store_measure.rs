@@ -47,12 +47,12 @@ impl Drop for Scratch {
 }
 
 fn message(routing_key: &str, body: Vec<u8>) -> Message {
-    Message {
-        exchange: ShortStr::copy_from_str("x").expect("short"),
-        routing_key: ShortStr::copy_from_str(routing_key).expect("short"),
-        properties: Properties::empty(),
-        body: Bytes::from(body),
-    }
+    Message::new(
+        &ShortStr::copy_from_str("x").expect("short"),
+        &ShortStr::copy_from_str(routing_key).expect("short"),
+        &Properties::empty(),
+        &Bytes::from(body),
+    )
 }
 
 fn queue(name: &str) -> QueueKey {

@@ -38,6 +38,7 @@ pub mod drivers;
 pub mod exchange;
 pub mod message;
 pub mod names;
+pub(crate) mod packed;
 pub mod publish;
 pub mod queue;
 pub mod recovery;

@@ -13,7 +13,7 @@
 //! 2. [`VHost::route`] finds the distinct destination queues.
 //! 3. [`VHost::enqueue_all`] writes a persistent message once to the message store for its
 //!    durable targets (the confirm then waits for that write to be durable: [`Durably`]),
-//!    then hands the one `Arc<Message>` to each (the only enqueue loop): a `reject-publish`
+//!    then hands the one `Message` to each (the only enqueue loop): a `reject-publish`
 //!    queue's refusal or a store failure makes the confirm a nack; a dead letter skips the
 //!    targets the cycle rule forbids; what dies in a target (drop-head, TTL 0) is collected.
 //! 4. What died is dead-lettered from a work list ([`VHost::bury`]), through steps 2–3
@@ -51,7 +51,7 @@ pub struct Publish<'a> {
     /// The exchange it is published to.
     pub exchange: &'a Arc<Exchange>,
     /// The message.
-    pub message: Arc<Message>,
+    pub message: Message,
     /// Its keys beyond its routing key (`CC`, `BCC`).
     pub keys: &'a RoutingKeys,
     /// Return it (312) if it routes nowhere.
@@ -90,7 +90,7 @@ pub struct Outcome {
     /// A full `reject-publish` queue refused it.
     pub refused: bool,
     /// The message to send back in `basic.return`: it was `mandatory` and routed nowhere.
-    pub returned: Option<Arc<Message>>,
+    pub returned: Option<Message>,
     /// A queue it reached is backlogged: its publisher should pause (flow control).
     pub backlogged: Option<Arc<Queue>>,
     /// The write its confirm waits for, if it was written to a store.
@@ -158,11 +158,11 @@ impl VHost {
             mandatory,
             origin,
         } = p;
-        let key_list = keys.with(message.routing_key.as_bytes());
+        let key_list = keys.with(message.routing_key().as_bytes());
         let request = RouteRequest {
-            exchange: message.exchange.as_bytes(),
+            exchange: message.exchange().as_bytes(),
             routing_keys: &key_list,
-            headers: message.properties.headers().unwrap_or_default(),
+            headers: message.properties().headers().unwrap_or_default(),
         };
         let mut outcome = Outcome {
             routed: Routed::Unroutable,
@@ -173,7 +173,7 @@ impl VHost {
         };
         if origin == Origin::Client
             && let Some(delayed) = exchange.delayed()
-            && let Some(due) = delayed.due(exchange.name(), message.properties.headers())
+            && let Some(due) = delayed.due(exchange.name(), message.properties().headers())
         {
             // `mandatory` is judged against the bindings of now; a message that routes
             // nowhere now is returned and not held (see `broker::delayed`).
@@ -223,7 +223,7 @@ impl VHost {
     /// go on `work`.
     fn enqueue_all(
         &self,
-        message: &Arc<Message>,
+        message: &Message,
         targets: &[Arc<Queue>],
         dead_letter: Option<super::dead_letter::Reason>,
         dead: &mut Vec<Dead>,
@@ -233,7 +233,7 @@ impl VHost {
             dead_letter.is_some_and(|reason| {
                 drops_as_cycle(
                     reason,
-                    message.properties.headers(),
+                    message.properties().headers(),
                     queue.name().as_bytes(),
                 )
             })
@@ -243,6 +243,8 @@ impl VHost {
             Stored::No => (None, 0),
             Stored::Yes { id, mark, now } => {
                 all.stored = Some(mark);
+                // One id for the publish, kept in the message for all its stored queues.
+                message.set_store_id(id);
                 (Some(id), now)
             }
             Stored::Failed => {
@@ -281,7 +283,7 @@ impl VHost {
         targets: &[Arc<Queue>],
         skips: &dyn Fn(&Queue) -> bool,
     ) -> Stored {
-        if !message.properties.is_persistent()
+        if !message.properties().is_persistent()
             || !targets.iter().any(|q| q.stores(message) && !skips(q))
         {
             return Stored::No;
@@ -340,11 +342,11 @@ impl VHost {
                 let Some(letter) = DeadLetter::of(&source, names, d, time_secs) else {
                     continue;
                 };
-                let key_list = letter.keys.with(letter.message.routing_key.as_bytes());
+                let key_list = letter.keys.with(letter.message.routing_key().as_bytes());
                 let request = RouteRequest {
-                    exchange: letter.message.exchange.as_bytes(),
+                    exchange: letter.message.exchange().as_bytes(),
                     routing_keys: &key_list,
-                    headers: letter.message.properties.headers().unwrap_or_default(),
+                    headers: letter.message.properties().headers().unwrap_or_default(),
                 };
                 let routed =
                     self.route(&exchange, &request, &mut scratch.route, &mut scratch.queues);

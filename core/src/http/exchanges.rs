@@ -370,7 +370,7 @@ fn properties_from_json(value: &Value) -> ApiResult<BasicProperties> {
 }
 
 /// Message properties in RabbitMQ's JSON form (only those present).
-pub fn properties_to_json(properties: &Properties) -> Value {
+pub fn properties_to_json(properties: &crate::protocol::Props) -> Value {
     let Ok(p) = properties.to_basic_properties() else {
         // Non-UTF-8 strings: what can be shown byte-for-byte, lossily.
         return lossy_properties(properties);
@@ -406,7 +406,7 @@ pub fn properties_to_json(properties: &Properties) -> Value {
     Value::Object(m)
 }
 
-fn lossy_properties(properties: &Properties) -> Value {
+fn lossy_properties(properties: &crate::protocol::Props) -> Value {
     use crate::protocol::Property as P;
     let names = [
         (P::ContentType, "content_type"),
@@ -484,12 +484,7 @@ fn message_of(
     let exchange = ShortStr::copy_from_str(exchange)
         .map_err(|_| ApiError::bad_request("exchange name is longer than 255 bytes"))?;
     Ok((
-        Message {
-            exchange,
-            routing_key,
-            properties,
-            body: payload,
-        },
+        Message::new(&exchange, &routing_key, &properties, &payload),
         distribution.keys,
     ))
 }
@@ -542,7 +537,7 @@ async fn publish(
         .publish(
             Publish {
                 exchange: &exchange,
-                message: Arc::new(message),
+                message,
                 keys: &keys,
                 mandatory: false,
                 origin: Origin::Client,

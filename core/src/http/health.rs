@@ -79,13 +79,13 @@ async fn aliveness(
     let Some(exchange) = v.exchange("") else {
         return Ok(failed("publishing", "the vhost has no default exchange"));
     };
-    let message = std::sync::Arc::new(Message {
-        exchange: ShortStr::empty(),
-        routing_key: ShortStr::copy_from_str(ALIVENESS_QUEUE)
+    let message = Message::new(
+        &ShortStr::empty(),
+        &ShortStr::copy_from_str(ALIVENESS_QUEUE)
             .map_err(|_| ApiError::internal("the aliveness queue name is not a short string"))?,
-        properties: Properties::empty(),
-        body: Bytes::from_static(ALIVENESS_BODY),
-    });
+        &Properties::empty(),
+        &Bytes::from_static(ALIVENESS_BODY),
+    );
     let keys = RoutingKeys::default();
     let publish = Publish {
         exchange: &exchange,

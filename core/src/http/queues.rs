@@ -297,7 +297,7 @@ struct GetBody {
 /// One message taken by a get, as RabbitMQ shows it.
 fn got_json(item: &Queued, remaining: usize, base64_only: bool, truncate: Option<u64>) -> Value {
     let message = &item.message;
-    let body = &message.body[..];
+    let body = message.body();
     let shown = match truncate {
         Some(limit) => &body[..body.len().min(usize::try_from(limit).unwrap_or(usize::MAX))],
         None => body,
@@ -309,10 +309,10 @@ fn got_json(item: &Queued, remaining: usize, base64_only: bool, truncate: Option
     json!({
         "payload_bytes": body.len(),
         "redelivered": item.redelivered,
-        "exchange": message.exchange.as_str(),
-        "routing_key": message.routing_key.as_str(),
+        "exchange": message.exchange(),
+        "routing_key": message.routing_key(),
         "message_count": remaining,
-        "properties": properties_to_json(&message.properties),
+        "properties": properties_to_json(message.properties()),
         "payload": payload,
         "payload_encoding": encoding,
     })

@@ -187,11 +187,11 @@ impl ContentHeader {
 }
 
 /// Writes a content header payload without building a [`ContentHeader`].
-pub(crate) fn write_header_payload(out: &mut BytesMut, body_size: u64, properties: &Properties) {
+pub(crate) fn write_header_payload(out: &mut BytesMut, body_size: u64, properties: &Props) {
     out.put_u16(BASIC_CLASS_ID);
     out.put_u16(0);
     out.put_u64(body_size);
-    out.put_slice(&properties.raw);
+    out.put_slice(properties.raw());
 }
 
 /// Basic properties as the raw wire bytes: the 16-bit flag word and the property list.
@@ -210,6 +210,30 @@ impl Default for Properties {
 }
 
 impl fmt::Debug for Properties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+/// Validated basic properties, borrowed: the read side of [`Properties`], for bytes that live
+/// elsewhere (a queued message's packed allocation, see `broker::message`). `Properties`
+/// dereferences to it, so every accessor is written once.
+///
+/// Invariant: the bytes passed [`Properties::parse`]'s checks (or are a verbatim copy of bytes
+/// that did), so every accessor's walk stays in bounds.
+#[derive(PartialEq, Eq, Hash)]
+#[repr(transparent)]
+pub struct Props([u8]);
+
+impl std::ops::Deref for Properties {
+    type Target = Props;
+
+    fn deref(&self) -> &Props {
+        Props::from_validated(&self.raw)
+    }
+}
+
+impl fmt::Debug for Props {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Properties");
         for p in Property::ALL {
@@ -314,9 +338,70 @@ impl Properties {
         &self.raw
     }
 
+    /// [`headers`](Props::headers) as a zero-copy `Bytes` slice of the header frame.
+    pub fn headers_shared(&self) -> Option<Bytes> {
+        let field = self.field(Property::Headers)?;
+        let start = field.value_offset();
+        Some(self.raw.slice(start..start + field.value().len()))
+    }
+
+    /// Encodes amq-protocol properties (allocates; for server-built messages and tests).
+    pub fn from_basic_properties(props: &BasicProperties) -> Result<Properties, ProtocolError> {
+        use amq_protocol::protocol::basic::gen_properties;
+        let strings = [
+            props.content_type(),
+            props.content_encoding(),
+            props.correlation_id(),
+            props.reply_to(),
+            props.expiration(),
+            props.message_id(),
+            props.kind(),
+            props.user_id(),
+            props.app_id(),
+            props.cluster_id(),
+        ];
+        if strings
+            .iter()
+            .any(|s| s.as_ref().is_some_and(|s| s.as_str().len() > 255))
+        {
+            return Err(ProtocolError::Encode(
+                "property shortstr longer than 255 bytes",
+            ));
+        }
+        if let Some(headers) = props.headers() {
+            // Checks key lengths, which amq-protocol would silently wrap.
+            table::encode_table_body(headers)?;
+        }
+        let raw = table::cookie_gen(gen_properties(props))?;
+        Properties::parse(Bytes::from(raw))
+            .map_err(|_| ProtocolError::Encode("amq-protocol generated invalid properties"))
+    }
+}
+
+impl Props {
+    /// Bytes that passed [`Properties::parse`]'s checks, or a verbatim copy of such bytes
+    /// (the invariant every accessor relies on; a violation reads garbage, never out of
+    /// bounds, since the walks are checked).
+    pub(crate) fn from_validated(raw: &[u8]) -> &Props {
+        // SAFETY: `Props` is a `repr(transparent)` wrapper of `[u8]`.
+        unsafe { &*(std::ptr::from_ref::<[u8]>(raw) as *const Props) }
+    }
+
+    /// The raw bytes, exactly as published (flag word first).
+    pub fn raw(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// An owned copy.
+    pub fn to_properties(&self) -> Properties {
+        Properties {
+            raw: Bytes::copy_from_slice(&self.0),
+        }
+    }
+
     /// Encoded length in bytes.
     pub fn len(&self) -> usize {
-        self.raw.len()
+        self.0.len()
     }
 
     /// True when no property is set.
@@ -326,7 +411,7 @@ impl Properties {
 
     /// The flag word.
     pub fn flags(&self) -> u16 {
-        u16::from_be_bytes([self.raw[0], self.raw[1]])
+        u16::from_be_bytes([self.0[0], self.0[1]])
     }
 
     /// Whether `property` is present.
@@ -345,7 +430,7 @@ impl Properties {
             if flags & p.flag() == 0 {
                 continue;
             }
-            let rest = self.raw.get(pos..)?;
+            let rest = self.0.get(pos..)?;
             // Validated at construction: this walk cannot fail, but stays panic-free anyway.
             let len = skip_len(p.kind(), rest)?;
             if p == property {
@@ -372,13 +457,6 @@ impl Properties {
     /// Exchange-type plugins receive exactly these bytes.
     pub fn headers(&self) -> Option<&[u8]> {
         self.field(Property::Headers).map(Field::value)
-    }
-
-    /// [`headers`](Self::headers) as a zero-copy `Bytes` slice of the header frame.
-    pub fn headers_shared(&self) -> Option<Bytes> {
-        let field = self.field(Property::Headers)?;
-        let start = field.value_offset();
-        Some(self.raw.slice(start..start + field.value().len()))
     }
 
     /// The `expiration` property's raw bytes (RabbitMQ: a decimal number of milliseconds;
@@ -426,44 +504,12 @@ impl Properties {
     /// path). Fails where amq-protocol is stricter than Warren: non-UTF-8 strings.
     pub fn to_basic_properties(&self) -> Result<BasicProperties, ProtocolError> {
         use amq_protocol::protocol::basic::parse_properties;
-        match parse_properties(&self.raw[..]) {
+        match parse_properties(&self.0[..]) {
             Ok(([], props)) => Ok(props),
             _ => Err(ProtocolError::MalformedProperties(
                 "properties not representable by amq-protocol",
             )),
         }
-    }
-
-    /// Encodes amq-protocol properties (allocates; for server-built messages and tests).
-    pub fn from_basic_properties(props: &BasicProperties) -> Result<Properties, ProtocolError> {
-        use amq_protocol::protocol::basic::gen_properties;
-        let strings = [
-            props.content_type(),
-            props.content_encoding(),
-            props.correlation_id(),
-            props.reply_to(),
-            props.expiration(),
-            props.message_id(),
-            props.kind(),
-            props.user_id(),
-            props.app_id(),
-            props.cluster_id(),
-        ];
-        if strings
-            .iter()
-            .any(|s| s.as_ref().is_some_and(|s| s.as_str().len() > 255))
-        {
-            return Err(ProtocolError::Encode(
-                "property shortstr longer than 255 bytes",
-            ));
-        }
-        if let Some(headers) = props.headers() {
-            // Checks key lengths, which amq-protocol would silently wrap.
-            table::encode_table_body(headers)?;
-        }
-        let raw = table::cookie_gen(gen_properties(props))?;
-        Properties::parse(Bytes::from(raw))
-            .map_err(|_| ProtocolError::Encode("amq-protocol generated invalid properties"))
     }
 }
 
@@ -501,7 +547,7 @@ enum Value<'a> {
 /// Builds modified properties from existing ones; see [`Properties::edit`].
 #[derive(Debug)]
 pub struct PropertiesEditor<'a> {
-    base: &'a Properties,
+    base: &'a Props,
     changes: [Change<'a>; 14],
 }
 

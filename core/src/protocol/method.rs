@@ -24,7 +24,7 @@ use amq_protocol::protocol::{AMQPClass, gen_class, parse_class};
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::ProtocolError;
-use super::content::{BASIC_CLASS_ID, Properties, write_header_payload};
+use super::content::{BASIC_CLASS_ID, Properties, Props, write_header_payload};
 use super::frame::write_frame_head;
 use super::frame::{FRAME_END, FRAME_HEADER_LEN, FRAME_MIN_SIZE, FRAME_OVERHEAD, FrameType};
 use super::shortstr::ShortStr;
@@ -393,10 +393,10 @@ pub struct Deliver<'a> {
     pub delivery_tag: u64,
     /// Whether the message was delivered before (requeued).
     pub redelivered: bool,
-    /// The exchange it was published to.
-    pub exchange: &'a ShortStr,
-    /// The routing key it was published with.
-    pub routing_key: &'a ShortStr,
+    /// The exchange it was published to (a shortstr: at most 255 bytes).
+    pub exchange: &'a str,
+    /// The routing key it was published with (a shortstr: at most 255 bytes).
+    pub routing_key: &'a str,
 }
 
 /// Appends a complete delivery — `basic.deliver`, the content header with `properties`
@@ -409,7 +409,7 @@ pub fn encode_deliver<B: AsRef<[u8]>>(
     channel: u16,
     frame_max: u32,
     deliver: &Deliver<'_>,
-    properties: &Properties,
+    properties: &Props,
     body: &[B],
 ) {
     let len = 4
@@ -428,8 +428,8 @@ pub fn encode_deliver<B: AsRef<[u8]>>(
     put_shortstr(out, deliver.consumer_tag);
     out.put_u64(deliver.delivery_tag);
     out.put_u8(u8::from(deliver.redelivered));
-    put_shortstr(out, deliver.exchange);
-    put_shortstr(out, deliver.routing_key);
+    put_name(out, deliver.exchange);
+    put_name(out, deliver.routing_key);
     out.put_u8(FRAME_END);
     encode_content(out, channel, frame_max, properties, body);
 }
@@ -446,7 +446,7 @@ pub fn encode_content<B: AsRef<[u8]>>(
     out: &mut BytesMut,
     channel: u16,
     frame_max: u32,
-    properties: &Properties,
+    properties: &Props,
     body: &[B],
 ) {
     let body_size: usize = body.iter().map(|b| b.as_ref().len()).sum();
@@ -487,6 +487,14 @@ pub fn encode_content<B: AsRef<[u8]>>(
 
 fn put_shortstr(out: &mut BytesMut, s: &ShortStr) {
     out.put_u8(s.len_u8());
+    out.put_slice(s.as_bytes());
+}
+
+/// A name that was a shortstr when it was published (a message's exchange or routing key,
+/// copied from one), so at most 255 bytes.
+fn put_name(out: &mut BytesMut, s: &str) {
+    debug_assert!(s.len() <= 255, "a shortstr name");
+    out.put_u8(s.len() as u8);
     out.put_slice(s.as_bytes());
 }
 

@@ -27,7 +27,7 @@ pub mod reply_code;
 mod shortstr;
 mod table;
 
-pub use content::{BASIC_CLASS_ID, ContentHeader, Properties, PropertiesEditor, Property};
+pub use content::{BASIC_CLASS_ID, ContentHeader, Properties, PropertiesEditor, Property, Props};
 pub use error::ProtocolError;
 pub use frame::{
     ClientProtocol, CodecError, FRAME_END, FRAME_MIN_SIZE, Frame, FrameCodec, FrameType,

@@ -20,31 +20,29 @@ use crate::protocol::{Properties, ShortStr};
 
 /// Encoded size of `message` (what [`encode`] appends).
 pub fn encoded_len(message: &Message) -> usize {
-    1 + message.exchange.len()
-        + 1
-        + message.routing_key.len()
-        + 4
-        + message.properties.len()
-        + 4
-        + message.body.len()
+    let p = message.parts();
+    1 + p.exchange.len() + 1 + p.routing_key.len() + 4 + p.properties.len() + 4 + p.body.len()
 }
 
 /// Appends `message` to `out`.
 pub fn encode(message: &Message, out: &mut Vec<u8>) {
     out.reserve(encoded_len(message));
+    let p = message.parts();
     // A shortstr is at most 255 bytes, so its length fits the octet.
-    out.put_u8(message.exchange.len() as u8);
-    out.put_slice(message.exchange.as_bytes());
-    out.put_u8(message.routing_key.len() as u8);
-    out.put_slice(message.routing_key.as_bytes());
-    out.put_u32(message.properties.len() as u32);
-    out.put_slice(message.properties.raw());
-    out.put_u32(message.body.len() as u32);
-    out.put_slice(&message.body);
+    out.put_u8(p.exchange.len() as u8);
+    out.put_slice(p.exchange.as_bytes());
+    out.put_u8(p.routing_key.len() as u8);
+    out.put_slice(p.routing_key.as_bytes());
+    out.put_u32(p.properties.len() as u32);
+    out.put_slice(p.properties.raw());
+    out.put_u32(p.body.len() as u32);
+    out.put_slice(p.body);
 }
 
 /// Reads a message from the front of `bytes`, returning it and how many bytes it took. The
-/// message's parts are slices of `bytes` (no copy): pass a buffer the message may own.
+/// message is packed into its own allocation (see `broker::message`), so a recovered message
+/// keeps nothing of the read buffer but a body over 64 KiB (shared as a slice of `bytes`:
+/// pass a buffer such a body may own).
 pub fn decode(bytes: &Bytes) -> StoreResult<(Message, usize)> {
     let mut at = 0;
     let exchange = short(bytes, &mut at, "exchange")?;
@@ -54,12 +52,7 @@ pub fn decode(bytes: &Bytes) -> StoreResult<(Message, usize)> {
         .map_err(|e| StoreError::Corrupt(format!("stored properties do not parse: {e}")))?;
     let body = long(bytes, &mut at, "body")?;
     Ok((
-        Message {
-            exchange,
-            routing_key,
-            properties,
-            body,
-        },
+        Message::new(&exchange, &routing_key, &properties, &body),
         at,
     ))
 }
@@ -92,15 +85,15 @@ mod tests {
     use super::*;
 
     fn sample() -> Message {
-        Message {
-            exchange: ShortStr::copy_from_str("ex").expect("short"),
-            routing_key: ShortStr::copy_from_str("a.b").expect("short"),
-            properties: Properties::parse(Bytes::from_static(&[
+        Message::new(
+            &ShortStr::copy_from_str("ex").expect("short"),
+            &ShortStr::copy_from_str("a.b").expect("short"),
+            &Properties::parse(Bytes::from_static(&[
                 0x20, 0x00, 0, 0, 0, 8, 1, b'x', b'S', 0, 0, 0, 1, b'y',
             ]))
             .expect("headers only"),
-            body: Bytes::from_static(b"hello"),
-        }
+            &Bytes::from_static(b"hello"),
+        )
     }
 
     #[test]
@@ -111,10 +104,10 @@ mod tests {
         out.push(7); // whatever follows is not read
         let (back, used) = decode(&Bytes::from(out[2..].to_vec())).expect("decodes");
         assert_eq!(used, encoded_len(&sample()));
-        assert_eq!(back.exchange, sample().exchange);
-        assert_eq!(back.routing_key, sample().routing_key);
-        assert_eq!(back.properties.raw(), sample().properties.raw());
-        assert_eq!(back.body, sample().body);
+        assert_eq!(back.exchange(), sample().exchange());
+        assert_eq!(back.routing_key(), sample().routing_key());
+        assert_eq!(back.properties().raw(), sample().properties().raw());
+        assert_eq!(back.body(), sample().body());
     }
 
     #[test]

@@ -96,23 +96,23 @@ fn message(routing_key: &str, body: &'static [u8]) -> Message {
         0, 0, 0, 8, 1, b'x', b'S', 0, 0, 0, 1, b'y', // headers {x: "y"}
     ]))
     .expect("valid properties");
-    Message {
-        exchange: ShortStr::copy_from_str("ex").expect("short"),
-        routing_key: ShortStr::copy_from_str(routing_key).expect("short"),
-        properties,
-        body: Bytes::from_static(body),
-    }
+    Message::new(
+        &ShortStr::copy_from_str("ex").expect("short"),
+        &ShortStr::copy_from_str(routing_key).expect("short"),
+        &properties,
+        &Bytes::from_static(body),
+    )
 }
 
 fn assert_same(a: &Message, b: &Message) {
-    assert_eq!(a.exchange, b.exchange, "exchange");
-    assert_eq!(a.routing_key, b.routing_key, "routing key");
+    assert_eq!(a.exchange(), b.exchange(), "exchange");
+    assert_eq!(a.routing_key(), b.routing_key(), "routing key");
     assert_eq!(
-        a.properties.raw(),
-        b.properties.raw(),
+        a.properties().raw(),
+        b.properties().raw(),
         "properties byte for byte"
     );
-    assert_eq!(a.body, b.body, "body");
+    assert_eq!(a.body(), b.body(), "body");
 }
 
 fn queue(name: &str) -> QueueKey {
@@ -432,6 +432,6 @@ where
     let store = r.reopen();
     let left = store.page(&x, None, NEVER, 10).expect("page");
     assert_eq!(left.len(), 1);
-    assert_eq!(left[0].message.routing_key.as_str(), "b");
+    assert_eq!(left[0].message.routing_key(), "b");
     assert_eq!(store.count(&y).expect("count"), 0);
 }

@@ -701,7 +701,7 @@ fn held_record(prefix: &[u8], key: &[u8], value: &[u8]) -> StoreResult<HeldRecor
     Ok(HeldRecord {
         id: HeldId(id),
         due,
-        message: Arc::new(message),
+        message,
         keys,
     })
 }
@@ -748,12 +748,12 @@ mod tests {
     }
 
     fn message(routing_key: &str, body: Vec<u8>) -> Message {
-        Message {
-            exchange: ShortStr::copy_from_str("delayed").expect("short"),
-            routing_key: ShortStr::copy_from_str(routing_key).expect("short"),
-            properties: Properties::parse(Bytes::from_static(&[0x00, 0x00])).expect("empty"),
-            body: Bytes::from(body),
-        }
+        Message::new(
+            &ShortStr::copy_from_str("delayed").expect("short"),
+            &ShortStr::copy_from_str(routing_key).expect("short"),
+            &Properties::parse(Bytes::from_static(&[0x00, 0x00])).expect("empty"),
+            &Bytes::from(body),
+        )
     }
 
     fn ids(records: &[HeldRecord]) -> Vec<HeldId> {
@@ -839,7 +839,7 @@ mod tests {
         }
         let first = store.page(&a, None, 20, 10).expect("page");
         assert_eq!(ids(&first), [in_a[1], in_a[2]], "due by 20, in due order");
-        assert!(first.iter().all(|r| r.message.routing_key.as_str() == "a"));
+        assert!(first.iter().all(|r| r.message.routing_key() == "a"));
         let cursor = first.last().map(|r| (r.due, r.id));
         let rest = store.page(&a, cursor, NEVER, 10).expect("page");
         assert_eq!(ids(&rest), [in_a[0]], "after the cursor, none of ab's");
@@ -981,7 +981,7 @@ mod tests {
         let back = store.page(&x, None, NEVER, 10).expect("page");
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].keys, [b"cc".to_vec()]);
-        assert_eq!(back[0].message.body, Bytes::from_static(&[1]));
+        assert_eq!(back[0].message.body(), &[1]);
     }
 
     #[test]

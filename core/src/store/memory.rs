@@ -28,7 +28,7 @@ struct Entry {
 
 #[derive(Debug)]
 struct Held {
-    message: Arc<Message>,
+    message: Message,
     keys: Vec<Vec<u8>>,
 }
 
@@ -38,7 +38,7 @@ struct State {
     definitions: FxHashMap<DefinitionKey, (u64, Definition)>,
     next_definition: u64,
     /// Message bodies, shared by every queue entry that names them.
-    messages: FxHashMap<MessageId, Arc<Message>>,
+    messages: FxHashMap<MessageId, Message>,
     /// Per queue, entries in append order (ids grow with appends).
     queues: BTreeMap<QueueKey, BTreeMap<MessageId, Entry>>,
     /// Per exchange, held messages by (due, id).
@@ -140,7 +140,7 @@ impl MessageStore for MemoryStore {
         Ok(self.write(|st| {
             st.next_id += 1;
             let id = MessageId(st.next_id);
-            st.messages.insert(id, Arc::new(message.clone()));
+            st.messages.insert(id, message.clone());
             for (queue, deadline) in queues {
                 st.queues.entry((*queue).clone()).or_default().insert(
                     id,
@@ -220,7 +220,7 @@ impl HeldStore for MemoryStore {
             st.held.entry(exchange.clone()).or_default().insert(
                 (due, id),
                 Held {
-                    message: Arc::new(message.clone()),
+                    message: message.clone(),
                     keys: keys.to_vec(),
                 },
             );

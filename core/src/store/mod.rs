@@ -340,7 +340,7 @@ pub struct Recovered {
     /// Its id.
     pub id: MessageId,
     /// The message, every property and header byte for byte.
-    pub message: Arc<Message>,
+    pub message: Message,
     /// Its deadline in this queue (epoch ms, or `clock::NEVER`).
     pub deadline: u64,
     /// It had been delivered from this queue and not acknowledged.
@@ -390,7 +390,7 @@ pub struct HeldRecord {
     /// When it is due (epoch ms).
     pub due: u64,
     /// The message as published.
-    pub message: Arc<Message>,
+    pub message: Message,
     /// Its extra routing keys (`CC` and `BCC`).
     pub keys: Vec<Vec<u8>>,
 }

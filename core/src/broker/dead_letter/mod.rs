@@ -22,8 +22,6 @@
 pub mod cycle;
 pub mod x_death;
 
-use std::sync::Arc;
-
 use super::message::Message;
 use super::queue::{Dead, Queue};
 use super::routing_keys::RoutingKeys;
@@ -76,7 +74,7 @@ impl DeadLetterNames {
 #[derive(Debug)]
 pub struct DeadLetter {
     /// The message as the dead-letter exchange receives it.
-    pub message: Arc<Message>,
+    pub message: Message,
     /// The keys beyond its routing key that it is routed with (the `CC` keys, unless the
     /// queue names its own dead-letter routing key).
     pub keys: RoutingKeys,
@@ -97,21 +95,21 @@ impl DeadLetter {
         let original = &dead.message;
         // The routes the message had (its key and CC): recorded in x-death, and routed on
         // again unless the queue names its own dead-letter routing key.
-        let cc = RoutingKeys::cc_of(original.properties.headers());
+        let cc = RoutingKeys::cc_of(original.properties().headers());
         let recorded: Vec<&str> = cc
-            .with(original.routing_key.as_bytes())
+            .with(original.routing_key().as_bytes())
             .iter()
             .filter_map(|k| std::str::from_utf8(k).ok())
             .collect();
         let death = Death {
             queue: source.name(),
             reason: dead.reason,
-            exchange: original.exchange.as_str(),
+            exchange: original.exchange(),
             routing_keys: &recorded,
             time_secs,
             replaces_routing_key: names.routing_key.is_some(),
         };
-        let properties = match dead_letter_properties(&original.properties, &death) {
+        let properties = match dead_letter_properties(original.properties(), &death) {
             Ok(properties) => properties,
             Err(e) => {
                 tracing::warn!(queue = source.name(), "dead letter dropped: {e}");
@@ -119,16 +117,11 @@ impl DeadLetter {
             }
         };
         let (routing_key, keys) = match &names.routing_key {
-            Some(own) => (own.clone(), RoutingKeys::default()),
-            None => (original.routing_key.clone(), cc),
+            Some(own) => (own.as_str(), RoutingKeys::default()),
+            None => (original.routing_key(), cc),
         };
         Some(DeadLetter {
-            message: Arc::new(Message {
-                exchange: names.exchange.clone(),
-                routing_key,
-                properties,
-                body: original.body.clone(),
-            }),
+            message: original.rebuilt(&names.exchange, routing_key, &properties),
             keys,
             reason: dead.reason,
         })

@@ -42,7 +42,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use crate::protocol::{Properties, Property, ProtocolError};
+use crate::protocol::{Properties, Property, Props, ProtocolError};
 
 use crate::protocol::headers::{self as raw, Entry, Term};
 
@@ -97,7 +97,7 @@ const X_DEATH: &[u8] = b"x-death";
 /// Fails only if the result cannot be encoded (headers over 4 GiB) or `original`'s headers
 /// are malformed, which [`Properties::parse`] already excludes.
 pub fn dead_letter_properties(
-    original: &Properties,
+    original: &Props,
     death: &Death<'_>,
 ) -> Result<Properties, ProtocolError> {
     let reason = death.reason.as_str().as_bytes();
@@ -180,7 +180,7 @@ pub fn dead_letter_properties(
 
 /// Appends this death's `x-death` entry as a table body: `count` 1, then its fields in
 /// RabbitMQ's order, `original-expiration` only if the message had an `expiration`.
-fn write_death_table(out: &mut Vec<u8>, original: &Properties, death: &Death<'_>) {
+fn write_death_table(out: &mut Vec<u8>, original: &Props, death: &Death<'_>) {
     raw::put_key(out, b"count");
     raw::put_long_int(out, 1);
     raw::put_key(out, b"reason");

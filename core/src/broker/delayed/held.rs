@@ -1,15 +1,16 @@
 //! [`Held`]: a delayed message packed for the wait — routing key, properties, body and
 //! CC/BCC keys copied into one allocation behind one thin pointer.
 //!
-//! Why not keep the publish's `Arc<Message>`: its exchange, routing key and properties (and a
-//! single-frame body) are slices of the connection's socket read buffer, and a slice keeps the
-//! whole buffer alive. A message routed at once lets go within microseconds; a held one would
-//! pin its read buffer for the whole delay, and with every message of a buffer pending that is
-//! the full wire size plus the buffer's slack, on top of the `Arc`, four `Bytes` handles and a
-//! boxed key list. Measured at 1 M pending 16-byte messages: ≈ 310 B per message beyond the
-//! body before this format, 81 B after (see `docs/BENCHMARKS.md`).
+//! Why not keep the publish's [`Message`]: it already owns its bytes (`broker::message`, no
+//! slice of a read buffer), but a held message is a timer-wheel payload, and this format
+//! keeps a wheel entry at 32 bytes (one pointer), leaves out the exchange name every held
+//! message shares, and carries the CC/BCC keys and the held-store id in the same allocation.
+//! Measured at 1 M pending 16-byte messages: ≈ 310 B per message beyond the body before this
+//! format (when messages were slices of the read buffer), 81 B after (see
+//! `docs/BENCHMARKS.md`). Holding costs one more allocation and copy of a small body at
+//! publish (from the packed message into this format).
 //!
-//! Format (all lengths LEB128, see [`put_len`]):
+//! Format (all lengths LEB128, see `broker::packed::put_len`):
 //!
 //! ```text
 //! flags: u8
@@ -26,39 +27,31 @@
 //! Any other name is stored, so nothing depends on that.
 //!
 //! Bodies over [`MAX_PACKED_BODY`] (64 KiB) are kept as the publish's `Bytes`, shared, not
-//! copied. 64 KiB is the connection's read-buffer step (`server::connection` reserves 64 KiB
-//! at a time): a body larger than that was either joined from several frames into its own
-//! allocation, or is most of the buffer it arrived in, so sharing it pins little beyond
-//! itself while copying it would cost a large `memcpy` per publish for no memory gained. At or
-//! below it, copying once (the body is still held once — queues share the rebuilt message)
-//! is what frees the read buffer, and a small body sliced from a 64 KiB buffer is exactly the
-//! case that must not pin it.
+//! copied, by the rule every packed format follows (see `broker::packed`).
 //!
-//! At fire time [`Held::into_parts`] turns the allocation into a `Bytes` owner
-//! (`Bytes::from_owner`) and slices routing key, properties and body out of it: one
-//! allocation for the owner and one for the `Arc<Message>`, no second copy.
+//! At fire time [`Held::into_parts`] packs a new [`Message`] from this allocation (one
+//! allocation, one copy of a small body) and frees it.
 
 use std::mem::ManuallyDrop;
 use std::ops::Range;
-use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::super::message::Message;
-use super::thin::ThinBytes;
-use crate::protocol::{Properties, ShortStr};
+use crate::broker::message::Message;
+pub use crate::broker::packed::MAX_PACKED_BODY;
+use crate::broker::packed::thin::ThinBytes;
+use crate::broker::packed::{
+    SHARED_LEN, get_len, get_range, len_len, peek_shared, put_bytes, put_len, put_shared, sized,
+    take_shared,
+};
+use crate::protocol::{Props, ShortStr};
 use crate::store::HeldId;
-
-/// Largest body copied into the packed allocation; larger ones are shared (see module docs).
-pub const MAX_PACKED_BODY: usize = 64 * 1024;
 
 const SHARED_BODY: u8 = 1;
 const OTHER_EXCHANGE: u8 = 2;
 const EXTRA_KEYS: u8 = 4;
 const STORED: u8 = 8;
 const ID_LEN: usize = size_of::<u64>();
-
-const SHARED_LEN: usize = size_of::<Bytes>();
 
 /// A held message: one thin pointer (8 bytes), so a timer-wheel entry stays 32 bytes.
 pub struct Held {
@@ -79,63 +72,10 @@ struct Sections {
 /// A fired message, rebuilt: what the queues take, and the extra routing keys (packed; read
 /// them with [`extra_keys`]).
 pub struct Unpacked {
-    pub message: Arc<Message>,
+    pub message: Message,
     pub extra_keys: Option<Bytes>,
     /// Its id in the held store, if it was written there.
     pub stored: Option<HeldId>,
-}
-
-fn len_len(mut len: usize) -> usize {
-    let mut n = 1;
-    while len >= 0x80 {
-        len >>= 7;
-        n += 1;
-    }
-    n
-}
-
-/// Writes `len` as LEB128 at `out[*at..]`.
-fn put_len(out: &mut [u8], at: &mut usize, mut len: usize) {
-    loop {
-        let more = len >= 0x80;
-        out[*at] = (len & 0x7f) as u8 | if more { 0x80 } else { 0 };
-        *at += 1;
-        len >>= 7;
-        if !more {
-            return;
-        }
-    }
-}
-
-fn get_len(bytes: &[u8], at: &mut usize) -> usize {
-    let mut len = 0;
-    let mut shift = 0;
-    loop {
-        let byte = bytes[*at];
-        *at += 1;
-        len |= usize::from(byte & 0x7f) << shift;
-        if byte < 0x80 {
-            return len;
-        }
-        shift += 7;
-    }
-}
-
-fn put_bytes(out: &mut [u8], at: &mut usize, bytes: &[u8]) {
-    put_len(out, at, bytes.len());
-    out[*at..*at + bytes.len()].copy_from_slice(bytes);
-    *at += bytes.len();
-}
-
-fn get_range(bytes: &[u8], at: &mut usize) -> Range<usize> {
-    let len = get_len(bytes, at);
-    let range = *at..*at + len;
-    *at += len;
-    range
-}
-
-fn sized(bytes: &[u8]) -> usize {
-    len_len(bytes.len()) + bytes.len()
 }
 
 /// The extra routing keys of a packed key list ([`Unpacked::extra_keys`]).
@@ -162,23 +102,24 @@ impl Held {
         stored: Option<HeldId>,
     ) -> Held {
         let extra_keys = keys;
-        let shared = message.body.len() > MAX_PACKED_BODY;
-        let other_exchange = message.exchange != *exchange;
-        let flags = if shared { SHARED_BODY } else { 0 }
+        let parts = message.parts();
+        let shared = (parts.body.len() > MAX_PACKED_BODY).then(|| message.body_bytes());
+        let other_exchange = parts.exchange != exchange.as_str();
+        let flags = if shared.is_some() { SHARED_BODY } else { 0 }
             | if other_exchange { OTHER_EXCHANGE } else { 0 }
             | if extra_keys.is_empty() { 0 } else { EXTRA_KEYS }
             | if stored.is_some() { STORED } else { 0 };
-        let routing_key = message.routing_key.as_bytes();
-        let properties = message.properties.raw();
+        let routing_key = parts.routing_key.as_bytes();
+        let properties = parts.properties.raw();
         let id_len = if stored.is_some() { ID_LEN } else { 0 };
         let mut len = 1 + id_len + sized(routing_key) + sized(properties);
         if other_exchange {
-            len += sized(message.exchange.as_bytes());
+            len += sized(parts.exchange.as_bytes());
         }
-        len += if shared {
+        len += if shared.is_some() {
             SHARED_LEN
         } else {
-            sized(&message.body)
+            sized(parts.body)
         };
         if !extra_keys.is_empty() {
             len += len_len(extra_keys.len()) + extra_keys.iter().map(|k| sized(k)).sum::<usize>();
@@ -193,21 +134,13 @@ impl Held {
             put_bytes(out, &mut at, routing_key);
             put_bytes(out, &mut at, properties);
             if other_exchange {
-                put_bytes(out, &mut at, message.exchange.as_bytes());
+                put_bytes(out, &mut at, parts.exchange.as_bytes());
             }
-            if shared {
-                // SAFETY: `SHARED_LEN` bytes are in bounds (sized above); moving a `Bytes`
-                // by bitwise copy is sound, and `Held` reads it back out exactly once (in
-                // `into_parts` or `drop`), as the `SHARED_BODY` flag records.
-                unsafe {
-                    std::ptr::write_unaligned(
-                        out[at..at + SHARED_LEN].as_mut_ptr().cast::<Bytes>(),
-                        message.body.clone(),
-                    );
-                }
-                at += SHARED_LEN;
-            } else {
-                put_bytes(out, &mut at, &message.body);
+            // `Held` takes a shared body back exactly once (in `into_parts` or `drop`), as
+            // the `SHARED_BODY` flag records.
+            match &shared {
+                Some(body) => put_shared(out, &mut at, body),
+                None => put_bytes(out, &mut at, parts.body),
             }
             if !extra_keys.is_empty() {
                 put_len(out, &mut at, extra_keys.len());
@@ -246,10 +179,9 @@ impl Held {
 
     /// The moved-in shared body, without taking it (a bitwise copy that must not be dropped).
     fn peek_shared(&self, body: &Range<usize>) -> ManuallyDrop<Bytes> {
-        let bytes = &self.packed.as_slice()[body.clone()];
         // SAFETY: written by `pack` under `SHARED_BODY`, and not taken yet (taking consumes
-        // `self`); the copy is `ManuallyDrop`, so the reference count is untouched.
-        ManuallyDrop::new(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Bytes>()) })
+        // `self`).
+        unsafe { peek_shared(&self.packed.as_slice()[body.clone()]) }
     }
 
     /// Its id in the held store, if it was written there.
@@ -280,33 +212,34 @@ impl Held {
     }
 
     /// The message as published to `exchange` (the name [`Held::pack`] was given), ready for
-    /// the queues, and its extra routing keys.
+    /// the queues, and its extra routing keys. The message is packed anew (one allocation, a
+    /// copy of a small body); this allocation is freed.
     pub fn into_parts(self, exchange: &ShortStr) -> Result<Unpacked, String> {
         let s = self.sections();
         let stored = self.stored();
-        let shared_body = (s.flags & SHARED_BODY != 0)
-            .then(|| ManuallyDrop::into_inner(self.peek_shared(&s.body)));
-        // The shared body (if any) is now owned by `shared_body`: `Held::drop` must not run.
-        let this = ManuallyDrop::new(self);
-        // SAFETY: `this` is never used or dropped again, so the `ThinBytes` moves out once.
-        let packed = unsafe { std::ptr::read(&this.packed) };
-        let all = Bytes::from_owner(packed);
-        let exchange = match s.exchange {
-            None => exchange.clone(),
-            Some(range) => ShortStr::from_bytes(all.slice(range)).map_err(|e| e.to_string())?,
+        let bytes = self.packed.as_slice();
+        let name = |range: Range<usize>| {
+            std::str::from_utf8(&bytes[range]).map_err(|_| "a held name is not UTF-8".to_owned())
         };
-        let routing_key =
-            ShortStr::from_bytes(all.slice(s.routing_key)).map_err(|e| e.to_string())?;
-        let properties = Properties::parse(all.slice(s.properties)).map_err(|e| e.to_string())?;
-        let body = shared_body.unwrap_or_else(|| all.slice(s.body));
+        let exchange = match s.exchange {
+            None => exchange.as_str(),
+            Some(range) => name(range)?,
+        };
+        let routing_key = name(s.routing_key)?;
+        // Copied verbatim from a message's validated properties by `pack`.
+        let properties = Props::from_validated(&bytes[s.properties]);
+        let shared = (s.flags & SHARED_BODY != 0).then(|| self.peek_shared(&s.body));
+        let body = match &shared {
+            Some(shared) => &shared[..],
+            None => &bytes[s.body],
+        };
+        let message = Message::pack(exchange, routing_key, properties, body, shared.as_deref());
+        let extra_keys = s
+            .extra_keys
+            .map(|range| Bytes::copy_from_slice(&bytes[range]));
         Ok(Unpacked {
-            message: Arc::new(Message {
-                exchange,
-                routing_key,
-                properties,
-                body,
-            }),
-            extra_keys: s.extra_keys.map(|range| all.slice(range)),
+            message,
+            extra_keys,
             stored,
         })
     }
@@ -316,7 +249,8 @@ impl Drop for Held {
     fn drop(&mut self) {
         let s = self.sections();
         if s.flags & SHARED_BODY != 0 {
-            drop(ManuallyDrop::into_inner(self.peek_shared(&s.body)));
+            // SAFETY: written by `pack` under `SHARED_BODY`, taken only here, once.
+            drop(unsafe { take_shared(&self.packed.as_slice()[s.body]) });
         }
     }
 }
@@ -335,6 +269,7 @@ mod tests {
     use amq_protocol::types::{AMQPValue, FieldTable, LongString};
 
     use super::*;
+    use crate::protocol::Properties;
 
     fn name(s: &str) -> ShortStr {
         ShortStr::copy_from_str(s).expect("short")
@@ -353,33 +288,33 @@ mod tests {
     }
 
     fn message(exchange: &str, body: Bytes) -> Message {
-        Message {
-            exchange: name(exchange),
-            routing_key: name("orders.eu"),
-            properties: properties_with_headers(),
-            body,
-        }
+        Message::new(
+            &name(exchange),
+            &name("orders.eu"),
+            &properties_with_headers(),
+            &body,
+        )
     }
 
     fn round_trip(message: &Message, keys: &[Vec<u8>], exchange: &str) -> Unpacked {
         let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
         let held = Held::pack(message, &keys, &name(exchange), None);
         assert_eq!(held.stored(), None);
-        assert_eq!(held.routing_key(), message.routing_key.as_str());
-        assert_eq!(held.body_len(), message.body.len());
+        assert_eq!(held.routing_key(), message.routing_key());
+        assert_eq!(held.body_len(), message.body_len());
         held.into_parts(&name(exchange)).expect("unpacks")
     }
 
     fn assert_same(a: &Message, b: &Message) {
-        assert_eq!(a.exchange, b.exchange);
-        assert_eq!(a.routing_key, b.routing_key);
+        assert_eq!(a.exchange(), b.exchange());
+        assert_eq!(a.routing_key(), b.routing_key());
         assert_eq!(
-            a.properties.raw(),
-            b.properties.raw(),
+            a.properties().raw(),
+            b.properties().raw(),
             "headers byte-for-byte"
         );
-        assert_eq!(a.properties.headers(), b.properties.headers());
-        assert_eq!(a.body, b.body);
+        assert_eq!(a.properties().headers(), b.properties().headers());
+        assert_eq!(a.body(), b.body());
     }
 
     #[test]
@@ -399,12 +334,12 @@ mod tests {
 
     #[test]
     fn no_extra_keys_and_empty_body_and_properties() {
-        let published = Message {
-            exchange: name("d"),
-            routing_key: ShortStr::empty(),
-            properties: Properties::empty(),
-            body: Bytes::new(),
-        };
+        let published = Message::new(
+            &name("d"),
+            &ShortStr::empty(),
+            &Properties::empty(),
+            &Bytes::new(),
+        );
         let out = round_trip(&published, &[], "d");
         assert_same(&out.message, &published);
         assert!(out.extra_keys.is_none());
@@ -414,22 +349,22 @@ mod tests {
     fn another_exchange_name_is_kept() {
         let published = message("elsewhere", Bytes::from_static(b"x"));
         let out = round_trip(&published, &[], "d");
-        assert_eq!(out.message.exchange.as_str(), "elsewhere");
+        assert_eq!(out.message.exchange(), "elsewhere");
     }
 
     #[test]
     fn bodies_up_to_the_limit_are_copied_larger_ones_shared() {
         let at_limit = Bytes::from(vec![7u8; MAX_PACKED_BODY]);
         let out = round_trip(&message("d", at_limit.clone()), &[], "d");
-        assert_eq!(out.message.body, at_limit);
-        assert_ne!(out.message.body.as_ptr(), at_limit.as_ptr(), "copied");
+        assert_eq!(out.message.body(), &at_limit[..]);
+        assert_ne!(out.message.body().as_ptr(), at_limit.as_ptr(), "copied");
 
         let large = Bytes::from(vec![9u8; MAX_PACKED_BODY + 1]);
         let published = message("d", large.clone());
         let out = round_trip(&published, &[b"cc".to_vec()], "d");
         assert_same(&out.message, &published);
         assert_eq!(
-            out.message.body.as_ptr(),
+            out.message.body().as_ptr(),
             large.as_ptr(),
             "shared, not copied"
         );
@@ -447,7 +382,7 @@ mod tests {
             let held = Held::pack(&m, &keys, &name("d"), Some(HeldId(u64::MAX - 3)));
             assert_eq!(held.stored(), Some(HeldId(u64::MAX - 3)));
             assert_eq!(held.routing_key(), "orders.eu");
-            assert_eq!(held.body_len(), m.body.len());
+            assert_eq!(held.body_len(), m.body_len());
             let back = held.into_parts(&name("d")).expect("unpacks");
             assert_eq!(back.stored, Some(HeldId(u64::MAX - 3)));
             assert_same(&back.message, &m);
@@ -471,12 +406,12 @@ mod tests {
     fn the_message_outlives_nothing_it_was_packed_from() {
         // The rebuilt message must not point into the publish's buffers.
         let buffer = Bytes::from(b"xxxxorders.eusixteen byte msg".to_vec());
-        let published = Message {
-            exchange: name("d"),
-            routing_key: ShortStr::from_bytes(buffer.slice(4..13)).expect("short"),
-            properties: Properties::empty(),
-            body: buffer.slice(13..),
-        };
+        let published = Message::new(
+            &name("d"),
+            &ShortStr::from_bytes(buffer.slice(4..13)).expect("short"),
+            &Properties::empty(),
+            &buffer.slice(13..),
+        );
         let held = Held::pack(&published, &[], &name("d"), None);
         drop(published);
         let mut buffer = buffer;
@@ -486,6 +421,6 @@ mod tests {
         );
         buffer.truncate(0);
         let out = held.into_parts(&name("d")).expect("unpacks");
-        assert_eq!(out.message.body.as_ref(), b"sixteen byte msg");
+        assert_eq!(out.message.body(), b"sixteen byte msg");
     }
 }

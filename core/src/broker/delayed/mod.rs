@@ -34,7 +34,6 @@
 
 pub mod due;
 pub(crate) mod held;
-mod thin;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -211,10 +210,10 @@ impl Delayed {
     /// Holds `message` until `due`, packed (the publish's buffers are let go); a persistent
     /// one on a durable exchange is written to the held store first. A message arriving
     /// while the exchange is being deleted is dropped with it.
-    pub fn hold(&self, due: u64, message: Arc<Message>, keys: &RoutingKeys) -> Holding {
+    pub fn hold(&self, due: u64, message: Message, keys: &RoutingKeys) -> Holding {
         let extra: Vec<&[u8]> = keys.extra().collect();
         let (stored, holding) = match &self.store {
-            Some(store) if message.properties.is_persistent() => {
+            Some(store) if message.properties().is_persistent() => {
                 let owned: Vec<Vec<u8>> = extra.iter().map(|k| k.to_vec()).collect();
                 match store.held.hold(&store.key, due, &message, &owned) {
                     Ok((id, mark)) => (Some(id), Holding::Stored(mark)),
@@ -242,7 +241,7 @@ impl Delayed {
     fn insert(&self, due: u64, message: &Message, keys: &[&[u8]], stored: Option<HeldId>) {
         let name = self
             .exchange_name
-            .get_or_init(|| message.exchange.compact());
+            .get_or_init(|| ShortStr::copy_from_str(message.exchange()).unwrap_or_default());
         let held = Held::pack(message, keys, name, stored);
         let earlier = {
             let mut pending = self.pending.lock();

@@ -58,13 +58,13 @@ fn setup() -> (
     (broker, exchange, queue)
 }
 
-fn message() -> Arc<Message> {
-    Arc::new(Message {
-        exchange: ShortStr::copy_from_str("d").expect("short"),
-        routing_key: ShortStr::copy_from_str("k").expect("short"),
-        properties: Properties::empty(),
-        body: Bytes::from_static(b"m"),
-    })
+fn message() -> Message {
+    Message::new(
+        &ShortStr::copy_from_str("d").expect("short"),
+        &ShortStr::copy_from_str("k").expect("short"),
+        &Properties::empty(),
+        &Bytes::from_static(b"m"),
+    )
 }
 
 #[tokio::test(start_paused = true)]
@@ -110,12 +110,12 @@ async fn an_earlier_insert_wakes_the_driver() {
 async fn extra_keys_route_at_fire_time_and_list_shows_the_packed_message() {
     let (_broker, exchange, queue) = setup();
     let delayed = exchange.delayed().expect("delayed").clone();
-    let unrouted = Arc::new(Message {
-        exchange: ShortStr::copy_from_str("d").expect("short"),
-        routing_key: ShortStr::copy_from_str("elsewhere").expect("short"),
-        properties: Properties::empty(),
-        body: Bytes::from_static(b"sixteen byte msg"),
-    });
+    let unrouted = Message::new(
+        &ShortStr::copy_from_str("d").expect("short"),
+        &ShortStr::copy_from_str("elsewhere").expect("short"),
+        &Properties::empty(),
+        &Bytes::from_static(b"sixteen byte msg"),
+    );
     delayed.hold(
         now_ms() + 1000,
         unrouted,

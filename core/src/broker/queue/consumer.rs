@@ -44,7 +44,7 @@ pub struct Unacked {
     /// The queue it came from (where a requeue puts it back).
     pub queue: Arc<Queue>,
     /// The message.
-    pub message: Arc<Message>,
+    pub message: Message,
     /// Its deadline from enqueue (epoch ms), kept if it is requeued.
     pub deadline: u64,
     /// Its id in the queue's store, if it is stored there.
@@ -183,13 +183,13 @@ impl Consumer {
             }
         }
         let tag = st.record(queue, item, self.no_ack, Some(self));
-        let message = &item.message;
+        let message = item.message.parts();
         let deliver = Deliver {
             consumer_tag: &self.tag,
             delivery_tag: tag,
             redelivered: item.redelivered,
-            exchange: &message.exchange,
-            routing_key: &message.routing_key,
+            exchange: message.exchange,
+            routing_key: message.routing_key,
         };
         channel.sink.push_frames(&mut |out| {
             encode_deliver(
@@ -197,8 +197,8 @@ impl Consumer {
                 channel.number,
                 channel.frame_max,
                 &deliver,
-                &message.properties,
-                &[&message.body],
+                message.properties,
+                &[message.body],
             )
         });
         true

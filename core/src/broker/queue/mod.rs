@@ -91,7 +91,7 @@ pub struct QueueSpec {
 #[derive(Debug)]
 pub struct Dead {
     /// The message as it was in the queue.
-    pub message: Arc<Message>,
+    pub message: Message,
     /// Why it died.
     pub reason: Reason,
 }
@@ -306,7 +306,7 @@ impl Queue {
 
     /// Whether `message` is written to this queue's store when it enters.
     pub fn stores(&self, message: &Message) -> bool {
-        self.store.is_some() && message.properties.is_persistent()
+        self.store.is_some() && message.properties().is_persistent()
     }
 
     /// Records that a stored message left the queue for good.
@@ -409,7 +409,7 @@ impl Queue {
     /// to dead-letter (none if the queue does not dead-letter).
     pub fn reject(
         &self,
-        messages: impl IntoIterator<Item = (Arc<Message>, Option<MessageId>)>,
+        messages: impl IntoIterator<Item = (Message, Option<MessageId>)>,
     ) -> Deaths {
         let mut dead = Vec::new();
         for (message, stored) in messages {
@@ -426,7 +426,7 @@ impl Queue {
     fn kill(
         &self,
         dead: &mut Vec<Dead>,
-        message: Arc<Message>,
+        message: Message,
         stored: Option<MessageId>,
         reason: Reason,
     ) {
@@ -472,7 +472,7 @@ impl Queue {
     /// the message's `expiration` (validated at publish), from `now`.
     fn deadline_of(&self, message: &Message, now: impl FnOnce() -> u64) -> u64 {
         let own = message
-            .properties
+            .properties()
             .expiration()
             .and_then(|raw| parse_expiration(raw).ok());
         match (self.spec.limits.message_ttl, own) {
@@ -577,7 +577,7 @@ impl Queue {
     /// with (computed by [`Queue::deadline_at`] before the write), if it was written.
     pub fn enqueue(
         self: &Arc<Self>,
-        message: Arc<Message>,
+        message: Message,
         stored: Option<(MessageId, u64)>,
         dead: &mut Vec<Dead>,
     ) -> Enqueued {
@@ -590,7 +590,7 @@ impl Queue {
     fn enqueue_locked(
         self: &Arc<Self>,
         st: &mut QueueState,
-        message: Arc<Message>,
+        message: Message,
         stored: Option<(MessageId, u64)>,
     ) -> Enqueued {
         let id = stored.map(|(id, _)| id);
@@ -654,7 +654,7 @@ impl Queue {
     /// id.
     pub fn requeue(
         self: &Arc<Self>,
-        messages: impl DoubleEndedIterator<Item = (Arc<Message>, u64, Option<MessageId>)>,
+        messages: impl DoubleEndedIterator<Item = (Message, u64, Option<MessageId>)>,
     ) -> Deaths {
         self.with_state(|st| {
             if self.is_deleted() {
@@ -731,13 +731,18 @@ impl Queue {
                 next,
                 ..
             } = &mut *st;
-            let Some(item) = ready.front() else {
-                break;
-            };
-            if !self.hand_over(consumers, next, item) {
+            // Taken out to be handed over (a slot is not the full record), put back if no
+            // consumer can take it.
+            if consumers.is_empty() {
                 break;
             }
-            ready.pop_front();
+            let Some(item) = ready.pop_front() else {
+                break;
+            };
+            if !self.hand_over(consumers, next, &item) {
+                ready.push_front(item, now_ms());
+                break;
+            }
             delivered = true;
         }
         if delivered {
@@ -922,7 +927,7 @@ mod tests {
     }
 
     /// Enqueues, with no dead-lettering configured (nothing may die into the void unseen).
-    fn put(q: &Arc<Queue>, message: Arc<Message>) -> Enqueued {
+    fn put(q: &Arc<Queue>, message: Message) -> Enqueued {
         let mut dead = Vec::new();
         let outcome = q.enqueue(message, None, &mut dead);
         assert!(
@@ -961,13 +966,13 @@ mod tests {
         )
     }
 
-    fn message() -> Arc<Message> {
-        Arc::new(Message {
-            exchange: ShortStr::empty(),
-            routing_key: ShortStr::from_static("q"),
-            properties: Properties::empty(),
-            body: Bytes::from_static(b"x"),
-        })
+    fn message() -> Message {
+        Message::new(
+            &ShortStr::empty(),
+            &ShortStr::from_static("q"),
+            &Properties::empty(),
+            &Bytes::from_static(b"x"),
+        )
     }
 
     fn consumer(q: &Arc<Queue>, tag: &'static str, prefetch: u16) -> Arc<Consumer> {
@@ -1035,16 +1040,16 @@ mod tests {
     }
 
     fn body(item: &Queued) -> &[u8] {
-        &item.message.body
+        item.message.body()
     }
 
-    fn numbered(n: u8) -> Arc<Message> {
-        Arc::new(Message {
-            exchange: ShortStr::empty(),
-            routing_key: ShortStr::from_static("q"),
-            properties: Properties::empty(),
-            body: Bytes::from(vec![n; usize::from(n)]),
-        })
+    fn numbered(n: u8) -> Message {
+        Message::new(
+            &ShortStr::empty(),
+            &ShortStr::from_static("q"),
+            &Properties::empty(),
+            &Bytes::from(vec![n; usize::from(n)]),
+        )
     }
 
     #[test]

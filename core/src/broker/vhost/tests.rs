@@ -120,13 +120,13 @@ fn deleting_forgets_the_object_and_its_bindings() {
     assert_eq!(stored(&store), ["queue other"]);
 }
 
-fn message(routing_key: &str) -> Arc<Message> {
-    Arc::new(Message {
-        exchange: ShortStr::empty(),
-        routing_key: ShortStr::copy_from_str(routing_key).expect("short"),
-        properties: Properties::empty(),
-        body: Bytes::from_static(b"m"),
-    })
+fn message(routing_key: &str) -> Message {
+    Message::new(
+        &ShortStr::empty(),
+        &ShortStr::copy_from_str(routing_key).expect("short"),
+        &Properties::empty(),
+        &Bytes::from_static(b"m"),
+    )
 }
 
 #[test]
@@ -165,17 +165,17 @@ fn vhosts_share_no_names_and_name_themselves_in_errors() {
     assert_eq!(broker.vhost_names(), ["/", "/dev"]);
 }
 
-fn persistent(routing_key: &str, body: &'static [u8]) -> Arc<Message> {
-    Arc::new(Message {
-        exchange: ShortStr::copy_from_str("dx").expect("short"),
-        routing_key: ShortStr::copy_from_str(routing_key).expect("short"),
+fn persistent(routing_key: &str, body: &'static [u8]) -> Message {
+    Message::new(
+        &ShortStr::copy_from_str("dx").expect("short"),
+        &ShortStr::copy_from_str(routing_key).expect("short"),
         // delivery-mode 2
-        properties: Properties::parse(Bytes::from_static(&[0x10, 0x00, 2])).expect("valid"),
-        body: Bytes::from_static(body),
-    })
+        &Properties::parse(Bytes::from_static(&[0x10, 0x00, 2])).expect("valid"),
+        &Bytes::from_static(body),
+    )
 }
 
-fn publish(vhost: &VHost, exchange: &str, message: Arc<Message>) -> crate::broker::Outcome {
+fn publish(vhost: &VHost, exchange: &str, message: Message) -> crate::broker::Outcome {
     let exchange = vhost.existing_exchange(exchange).expect("exchange");
     vhost
         .publish(
@@ -216,9 +216,13 @@ fn a_restart_brings_back_durable_objects_bindings_and_persistent_messages_only()
         matches!(stored.durably, Some(crate::broker::Durably::Messages(_))),
         "a persistent message reaching a durable queue is written: {stored:?}"
     );
-    let mut transient = (*message("k")).clone();
-    transient.exchange = ShortStr::copy_from_str("dx").expect("short");
-    let outcome = publish(&vhost, "dx", Arc::new(transient));
+    let transient = Message::new(
+        &ShortStr::copy_from_str("dx").expect("short"),
+        &ShortStr::copy_from_str("k").expect("short"),
+        &Properties::empty(),
+        &Bytes::from_static(b"transient"),
+    );
+    let outcome = publish(&vhost, "dx", transient);
     assert_eq!(outcome.durably, None, "a transient message is not written");
     drop((vhost, broker));
 
@@ -228,7 +232,7 @@ fn a_restart_brings_back_durable_objects_bindings_and_persistent_messages_only()
     let dq = vhost.queue("dq").expect("the durable queue is back");
     let (got, _) = dq.get();
     let (item, left) = got.expect("its persistent message is back");
-    assert_eq!((&item.message.body[..], left), (&b"kept"[..], 0));
+    assert_eq!((item.message.body(), left), (&b"kept"[..], 0));
     assert!(!item.redelivered, "it was never delivered");
     // The binding was replayed into the plugin.
     assert_eq!(

@@ -172,8 +172,8 @@ impl Channel {
         let method = AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
             delivery_tag: tag,
             redelivered: item.redelivered,
-            exchange: message.exchange.as_str().into(),
-            routing_key: message.routing_key.as_str().into(),
+            exchange: message.exchange().into(),
+            routing_key: message.routing_key().into(),
             message_count: remaining as u32,
         }));
         ctx.send_with_content(self.number, &method, &message);
@@ -309,7 +309,7 @@ pub(super) fn release_credit(settled: &[Unacked]) {
 }
 
 /// Settled deliveries of one queue, oldest first: each message with its deadline and store id.
-type QueueGroup = (Arc<Queue>, Vec<(Arc<Message>, u64, Option<MessageId>)>);
+type QueueGroup = (Arc<Queue>, Vec<(Message, u64, Option<MessageId>)>);
 
 /// Groups settled deliveries by the queue they came from.
 fn by_queue(unacked: Vec<Unacked>) -> Vec<QueueGroup> {

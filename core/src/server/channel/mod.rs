@@ -92,13 +92,10 @@ impl ConnCtx {
         let frame_max = self.frame_max;
         self.outbox
             .push(|out| match encode_method(out, channel, method) {
-                Ok(()) => encode_content(
-                    out,
-                    channel,
-                    frame_max,
-                    &message.properties,
-                    &[&message.body],
-                ),
+                Ok(()) => {
+                    let parts = message.parts();
+                    encode_content(out, channel, frame_max, parts.properties, &[parts.body]);
+                }
                 Err(e) => tracing::error!("cannot encode {method:?}: {e}"),
             });
     }

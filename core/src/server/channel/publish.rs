@@ -245,12 +245,9 @@ impl Channel {
                 );
             }
         }
-        let message = Arc::new(Message {
-            exchange: publish.exchange,
-            routing_key: publish.routing_key,
-            properties,
-            body,
-        });
+        // The one copy between socket and queue: the message stops pointing into the read
+        // buffer here (see `broker::message`).
+        let message = Message::new(&publish.exchange, &publish.routing_key, &properties, &body);
         let keys = distribution.keys;
         if let Some(tx) = &mut self.tx {
             let op = TxOp::Publish {
@@ -278,7 +275,7 @@ impl Channel {
         &mut self,
         ctx: &ConnCtx,
         exchange: &Arc<Exchange>,
-        message: Arc<Message>,
+        message: Message,
         keys: &RoutingKeys,
         mandatory: bool,
     ) -> Result<(bool, Option<Durably>), AmqpError> {
@@ -306,8 +303,8 @@ impl Channel {
         let method = AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
             reply_code: ReplyCode::NoRoute.code(),
             reply_text: "NO_ROUTE".into(),
-            exchange: message.exchange.as_str().into(),
-            routing_key: message.routing_key.as_str().into(),
+            exchange: message.exchange().into(),
+            routing_key: message.routing_key().into(),
         }));
         ctx.send_with_content(self.number, &method, message);
     }

@@ -32,7 +32,7 @@ use crate::store::Stores;
 pub(super) enum TxOp {
     Publish {
         exchange: Arc<Exchange>,
-        message: Arc<Message>,
+        message: Message,
         keys: RoutingKeys,
         mandatory: bool,
     },

@@ -15,7 +15,6 @@
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
@@ -43,7 +42,7 @@ struct Stored {
     /// Queues holding it that have not recovered it yet (counted when the open ends).
     waiting: u32,
     /// Its body, read at open, until `waiting` drops to zero.
-    body: Option<Arc<Message>>,
+    body: Option<Message>,
 }
 
 /// How much of a segment is still needed.
@@ -138,7 +137,7 @@ impl Index {
 
     /// Folds one record in: `body`, `len` bytes long, at `offset` in `segment`. `message` is
     /// the body of an Enqueue, read at open, to hold until the queues have recovered it.
-    pub fn apply(&mut self, body: &Body<'_>, at: Located, message: Option<Arc<Message>>) {
+    pub fn apply(&mut self, body: &Body<'_>, at: Located, message: Option<Message>) {
         match *body {
             Body::Enqueue { id, entries, .. } => self.enqueue(id, entries, at, message),
             Body::Remove { id, queue } => {
@@ -185,13 +184,7 @@ impl Index {
     }
 
     /// An Enqueue: fresh, or a copy of a message the log holds (which moves it to `at`).
-    fn enqueue(
-        &mut self,
-        id: u64,
-        entries: Entries<'_>,
-        at: Located,
-        message: Option<Arc<Message>>,
-    ) {
+    fn enqueue(&mut self, id: u64, entries: Entries<'_>, at: Located, message: Option<Message>) {
         self.saw(id);
         let mut added = 0;
         for entry in entries {
@@ -263,7 +256,7 @@ impl Index {
     pub fn recover(
         &mut self,
         queue: &QueueKey,
-        mut read: impl FnMut(&Located) -> StoreResult<Arc<Message>>,
+        mut read: impl FnMut(&Located) -> StoreResult<Message>,
     ) -> StoreResult<Vec<Recovered>> {
         let Some(&slot) = self.names.get(queue_name(queue).as_slice()) else {
             return Ok(Vec::new());

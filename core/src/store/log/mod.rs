@@ -329,7 +329,7 @@ impl<'a> BodyReader<'a> {
         }
     }
 
-    fn read(&mut self, at: &index::Located) -> StoreResult<Arc<Message>> {
+    fn read(&mut self, at: &index::Located) -> StoreResult<Message> {
         let file = match self.files.iter().position(|(s, _)| *s == at.segment) {
             Some(i) => &self.files[i].1,
             None => {
@@ -351,6 +351,6 @@ impl<'a> BodyReader<'a> {
             return Err(corrupt("not an Enqueue record".into()));
         };
         let (message, _) = super::codec::decode(&bytes::Bytes::copy_from_slice(message))?;
-        Ok(Arc::new(message))
+        Ok(message)
     }
 }

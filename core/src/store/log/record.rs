@@ -458,12 +458,12 @@ mod tests {
     }
 
     fn message() -> Message {
-        Message {
-            exchange: ShortStr::copy_from_str("x").expect("short"),
-            routing_key: ShortStr::copy_from_str("k").expect("short"),
-            properties: Properties::empty(),
-            body: Bytes::from_static(b"body"),
-        }
+        Message::new(
+            &ShortStr::copy_from_str("x").expect("short"),
+            &ShortStr::copy_from_str("k").expect("short"),
+            &Properties::empty(),
+            &Bytes::from_static(b"body"),
+        )
     }
 
     fn sealed() -> Vec<u8> {
@@ -507,7 +507,7 @@ mod tests {
             .collect();
         assert_eq!(entries, [(queue("a"), 5, 0), (queue("b"), 6, 0)]);
         let (back, used) = codec::decode(&Bytes::copy_from_slice(m)).expect("message");
-        assert_eq!((back.body, used), (message().body, m.len()));
+        assert_eq!((back.body(), used), (message().body(), m.len()));
         let mut at = first.len;
         let second = read(&buf, at).expect("remove");
         assert!(

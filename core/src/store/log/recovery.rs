@@ -25,7 +25,6 @@
 //! name, then +1 per record), or if it passed its checksum but does not parse.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -151,7 +150,7 @@ fn replay(buf: &[u8], first: u64, index: &mut Index) -> Replayed {
             && index.wants_body(id)
         {
             match codec::decode(&Bytes::copy_from_slice(message)) {
-                Ok((m, used)) if used == message.len() => body = Some(Arc::new(m)),
+                Ok((m, used)) if used == message.len() => body = Some(m),
                 Ok(_) => {
                     return stop(at, expected, "bytes after the stored message".into());
                 }

@@ -72,16 +72,16 @@ fn queue(name: &str) -> QueueKey {
 }
 
 fn message(body: impl Into<Vec<u8>>) -> Message {
-    Message {
-        exchange: ShortStr::copy_from_str("ex").expect("short"),
-        routing_key: ShortStr::copy_from_str("key").expect("short"),
-        properties: Properties::parse(Bytes::from_static(&[0x10, 0x00, 2])).expect("delivery mode"),
-        body: Bytes::from(body.into()),
-    }
+    Message::new(
+        &ShortStr::copy_from_str("ex").expect("short"),
+        &ShortStr::copy_from_str("key").expect("short"),
+        &Properties::parse(Bytes::from_static(&[0x10, 0x00, 2])).expect("delivery mode"),
+        &Bytes::from(body.into()),
+    )
 }
 
 fn body_of(r: &Recovered) -> String {
-    String::from_utf8_lossy(&r.message.body).into_owned()
+    String::from_utf8_lossy(r.message.body()).into_owned()
 }
 
 fn bodies(store: &MessageLog, q: &QueueKey) -> Vec<String> {

@@ -110,7 +110,7 @@ impl ReadSide {
     }
 
     /// Reads what is available into `buf`'s spare capacity (0: the peer closed).
-    pub async fn read_buf(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
+    pub async fn read_buf<B: bytes::BufMut>(&mut self, buf: &mut B) -> std::io::Result<usize> {
         match self {
             ReadSide::Tcp(reader) => reader.read_buf(buf).await,
             ReadSide::Tls(reader) => reader.read_buf(buf).await,

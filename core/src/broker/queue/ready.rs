@@ -435,7 +435,7 @@ mod tests {
         let mut gone = 0;
         r.expire(50, usize::MAX, |_| gone += 1);
         assert_eq!(gone, 1);
-        assert!(r.front().is_none());
+        assert!(r.is_empty());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use amq_protocol::protocol::{AMQPClass, gen_class, parse_class};
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::ProtocolError;
-use super::content::{BASIC_CLASS_ID, Properties, Props, write_header_payload};
+use super::content::{BASIC_CLASS_ID, Props, write_header_payload};
 use super::frame::write_frame_head;
 use super::frame::{FRAME_END, FRAME_HEADER_LEN, FRAME_MIN_SIZE, FRAME_OVERHEAD, FrameType};
 use super::shortstr::ShortStr;
@@ -501,6 +501,7 @@ fn put_name(out: &mut BytesMut, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Properties;
     use crate::protocol::ReplyCode;
     use crate::protocol::testutil::{XorShift, publish_method};
     use amq_protocol::frame::{AMQPFrame, parse_frame};

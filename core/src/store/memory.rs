@@ -5,7 +5,6 @@
 //! last written.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
@@ -282,6 +281,8 @@ impl HeldStore for MemoryStore {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::store::conformance::{self, Reopen};
 

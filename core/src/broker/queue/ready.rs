@@ -248,13 +248,6 @@ impl Ready {
         self.levels.iter().rposition(|l| l.live > 0)
     }
 
-    /// The next message to deliver, if any.
-    pub fn front(&self) -> Option<&Message> {
-        let level = self.top_level()?;
-        // A level with live messages starts with one (see `Level::trim`).
-        Some(&self.levels[level].slots.front()?.as_ref()?.message)
-    }
-
     /// Takes the next message to deliver.
     pub fn pop_front(&mut self) -> Option<Queued> {
         let level = self.top_level()?;
@@ -442,7 +435,7 @@ mod tests {
         let mut gone = 0;
         r.expire(50, usize::MAX, |_| gone += 1);
         assert_eq!(gone, 1);
-        assert!(r.front().is_none());
+        assert!(r.is_empty());
     }
 
     #[test]

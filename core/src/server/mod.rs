@@ -73,6 +73,9 @@ pub struct Config {
     /// Stores to run on instead of the disk stores in the data directory (tests that make a
     /// store fail on demand, embedders).
     pub stores: Option<Stores>,
+    /// Memory the process may hold before publishers are blocked (RabbitMQ's
+    /// `vm_memory_high_watermark`).
+    pub memory_high_watermark: crate::alarm::MemoryWatermark,
 }
 
 impl Default for Config {
@@ -94,6 +97,7 @@ impl Default for Config {
             sync: SyncPolicy::Always,
             disk_free_limit: 50_000_000,
             stores: None,
+            memory_high_watermark: crate::alarm::MemoryWatermark::default(),
         }
     }
 }
@@ -312,6 +316,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         Arc::downgrade(broker.alarms()),
         config.data_dir.clone(),
         config.disk_free_limit,
+    );
+    crate::alarm::watch_memory(
+        Arc::downgrade(broker.alarms()),
+        config.memory_high_watermark,
     );
     let (listener, local_addr) = bind(Listener::Amqp, config.listen).await?;
     let management_listener = match config.management_listen {

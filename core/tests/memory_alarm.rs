@@ -131,8 +131,8 @@ async fn publish(
             body[..8].copy_from_slice(&next.to_be_bytes());
             let Ok(confirm) = ch
                 .basic_publish(
-                    "".into(),
-                    queue.as_str().into(),
+                    "",
+                    queue.as_str(),
                     BasicPublishOptions::default(),
                     &body,
                     BasicProperties::default(),
@@ -229,13 +229,9 @@ async fn a_consumer_that_never_reads_gets_publishers_blocked_not_the_broker_kill
         .await
         .expect("connects");
     let ch = setup.create_channel().await.expect("a channel");
-    ch.queue_declare(
-        queue.into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("declared");
+    ch.queue_declare(queue, QueueDeclareOptions::default(), FieldTable::default())
+        .await
+        .expect("declared");
 
     let slow = common::raw_amqp::consume_without_reading(broker.amqp_addr(), queue, 65535);
     let publisher = Publisher::start(&uri, queue).await;
@@ -292,8 +288,8 @@ async fn a_consumer_that_never_reads_gets_publishers_blocked_not_the_broker_kill
         .expect("qos");
     let mut deliveries = dch
         .basic_consume(
-            queue.into(),
-            "drain".into(),
+            queue,
+            "drain",
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
@@ -350,9 +346,9 @@ async fn a_consumer_that_never_reads_gets_publishers_blocked_not_the_broker_kill
         broker.output()
     );
     drainer.abort();
-    let _ = publisher.conn.close(200, "done".into()).await;
-    let _ = drain.close(200, "done".into()).await;
-    let _ = setup.close(200, "done".into()).await;
+    let _ = publisher.conn.close(200, "done").await;
+    let _ = drain.close(200, "done").await;
+    let _ = setup.close(200, "done").await;
     broker.stop();
 }
 
@@ -366,7 +362,7 @@ async fn a_zero_watermark_blocks_the_first_publish_and_consumers_still_work() {
         .expect("connects");
     let cch = consumer.create_channel().await.expect("a channel");
     cch.queue_declare(
-        "zero".into(),
+        "zero",
         QueueDeclareOptions::default(),
         FieldTable::default(),
     )
@@ -378,7 +374,7 @@ async fn a_zero_watermark_blocks_the_first_publish_and_consumers_still_work() {
     // The connection that only consumes is still read and answered.
     let served = tokio::time::timeout(PATIENCE, async {
         cch.queue_declare(
-            "zero".into(),
+            "zero",
             QueueDeclareOptions {
                 passive: true,
                 ..QueueDeclareOptions::default()
@@ -388,8 +384,8 @@ async fn a_zero_watermark_blocks_the_first_publish_and_consumers_still_work() {
         .await
         .expect("a passive declare while the alarm is raised");
         cch.basic_consume(
-            "zero".into(),
-            "c".into(),
+            "zero",
+            "c",
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )

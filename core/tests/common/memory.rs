@@ -1,5 +1,8 @@
 //! What a test measures of a broker process's memory, from `/proc/<pid>/status` (Linux).
 
+// Every test crate that has `mod common;` compiles this; not every one uses all of it.
+#![allow(dead_code)]
+
 /// A `kB` line of `/proc/<pid>/status` (`VmRSS`, `VmSize`, `VmHWM`), in bytes.
 pub fn status_bytes(pid: u32, key: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -30,5 +33,7 @@ pub fn raise_nofile() -> u64 {
             return 0;
         }
     }
-    lim.rlim_cur as u64
+    #[allow(clippy::unnecessary_cast)] // rlim_t differs between libc targets
+    let soft = lim.rlim_cur as u64;
+    soft
 }

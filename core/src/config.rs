@@ -6,8 +6,9 @@
 //! `log_level`, `sync`, `disk_free_limit`, `default_user`, `default_pass`,
 //! `load_definitions`, plus `loopback_users` (a list),
 //! `frame_max`, `channel_max`, `heartbeat`, `max_message_size`, `tls_cert`, `tls_key`,
-//! `tls_ca`, `tls_verify_peer` (a boolean), `tls_listen`, `management_tls_listen`); unknown
-//! keys are an error so a typo does not silently fall back to a default.
+//! `tls_ca`, `tls_verify_peer` (a boolean), `tls_listen`, `management_tls_listen`,
+//! `memory_high_watermark`); unknown keys are an error so a typo does not silently fall back
+//! to a default.
 //!
 //! TLS (AMQPS and HTTPS) is on when `tls_cert` and `tls_key` are both given; `tls_ca` asks
 //! clients for a certificate (optional unless `tls_verify_peer`).
@@ -15,13 +16,15 @@
 //! `sync` is `always` (the default: a confirm means the message was synced to disk) or
 //! `interval:<duration>` (e.g. `interval:100ms`: synced on that timer, see
 //! [`SyncPolicy`]). `disk_free_limit` is a size (`50MB`, `1GiB`, `52428800`; `0` turns the
-//! disk alarm off).
+//! disk alarm off). `memory_high_watermark` is a fraction of the available memory (`0.4`,
+//! with a decimal point) or a size (`1GiB`); see [`MemoryWatermark`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::alarm::MemoryWatermark;
 use crate::server::Config;
 use crate::store::SyncPolicy;
 
@@ -72,6 +75,8 @@ pub struct FileConfig {
     pub tls_listen: Option<SocketAddr>,
     /// Management API HTTPS address.
     pub management_tls_listen: Option<SocketAddr>,
+    /// Memory held above which publishers are blocked (a fraction or a size).
+    pub memory_high_watermark: Option<String>,
 }
 
 /// Why the configuration could not be read.
@@ -214,6 +219,8 @@ pub struct Overrides {
     pub tls_listen: Option<SocketAddr>,
     /// `--management-tls-listen`.
     pub management_tls_listen: Option<SocketAddr>,
+    /// `--memory-high-watermark`.
+    pub memory_high_watermark: Option<String>,
 }
 
 /// Merges overrides, file and defaults. The plugins directory defaults to
@@ -245,6 +252,13 @@ pub fn resolve(overrides: Overrides, file: FileConfig) -> Result<Config, ConfigE
             .or(file.tls_verify_peer)
             .unwrap_or(false),
     )?;
+    let memory_high_watermark = match overrides
+        .memory_high_watermark
+        .or(file.memory_high_watermark)
+    {
+        Some(value) => MemoryWatermark::parse("--memory-high-watermark", &value)?,
+        None => defaults.memory_high_watermark,
+    };
     Ok(Config {
         listen: overrides.listen.or(file.listen).unwrap_or(defaults.listen),
         management_listen: overrides
@@ -281,6 +295,7 @@ pub fn resolve(overrides: Overrides, file: FileConfig) -> Result<Config, ConfigE
             .management_tls_listen
             .or(file.management_tls_listen)
             .or(defaults.management_tls_listen),
+        memory_high_watermark,
         ..defaults
     })
 }
@@ -403,6 +418,44 @@ mod tests {
             let err = parse_sync(bad).expect_err(bad);
             assert!(err.to_string().contains("--sync"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_memory_high_watermark_comes_from_a_flag_or_the_file() {
+        let defaults = resolve(Overrides::default(), FileConfig::default()).expect("valid");
+        assert_eq!(
+            defaults.memory_high_watermark,
+            MemoryWatermark::Relative(0.4),
+            "RabbitMQ's 0.4"
+        );
+        let file: FileConfig =
+            toml::from_str("memory_high_watermark = \"1GiB\"\n").expect("parses");
+        let from_file = resolve(Overrides::default(), file).expect("valid");
+        assert_eq!(
+            from_file.memory_high_watermark,
+            MemoryWatermark::Absolute(1 << 30)
+        );
+        let flag = Overrides {
+            memory_high_watermark: Some("0.25".into()),
+            ..Overrides::default()
+        };
+        let file: FileConfig =
+            toml::from_str("memory_high_watermark = \"1GiB\"\n").expect("parses");
+        let config = resolve(flag, file).expect("valid");
+        assert_eq!(
+            config.memory_high_watermark,
+            MemoryWatermark::Relative(0.25)
+        );
+        let bad = Overrides {
+            memory_high_watermark: Some("2.5".into()),
+            ..Overrides::default()
+        };
+        let err = resolve(bad, FileConfig::default()).expect_err("above 1");
+        assert!(
+            err.to_string()
+                .starts_with("invalid --memory-high-watermark '2.5'"),
+            "{err}"
+        );
     }
 
     #[test]

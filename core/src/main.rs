@@ -53,6 +53,11 @@ struct Args {
     /// `2GiB`; `0` turns the disk alarm off [default: 50MB].
     #[arg(long, env = "WARREN_DISK_FREE_LIMIT")]
     disk_free_limit: Option<String>,
+    /// Memory the broker may hold before publishing connections are blocked: a fraction of
+    /// the machine's (or the cgroup's) memory, e.g. `0.4`, or a size, e.g. `1GiB`; `0`
+    /// blocks all publishing [default: 0.4].
+    #[arg(long, env = "WARREN_MEMORY_HIGH_WATERMARK")]
+    memory_high_watermark: Option<String>,
     /// TOML config file with the same keys (underscores for dashes).
     #[arg(long, env = "WARREN_CONFIG")]
     config: Option<PathBuf>,
@@ -152,6 +157,7 @@ fn main() -> ExitCode {
             tls_verify_peer: args.tls_verify_peer.then_some(true),
             tls_listen: args.tls_listen,
             management_tls_listen: args.management_tls_listen,
+            memory_high_watermark: args.memory_high_watermark,
         },
         file,
     ) {

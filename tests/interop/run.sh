@@ -4,8 +4,9 @@
 #   tests/interop/run.sh            # build warren, start it on a free port, run the suite
 #   AMQP_URI=amqp://... run.sh      # run the suite against that broker instead (e.g. RabbitMQ)
 #
-# test_disk_alarm.py starts Warrens of its own (the binary in WARREN_BIN, exported here when
-# this script builds Warren); with an external AMQP_URI it is skipped. test_tenancy.py uses
+# test_disk_alarm.py and test_memory_alarm.py start Warrens of their own (the binary in
+# WARREN_BIN, exported here when this script builds Warren); with an external AMQP_URI they
+# are skipped. test_tenancy.py uses
 # the management API at MGMT_URL (exported here for the Warren it starts; with an external
 # AMQP_URI, pass MGMT_URL too or it is skipped).
 #

@@ -1,8 +1,9 @@
 //! Health checks, as load balancers and orchestrators probe RabbitMQ:
 //!
 //! - `GET /api/health/checks/alarms`: 200 `{"status": "ok"}` while no resource alarm is
-//!   raised, 503 `{"status": "failed", "reason": …, "alarms": […]}` while one is (a probe
-//!   reads the status code);
+//!   raised, 503 `{"status": "failed", "reason": …, "alarms": [{"node", "resource"}]}` while
+//!   one is (a probe reads the status code), with RabbitMQ's reason and resource names
+//!   (`memory`, `disk space`);
 //! - `GET /api/aliveness-test/{vhost}`: proves that the vhost takes and hands back a message
 //!   — it declares the queue `aliveness-test` (left in place, as RabbitMQ leaves it),
 //!   publishes a message to it through the default exchange and gets it back, all through
@@ -17,6 +18,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::{Api, ApiError, ApiResult, Caller};
+use crate::alarm::Raised;
 use crate::broker::vhost::QueueDeclare;
 use crate::broker::{Message, Origin, Publish, PublishScratch, Routed, RoutingKeys};
 use crate::protocol::{Properties, ShortStr};
@@ -28,21 +30,30 @@ const ALIVENESS_BODY: &[u8] = b"test_message";
 /// The connection id the API's own declares use: no connection owns what they make.
 const NO_CONNECTION: u64 = 0;
 
+/// RabbitMQ's reason text for a failed alarms check.
+const ALARMS_REASON: &str = "There are alarms in effect in the cluster";
+
+/// The raised alarms as RabbitMQ lists them: `{"node": …, "resource": "memory"}` (or
+/// `"disk space"`). Also what `/api/overview` shows under `alarms`.
+pub(super) fn node_alarms(api: &Api, raised: Raised) -> Vec<serde_json::Value> {
+    raised
+        .resources()
+        .into_iter()
+        .map(|resource| json!({ "node": api.node.name, "resource": resource }))
+        .collect()
+}
+
 async fn alarms(State(api): State<Api>, _caller: Caller) -> Response {
     let raised = api.broker.alarms().raised();
     if !raised.any() {
         return Json(json!({ "status": "ok" })).into_response();
     }
-    let mut alarms = Vec::new();
-    if raised.disk {
-        alarms.push(json!({ "node": api.node.name, "resource": "disk" }));
-    }
     (
         StatusCode::SERVICE_UNAVAILABLE,
         Json(json!({
             "status": "failed",
-            "reason": "resource alarm(s) in effect",
-            "alarms": alarms,
+            "reason": ALARMS_REASON,
+            "alarms": node_alarms(&api, raised),
         })),
     )
         .into_response()

@@ -3,7 +3,9 @@
 //! `rabbitmqadmin list nodes` read memory, file descriptors, disk space and the alarms here.
 //!
 //! Figures are read from the process when asked (`/proc/self` on Linux): resident memory,
-//! open file descriptors and their limit, free disk space under the data directory. What an
+//! open file descriptors and their limit, free disk space under the data directory. The
+//! memory figures are the memory alarm's: `mem_limit` is the high watermark in bytes (0 when
+//! the alarm is off), `mem_alarm` whether it is raised. What an
 //! Erlang node reports and Warren has no counterpart for (reductions, garbage collection,
 //! Mnesia transactions, I/O averages) is left out.
 
@@ -13,28 +15,6 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::{Api, ApiError, ApiResult, Caller};
-
-/// Resident memory of this process in bytes (0 where it cannot be read).
-pub fn resident_bytes() -> u64 {
-    // statm: size resident shared … in pages.
-    let pages = std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .unwrap_or(0);
-    pages * page_size()
-}
-
-fn page_size() -> u64 {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: sysconf has no preconditions; it returns -1 on error, handled below.
-        let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        if size > 0 {
-            return size as u64;
-        }
-    }
-    4096
-}
 
 /// Open file descriptors and the soft limit on them.
 fn file_descriptors() -> (u64, u64) {
@@ -61,6 +41,12 @@ async fn node_json(api: &Api) -> Value {
         .unwrap_or(0);
     let (fd_used, fd_total) = file_descriptors();
     let raised = api.broker.alarms().raised();
+    // The monitor's figure is at most one sample old; a fresh read costs as little and is
+    // what a caller asking right now expects.
+    let mem_used = crate::alarm::memory::resident_bytes()
+        .or(api.broker.alarms().memory().map(|m| m.used))
+        .unwrap_or(0);
+    let mem_limit = api.broker.alarms().memory().map_or(0, |m| m.limit);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -71,9 +57,9 @@ async fn node_json(api: &Api) -> Value {
         "running": true,
         "os_pid": std::process::id().to_string(),
         "uptime": now.saturating_sub(api.node.started_at),
-        "mem_used": resident_bytes(),
-        "mem_limit": 0,
-        "mem_alarm": false,
+        "mem_used": mem_used,
+        "mem_limit": mem_limit,
+        "mem_alarm": raised.memory,
         "mem_calculation_strategy": "rss",
         "disk_free": disk_free,
         "disk_free_limit": api.node.disk_free_limit,

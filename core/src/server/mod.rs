@@ -94,6 +94,9 @@ pub struct Config {
     pub tls_listen: SocketAddr,
     /// Address of the management API over HTTPS, started when `tls` is set (`None`: not).
     pub management_tls_listen: Option<SocketAddr>,
+    /// Memory the process may hold before publishers are blocked (RabbitMQ's
+    /// `vm_memory_high_watermark`).
+    pub memory_high_watermark: crate::alarm::MemoryWatermark,
 }
 
 impl Default for Config {
@@ -118,6 +121,7 @@ impl Default for Config {
             tls: None,
             tls_listen: DEFAULT_TLS_LISTEN,
             management_tls_listen: Some(DEFAULT_MANAGEMENT_TLS_LISTEN),
+            memory_high_watermark: crate::alarm::MemoryWatermark::default(),
         }
     }
 }
@@ -365,6 +369,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     );
     // Read before any socket is bound: broken files stop the start like a taken port.
     let tls = config.tls.as_ref().map(Tls::new).transpose()?;
+    crate::alarm::watch_memory(
+        Arc::downgrade(broker.alarms()),
+        config.memory_high_watermark,
+    );
     let (listener, local_addr) = bind(Listener::Amqp, config.listen).await?;
     let management_listener = match config.management_listen {
         Some(addr) => Some(bind(Listener::Management, addr).await?),

@@ -17,7 +17,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::spawn_warren;
+use super::spawn_warren_under;
 
 /// How long a start may take before the test calls it a failure (generous: a loaded
 /// 2-core machine has been seen to take 15 s to create a fresh data directory's stores).
@@ -93,11 +93,22 @@ pub struct BrokerProcess {
     runs: u32,
     amqp: SocketAddr,
     admin: SocketAddr,
+    /// Flags added to every run's command line.
+    extra_args: Vec<String>,
+    /// A command the binary is run under (e.g. `prlimit --as=N --`), if any.
+    wrapper: Vec<String>,
 }
 
 impl BrokerProcess {
     /// Starts the broker on `data_dir` and waits until it listens on both its ports.
     pub fn start(data_dir: &Path) -> BrokerProcess {
+        BrokerProcess::start_with(data_dir, &[], &[])
+    }
+
+    /// Like [`Self::start`], with `extra_args` added to the command line and the binary run
+    /// under `wrapper` (a command that ends by executing its arguments, like `prlimit --as=N
+    /// --`, so the process is still the broker).
+    pub fn start_with(data_dir: &Path, extra_args: &[&str], wrapper: &[&str]) -> BrokerProcess {
         let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
         let mut broker = BrokerProcess {
             data_dir: data_dir.to_owned(),
@@ -107,6 +118,8 @@ impl BrokerProcess {
             runs: 0,
             amqp: unbound,
             admin: unbound,
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            wrapper: wrapper.iter().map(|a| a.to_string()).collect(),
         };
         broker.launch();
         broker
@@ -178,9 +191,19 @@ impl BrokerProcess {
         }
     }
 
+    /// The process id of the current run (the broker itself, also under a wrapper).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// `amqp://guest:guest@127.0.0.1:PORT/%2f` of the current run.
     pub fn amqp_uri(&self) -> String {
         format!("amqp://guest:guest@{}/%2f", self.amqp)
+    }
+
+    /// The AMQP listener's address of the current run.
+    pub fn amqp_addr(&self) -> SocketAddr {
+        self.amqp
     }
 
     /// `http://127.0.0.1:PORT` of the current run's management API.
@@ -212,17 +235,17 @@ impl BrokerProcess {
             log.lines
                 .push(format!("----- warren run {} -----", self.runs));
         }
-        let mut child = spawn_warren(
-            &[
-                "--listen",
-                "127.0.0.1:0",
-                "--management-listen",
-                "127.0.0.1:0",
-                "--log-level",
-                "info",
-            ],
-            &self.data_dir,
-        );
+        let mut args: Vec<&str> = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--management-listen",
+            "127.0.0.1:0",
+            "--log-level",
+            "info",
+        ];
+        args.extend(self.extra_args.iter().map(String::as_str));
+        let wrapper: Vec<&str> = self.wrapper.iter().map(String::as_str).collect();
+        let mut child = spawn_warren_under(&wrapper, &args, &self.data_dir);
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
         self.readers = vec![

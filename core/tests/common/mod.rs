@@ -2,6 +2,8 @@
 //! for them): a clean environment, captured output, and a bounded wait for it to exit.
 
 pub mod broker_process;
+pub mod memory;
+pub mod raw_amqp;
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -10,7 +12,22 @@ use std::time::{Duration, Instant};
 /// Starts `warren` with `args` on `data_dir`, with none of the `WARREN_*` settings of the
 /// environment the tests run in.
 pub fn spawn_warren(args: &[&str], data_dir: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_warren"))
+    spawn_warren_under(&[], args, data_dir)
+}
+
+/// [`spawn_warren`] run under `wrapper` (`prlimit --as=N --`: the wrapper's arguments, then
+/// the binary and its own); an empty wrapper runs the binary directly.
+pub fn spawn_warren_under(wrapper: &[&str], args: &[&str], data_dir: &Path) -> Child {
+    let binary = env!("CARGO_BIN_EXE_warren");
+    let mut command = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(binary);
+            c
+        }
+        None => Command::new(binary),
+    };
+    command
         .args(args)
         .arg("--data-dir")
         .arg(data_dir)
@@ -21,6 +38,7 @@ pub fn spawn_warren(args: &[&str], data_dir: &Path) -> Child {
         .env_remove("WARREN_DATA_DIR")
         .env_remove("WARREN_SYNC")
         .env_remove("WARREN_DISK_FREE_LIMIT")
+        .env_remove("WARREN_MEMORY_HIGH_WATERMARK")
         .env_remove("WARREN_LOG_LEVEL")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

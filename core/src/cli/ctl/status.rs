@@ -1,6 +1,7 @@
-//! `status`: what `GET /api/overview` and the alarms health check say about the node.
-//! Whatever a server leaves out is simply not printed, so the same command reads a RabbitMQ
-//! node and a Warren one.
+//! `status`: what `GET /api/overview`, the node (`GET /api/nodes/{node}`: memory used and
+//! the high watermark) and the alarms health check say about the node. Whatever a server
+//! leaves out is simply not printed, so the same command reads a RabbitMQ node and a Warren
+//! one.
 
 use std::io::Write;
 
@@ -36,15 +37,21 @@ fn text(value: Option<&Value>) -> Option<String> {
 pub fn show(ctx: &Ctx, out: &mut dyn Write) -> Result<(), ApiError> {
     let overview = ctx.client.get(&path(&["overview"]))?;
     let node = text(overview.get("node"));
-    // RabbitMQ gives uptime per node; a server may also put it in the overview.
-    let uptime_ms = overview.get("uptime").and_then(Value::as_u64).or_else(|| {
-        let node = node.as_deref()?;
-        ctx.client
-            .get(&path(&["nodes", node]))
-            .ok()?
-            .get("uptime")
+    // Memory (and, in RabbitMQ, uptime) are per node.
+    let node_doc = node
+        .as_deref()
+        .and_then(|node| ctx.client.get(&path(&["nodes", node])).ok());
+    let node_field = |key: &str| {
+        node_doc
+            .as_ref()
+            .and_then(|d| d.get(key))
             .and_then(Value::as_u64)
-    });
+    };
+    let uptime_ms = overview
+        .get("uptime")
+        .and_then(Value::as_u64)
+        .or_else(|| node_field("uptime"));
+    let memory = node_field("mem_used").map(|used| (used, node_field("mem_limit")));
     let alarm = alarms(ctx);
     if ctx.style.json {
         let alarms = match &alarm {
@@ -52,7 +59,13 @@ pub fn show(ctx: &Ctx, out: &mut dyn Write) -> Result<(), ApiError> {
             Ok(Some(reason)) => json!({"status": "failed", "reason": reason}),
             Err(e) => json!({"status": "unknown", "reason": e.to_string()}),
         };
-        let doc = json!({"overview": overview, "uptime_ms": uptime_ms, "alarms": alarms});
+        let memory = memory.map(|(used, limit)| json!({"used": used, "limit": limit}));
+        let doc = json!({
+            "overview": overview,
+            "uptime_ms": uptime_ms,
+            "memory": memory,
+            "alarms": alarms,
+        });
         return writeln!(out, "{doc:#}").map_err(output_error);
     }
     let mut lines = Vec::new();
@@ -122,6 +135,15 @@ pub fn show(ctx: &Ctx, out: &mut dyn Write) -> Result<(), ApiError> {
             lines.extend(counts);
         }
     }
+    if let Some((used, limit)) = memory {
+        lines.push(String::new());
+        lines.push("Memory".into());
+        lines.push(String::new());
+        lines.push(format!("Total memory used: {}", mebibytes(used)));
+        if let Some(limit) = limit {
+            lines.push(format!("Memory high watermark: {}", mebibytes(limit)));
+        }
+    }
     lines.push(String::new());
     lines.push("Alarms".into());
     lines.push(String::new());
@@ -130,10 +152,23 @@ pub fn show(ctx: &Ctx, out: &mut dyn Write) -> Result<(), ApiError> {
         Ok(Some(reason)) => reason.clone(),
         Err(e) => format!("(unknown: {e})"),
     });
+    // Which alarms, where the server lists them in its overview (Warren does).
+    if let (Ok(Some(_)), Some(Value::Array(raised))) = (&alarm, overview.get("alarms")) {
+        for a in raised {
+            let resource = text(a.get("resource")).unwrap_or_default();
+            let node = text(a.get("node")).unwrap_or_default();
+            lines.push(format!("{resource} alarm on node {node}"));
+        }
+    }
     for line in lines {
         writeln!(out, "{line}").map_err(output_error)?;
     }
     Ok(())
+}
+
+/// Bytes as RabbitMQ's status prints memory, in a unit a person reads at a glance.
+fn mebibytes(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
 }
 
 #[cfg(test)]
@@ -152,11 +187,17 @@ mod tests {
                 200,
                 r#"{"product_name": "Warren", "product_version": "0.1.0", "node": "warren@h",
                     "uptime": 61000, "object_totals": {"queues": 2},
-                    "listeners": [{"protocol": "amqp", "ip_address": "0.0.0.0", "port": 5672}]}"#,
+                    "listeners": [{"protocol": "amqp", "ip_address": "0.0.0.0", "port": 5672}],
+                    "alarms": [{"node": "warren@h", "resource": "memory"}]}"#,
+            ),
+            (
+                200,
+                r#"{"name": "warren@h", "mem_used": 314572800, "mem_limit": 268435456,
+                    "mem_alarm": true}"#,
             ),
             (
                 503,
-                r#"{"status": "failed", "reason": "resource alarm(s) in effect: disk"}"#,
+                r#"{"status": "failed", "reason": "There are alarms in effect in the cluster"}"#,
             ),
         ]);
         let ctx = Ctx {
@@ -171,9 +212,12 @@ mod tests {
             text,
             "Status of node warren@h ...\nProduct: Warren 0.1.0\nNode name: warren@h\n\
              Uptime (seconds): 61\n\nListeners\n\nInterface: [0.0.0.0], port: 5672, protocol: \
-             amqp\n\nTotals\n\nqueues: 2\n\nAlarms\n\nresource alarm(s) in effect: disk\n"
+             amqp\n\nTotals\n\nqueues: 2\n\nMemory\n\nTotal memory used: 300.0 MiB\n\
+             Memory high watermark: 256.0 MiB\n\nAlarms\n\nThere are alarms in effect in the \
+             cluster\nmemory alarm on node warren@h\n"
         );
         assert_eq!(seen.recv().unwrap().target, "/api/overview");
+        assert_eq!(seen.recv().unwrap().target, "/api/nodes/warren%40h");
         assert_eq!(seen.recv().unwrap().target, "/api/health/checks/alarms");
     }
 }

@@ -5,7 +5,9 @@
 //! the flags' names with underscores (`listen`, `management_listen`, `data_dir`, `plugins_dir`,
 //! `log_level`, `sync`, `disk_free_limit`, `default_user`, `default_pass`,
 //! `load_definitions`, plus `loopback_users` (a list),
-//! `frame_max`, `channel_max`, `heartbeat`, `max_message_size`); unknown keys are an error so
+//! `frame_max`, `channel_max`, `heartbeat`, `max_message_size`, `max_connections`,
+//! `max_connections_per_vhost`, `max_connections_per_user`, `max_queues_per_vhost`,
+//! `max_consumers_per_channel` (each 0 or absent: unlimited)); unknown keys are an error so
 //! a typo does not silently fall back to a default.
 //!
 //! `sync` is `always` (the default: a confirm means the message was synced to disk) or
@@ -56,6 +58,16 @@ pub struct FileConfig {
     pub sync: Option<String>,
     /// Free disk space below which publishers are blocked (a size).
     pub disk_free_limit: Option<String>,
+    /// Open connections on the node.
+    pub max_connections: Option<usize>,
+    /// Open connections per vhost.
+    pub max_connections_per_vhost: Option<usize>,
+    /// Open connections per user.
+    pub max_connections_per_user: Option<usize>,
+    /// Queues per vhost.
+    pub max_queues_per_vhost: Option<usize>,
+    /// Consumers per channel.
+    pub max_consumers_per_channel: Option<usize>,
 }
 
 /// Why the configuration could not be read.
@@ -186,6 +198,16 @@ pub struct Overrides {
     pub load_definitions: Option<PathBuf>,
     /// `--loopback-users`.
     pub loopback_users: Option<Vec<String>>,
+    /// `--max-connections`.
+    pub max_connections: Option<usize>,
+    /// `--max-connections-per-vhost`.
+    pub max_connections_per_vhost: Option<usize>,
+    /// `--max-connections-per-user`.
+    pub max_connections_per_user: Option<usize>,
+    /// `--max-queues-per-vhost`.
+    pub max_queues_per_vhost: Option<usize>,
+    /// `--max-consumers-per-channel`.
+    pub max_consumers_per_channel: Option<usize>,
 }
 
 /// Merges overrides, file and defaults. The plugins directory defaults to
@@ -235,6 +257,26 @@ pub fn resolve(overrides: Overrides, file: FileConfig) -> Result<Config, ConfigE
             .or(file.loopback_users)
             .unwrap_or(defaults.loopback_users.clone()),
         load_definitions: overrides.load_definitions.or(file.load_definitions),
+        max_connections: overrides
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(defaults.max_connections),
+        max_connections_per_vhost: overrides
+            .max_connections_per_vhost
+            .or(file.max_connections_per_vhost)
+            .unwrap_or(defaults.max_connections_per_vhost),
+        max_connections_per_user: overrides
+            .max_connections_per_user
+            .or(file.max_connections_per_user)
+            .unwrap_or(defaults.max_connections_per_user),
+        max_queues_per_vhost: overrides
+            .max_queues_per_vhost
+            .or(file.max_queues_per_vhost)
+            .unwrap_or(defaults.max_queues_per_vhost),
+        max_consumers_per_channel: overrides
+            .max_consumers_per_channel
+            .or(file.max_consumers_per_channel)
+            .unwrap_or(defaults.max_consumers_per_channel),
         ..defaults
     })
 }
@@ -324,6 +366,28 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(flagged.loopback_users, vec!["ops".to_owned()]);
+    }
+
+    #[test]
+    fn limits_come_from_flags_or_the_file_and_default_to_unlimited() {
+        let file: FileConfig = toml::from_str(
+            "max_connections = 100\nmax_queues_per_vhost = 5\nmax_consumers_per_channel = 9\n",
+        )
+        .unwrap();
+        let config = resolve(
+            Overrides {
+                max_connections: Some(7),
+                max_connections_per_user: Some(2),
+                ..Overrides::default()
+            },
+            file,
+        )
+        .unwrap();
+        assert_eq!(config.max_connections, 7, "the flag wins over the file");
+        assert_eq!(config.max_connections_per_user, 2);
+        assert_eq!(config.max_connections_per_vhost, 0, "unlimited by default");
+        assert_eq!(config.max_queues_per_vhost, 5);
+        assert_eq!(config.max_consumers_per_channel, 9);
     }
 
     #[test]

@@ -53,6 +53,26 @@ struct Args {
     /// `2GiB`; `0` turns the disk alarm off [default: 50MB].
     #[arg(long, env = "WARREN_DISK_FREE_LIMIT")]
     disk_free_limit: Option<String>,
+    /// Most open connections on the node (RabbitMQ's `connection_max`); 0: unlimited
+    /// [default: 0].
+    #[arg(long, env = "WARREN_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Most open connections to each vhost (RabbitMQ's vhost limit `max-connections`);
+    /// 0: unlimited [default: 0].
+    #[arg(long, env = "WARREN_MAX_CONNECTIONS_PER_VHOST")]
+    max_connections_per_vhost: Option<usize>,
+    /// Most open connections of each user (RabbitMQ's user limit `max-connections`);
+    /// 0: unlimited [default: 0].
+    #[arg(long, env = "WARREN_MAX_CONNECTIONS_PER_USER")]
+    max_connections_per_user: Option<usize>,
+    /// Most queues in each vhost (RabbitMQ's vhost limit `max-queues`); 0: unlimited
+    /// [default: 0].
+    #[arg(long, env = "WARREN_MAX_QUEUES_PER_VHOST")]
+    max_queues_per_vhost: Option<usize>,
+    /// Most consumers on each channel (RabbitMQ's `consumer_max_per_channel`); 0: unlimited
+    /// [default: 0].
+    #[arg(long, env = "WARREN_MAX_CONSUMERS_PER_CHANNEL")]
+    max_consumers_per_channel: Option<usize>,
     /// TOML config file with the same keys (underscores for dashes).
     #[arg(long, env = "WARREN_CONFIG")]
     config: Option<PathBuf>,
@@ -108,6 +128,7 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_ansi(ansi)
         .init();
+    warren::server::raise_fd_limit();
     let config = match resolve(
         Overrides {
             listen: args.listen,
@@ -126,6 +147,11 @@ fn main() -> ExitCode {
             plugins_dir: args.plugins_dir,
             sync: args.sync,
             disk_free_limit: args.disk_free_limit,
+            max_connections: args.max_connections,
+            max_connections_per_vhost: args.max_connections_per_vhost,
+            max_connections_per_user: args.max_connections_per_user,
+            max_queues_per_vhost: args.max_queues_per_vhost,
+            max_consumers_per_channel: args.max_consumers_per_channel,
         },
         file,
     ) {

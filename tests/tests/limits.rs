@@ -7,7 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use amq_protocol::protocol::{AMQPClass, channel, connection};
+use amq_protocol::protocol::{AMQPClass, basic, channel, connection};
 use lapin::options::{BasicConsumeOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use warren_tests::broker::{TestBroker, reply_of};
@@ -221,32 +221,71 @@ async fn the_consumer_limit_closes_the_connection_with_530_and_counts_per_channe
         )
         .await
     };
-    let _first = consume(ch.clone(), "c1").await.expect("first consumer");
-    consume(ch.clone(), "c2").await.expect("second consumer");
+    // Kept: lapin cancels a consumer whose handle is dropped.
+    let _c1 = consume(ch.clone(), "c1").await.expect("first consumer");
+    let _c2 = consume(ch.clone(), "c2").await.expect("second consumer");
     // The limit is per channel: another channel has its own.
     let other = conn.create_channel().await.expect("channel");
-    consume(other.clone(), "c3")
+    let _c3 = consume(other.clone(), "c3")
         .await
         .expect("another channel's consumer");
-    let err = consume(ch.clone(), "c4")
-        .await
-        .expect_err("a third consumer");
-    assert_eq!(
-        reply_of(&err),
-        (
-            530,
-            "NOT_ALLOWED - reached maximum (2) of consumers per channel".into()
+    // Over the limit, seen raw (lapin resolves the consume before the close arrives).
+    let (mut raw, _) = RawClient::open_with_channel(broker.addr()).await;
+    for tag in ["r1", "r2", "r3"] {
+        raw.send_method(
+            1,
+            AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+                queue: "lc".into(),
+                consumer_tag: tag.into(),
+                no_local: false,
+                no_ack: false,
+                exclusive: false,
+                nowait: false,
+                arguments: FieldTable::default(),
+            })),
         )
+        .await;
+        if tag == "r3" {
+            break;
+        }
+        match raw.recv_method(WAIT).await {
+            Some(AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(_))) => {}
+            other => panic!("expected consume-ok for {tag}, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        raw.expect_connection_end(WAIT).await,
+        Ending::Close {
+            code: 530,
+            text: "NOT_ALLOWED - reached maximum (2) of consumers per channel".into(),
+            class_id: 60,
+            method_id: 20,
+        }
     );
-    assert!(!conn.status().connected(), "530 closes the connection");
+    // The first connection, two consumers on one channel and one on another, is fine (a
+    // round trip on each channel after its consumers: lapin reports a refused consume only
+    // as the connection's close).
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    for ch in [&ch, &other] {
+        ch.queue_declare("lc", passive, FieldTable::default())
+            .await
+            .expect("the channel is still open");
+    }
+    conn.close(200, "bye").await.expect("close");
     // A cancelled consumer frees its slot.
     let (conn, ch) = broker.channel().await;
-    consume(ch.clone(), "d1").await.expect("consumer");
-    consume(ch.clone(), "d2").await.expect("consumer");
+    let _d1 = consume(ch.clone(), "d1").await.expect("consumer");
+    let _d2 = consume(ch.clone(), "d2").await.expect("consumer");
     ch.basic_cancel("d1", Default::default())
         .await
         .expect("cancel");
-    consume(ch.clone(), "d3").await.expect("the slot was freed");
+    let _d3 = consume(ch.clone(), "d3").await.expect("the slot was freed");
+    ch.queue_declare("lc", passive, FieldTable::default())
+        .await
+        .expect("the third consume was within the limit");
     conn.close(200, "bye").await.expect("close");
 }
 

@@ -34,7 +34,6 @@ use super::channel::{Channel, ConnCtx, Outcome, Phase as ChannelPhase};
 use super::outbox::{self, Outbox, OutboxStats};
 use crate::alarm::Raised;
 use crate::auth::{Grants, User};
-use crate::broker::args::as_text;
 use crate::broker::connections::Registered;
 use crate::broker::limits::ConnectionLimit;
 use crate::broker::{Broker, Queue, replies};

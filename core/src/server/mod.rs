@@ -534,17 +534,27 @@ const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 /// descriptor can wait before the listener takes the next connection.
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
+/// How long accepting must work without a failure for an episode to be over. Freed
+/// descriptors are taken at once by connections waiting in the backlog, so success and
+/// failure alternate for a while before the listener catches up.
+const ACCEPT_EPISODE_QUIET: Duration = Duration::from_secs(1);
+
 /// What the accept loop does when `accept` fails. Out of file descriptors (or socket
 /// memory), every attempt fails at once until a connection closes, so retrying in a loop
 /// would spin and flood the log. Instead a run of failures is one *episode*: one warning
 /// when it starts (naming the limit), pauses growing from [`ACCEPT_BACKOFF_MIN`] to
 /// [`ACCEPT_BACKOFF_MAX`] between attempts (the pending connections wait in the listen
-/// backlog meanwhile), and one line when a connection is accepted again. Shutdown is not
-/// held up: the pause is one arm of the accept loop's `select!`.
+/// backlog meanwhile), and one line at the first accept after [`ACCEPT_EPISODE_QUIET`]
+/// without failures. Shutdown is not held up: the pause is one arm of the accept loop's
+/// `select!`.
 #[derive(Debug, Default)]
 struct AcceptBackoff {
     /// Failures in the current episode (0: accepting normally).
     failures: u64,
+    /// Failures in a row (for the pause).
+    in_a_row: u64,
+    /// The last failure of the episode.
+    last_failure: Option<tokio::time::Instant>,
     /// While paused: when to try again.
     resume_at: Option<tokio::time::Instant>,
 }
@@ -566,20 +576,28 @@ impl AcceptBackoff {
             }
         }
         self.failures += 1;
-        let shift = (self.failures - 1).min(16) as u32;
+        self.in_a_row += 1;
+        let now = tokio::time::Instant::now();
+        self.last_failure = Some(now);
+        let shift = (self.in_a_row - 1).min(16) as u32;
         let pause = ACCEPT_BACKOFF_MIN
             .saturating_mul(1 << shift)
             .min(ACCEPT_BACKOFF_MAX);
-        self.resume_at = Some(tokio::time::Instant::now() + pause);
+        self.resume_at = Some(now + pause);
     }
 
     fn accepted(&mut self) {
-        if self.failures > 0 {
+        self.in_a_row = 0;
+        let quiet = self
+            .last_failure
+            .is_some_and(|at| at.elapsed() >= ACCEPT_EPISODE_QUIET);
+        if self.failures > 0 && quiet {
             tracing::info!(
                 "accepting connections again after {} failed attempts",
                 self.failures
             );
             self.failures = 0;
+            self.last_failure = None;
         }
     }
 }

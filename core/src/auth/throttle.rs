@@ -87,6 +87,7 @@ impl LoginThrottle {
         delay(entry.count)
     }
 
+    #[cfg(test)]
     fn tracked(&self) -> usize {
         self.by_address.lock().len()
     }

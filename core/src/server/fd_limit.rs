@@ -6,6 +6,9 @@
 //! its own soft limit up to the hard one, so the broker does that at start-up and logs what
 //! it got; the accept loop names the limit when it runs out.
 
+// `rlim_t` is `u64` on Linux but not on every unix: the casts to `u64` are needed there.
+#![allow(clippy::unnecessary_cast)]
+
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the limit now in force
 /// (`None` where it cannot be read). Logs the change at info, or a warning if it failed.
 pub fn raise_fd_limit() -> Option<u64> {

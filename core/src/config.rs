@@ -7,7 +7,9 @@
 //! `load_definitions`, plus `loopback_users` (a list),
 //! `frame_max`, `channel_max`, `heartbeat`, `max_message_size`, `tls_cert`, `tls_key`,
 //! `tls_ca`, `tls_verify_peer` (a boolean), `tls_listen`, `management_tls_listen`,
-//! `memory_high_watermark`); unknown keys are an error so a typo does not silently fall back
+//! `memory_high_watermark`, `max_connections`, `max_connections_per_vhost`,
+//! `max_connections_per_user`, `max_queues_per_vhost`, `max_consumers_per_channel` (each 0
+//! or absent: unlimited)); unknown keys are an error so a typo does not silently fall back
 //! to a default.
 //!
 //! TLS (AMQPS and HTTPS) is on when `tls_cert` and `tls_key` are both given; `tls_ca` asks
@@ -77,6 +79,16 @@ pub struct FileConfig {
     pub management_tls_listen: Option<SocketAddr>,
     /// Memory held above which publishers are blocked (a fraction or a size).
     pub memory_high_watermark: Option<String>,
+    /// Open connections on the node.
+    pub max_connections: Option<usize>,
+    /// Open connections per vhost.
+    pub max_connections_per_vhost: Option<usize>,
+    /// Open connections per user.
+    pub max_connections_per_user: Option<usize>,
+    /// Queues per vhost.
+    pub max_queues_per_vhost: Option<usize>,
+    /// Consumers per channel.
+    pub max_consumers_per_channel: Option<usize>,
 }
 
 /// Why the configuration could not be read.
@@ -221,6 +233,16 @@ pub struct Overrides {
     pub management_tls_listen: Option<SocketAddr>,
     /// `--memory-high-watermark`.
     pub memory_high_watermark: Option<String>,
+    /// `--max-connections`.
+    pub max_connections: Option<usize>,
+    /// `--max-connections-per-vhost`.
+    pub max_connections_per_vhost: Option<usize>,
+    /// `--max-connections-per-user`.
+    pub max_connections_per_user: Option<usize>,
+    /// `--max-queues-per-vhost`.
+    pub max_queues_per_vhost: Option<usize>,
+    /// `--max-consumers-per-channel`.
+    pub max_consumers_per_channel: Option<usize>,
 }
 
 /// Merges overrides, file and defaults. The plugins directory defaults to
@@ -296,6 +318,26 @@ pub fn resolve(overrides: Overrides, file: FileConfig) -> Result<Config, ConfigE
             .or(file.management_tls_listen)
             .or(defaults.management_tls_listen),
         memory_high_watermark,
+        max_connections: overrides
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(defaults.max_connections),
+        max_connections_per_vhost: overrides
+            .max_connections_per_vhost
+            .or(file.max_connections_per_vhost)
+            .unwrap_or(defaults.max_connections_per_vhost),
+        max_connections_per_user: overrides
+            .max_connections_per_user
+            .or(file.max_connections_per_user)
+            .unwrap_or(defaults.max_connections_per_user),
+        max_queues_per_vhost: overrides
+            .max_queues_per_vhost
+            .or(file.max_queues_per_vhost)
+            .unwrap_or(defaults.max_queues_per_vhost),
+        max_consumers_per_channel: overrides
+            .max_consumers_per_channel
+            .or(file.max_consumers_per_channel)
+            .unwrap_or(defaults.max_consumers_per_channel),
         ..defaults
     })
 }
@@ -520,6 +562,28 @@ mod tests {
         };
         let err = resolve(verify_without_ca, FileConfig::default()).expect_err("no CA");
         assert!(err.to_string().contains("--tls-ca"), "{err}");
+    }
+
+    #[test]
+    fn limits_come_from_flags_or_the_file_and_default_to_unlimited() {
+        let file: FileConfig = toml::from_str(
+            "max_connections = 100\nmax_queues_per_vhost = 5\nmax_consumers_per_channel = 9\n",
+        )
+        .unwrap();
+        let config = resolve(
+            Overrides {
+                max_connections: Some(7),
+                max_connections_per_user: Some(2),
+                ..Overrides::default()
+            },
+            file,
+        )
+        .unwrap();
+        assert_eq!(config.max_connections, 7, "the flag wins over the file");
+        assert_eq!(config.max_connections_per_user, 2);
+        assert_eq!(config.max_connections_per_vhost, 0, "unlimited by default");
+        assert_eq!(config.max_queues_per_vhost, 5);
+        assert_eq!(config.max_consumers_per_channel, 9);
     }
 
     #[test]

@@ -58,6 +58,26 @@ struct Args {
     /// blocks all publishing [default: 0.4].
     #[arg(long, env = "WARREN_MEMORY_HIGH_WATERMARK")]
     memory_high_watermark: Option<String>,
+    /// Most open connections on the node (RabbitMQ's `connection_max`); 0: unlimited
+    /// [default: 0].
+    #[arg(long, env = "WARREN_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Most open connections to each vhost (RabbitMQ's vhost limit `max-connections`);
+    /// 0: unlimited [default: 0].
+    #[arg(long, env = "WARREN_MAX_CONNECTIONS_PER_VHOST")]
+    max_connections_per_vhost: Option<usize>,
+    /// Most open connections of each user (RabbitMQ's user limit `max-connections`);
+    /// 0: unlimited [default: 0].
+    #[arg(long, env = "WARREN_MAX_CONNECTIONS_PER_USER")]
+    max_connections_per_user: Option<usize>,
+    /// Most queues in each vhost (RabbitMQ's vhost limit `max-queues`); 0: unlimited
+    /// [default: 0].
+    #[arg(long, env = "WARREN_MAX_QUEUES_PER_VHOST")]
+    max_queues_per_vhost: Option<usize>,
+    /// Most consumers on each channel (RabbitMQ's `consumer_max_per_channel`); 0: unlimited
+    /// [default: 0].
+    #[arg(long, env = "WARREN_MAX_CONSUMERS_PER_CHANNEL")]
+    max_consumers_per_channel: Option<usize>,
     /// TOML config file with the same keys (underscores for dashes).
     #[arg(long, env = "WARREN_CONFIG")]
     config: Option<PathBuf>,
@@ -133,6 +153,7 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_ansi(ansi)
         .init();
+    warren::server::raise_fd_limit();
     let config = match resolve(
         Overrides {
             listen: args.listen,
@@ -158,6 +179,11 @@ fn main() -> ExitCode {
             tls_listen: args.tls_listen,
             management_tls_listen: args.management_tls_listen,
             memory_high_watermark: args.memory_high_watermark,
+            max_connections: args.max_connections,
+            max_connections_per_vhost: args.max_connections_per_vhost,
+            max_connections_per_user: args.max_connections_per_user,
+            max_queues_per_vhost: args.max_queues_per_vhost,
+            max_consumers_per_channel: args.max_consumers_per_channel,
         },
         file,
     ) {

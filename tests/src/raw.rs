@@ -140,6 +140,21 @@ impl RawClient {
         }
     }
 
+    /// Opens the TCP connection from the local address `source` (e.g. `127.0.0.2`, another
+    /// loopback address, to be a different client address).
+    pub async fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> RawClient {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::new(source, 0))
+            .expect("bind the source address");
+        let stream = socket.connect(addr).await.expect("TCP connect");
+        stream.set_nodelay(true).expect("nodelay");
+        RawClient {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
     /// Connects and logs in as guest/guest, accepting the server's tune values but turning
     /// heartbeats off; returns the client and the server's `connection.tune`.
     pub async fn open(addr: SocketAddr) -> (RawClient, connection::Tune) {
@@ -196,6 +211,17 @@ impl RawClient {
     /// Sends `connection.start-ok` with PLAIN credentials; returns the `connection.tune`, or
     /// the `Ending` if the server refused.
     pub async fn login(&mut self, user: &str, pass: &str) -> Result<connection::Tune, Ending> {
+        self.login_with("PLAIN", format!("\0{user}\0{pass}").as_bytes())
+            .await
+    }
+
+    /// Sends `connection.start-ok` with `mechanism` and `response` exactly as given; returns
+    /// the `connection.tune`, or the `Ending` if the server refused.
+    pub async fn login_with(
+        &mut self,
+        mechanism: &str,
+        response: &[u8],
+    ) -> Result<connection::Tune, Ending> {
         let mut caps = FieldTable::default();
         caps.insert("consumer_cancel_notify".into(), true.into());
         caps.insert("authentication_failure_close".into(), true.into());
@@ -208,8 +234,8 @@ impl RawClient {
             0,
             AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
                 client_properties: props,
-                mechanism: "PLAIN".into(),
-                response: LongString::from(format!("\0{user}\0{pass}")),
+                mechanism: mechanism.into(),
+                response: LongString::from(response.to_vec()),
                 locale: "en_US".into(),
             })),
         )

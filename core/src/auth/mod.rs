@@ -16,6 +16,7 @@
 pub mod grants;
 pub mod password;
 pub mod permission;
+pub mod throttle;
 pub mod user;
 
 use std::net::IpAddr;
@@ -80,6 +81,8 @@ pub struct Auth {
     /// Users who may only log in from loopback addresses (RabbitMQ's `loopback_users`).
     loopback_users: Vec<String>,
     definitions: Arc<dyn DefinitionStore>,
+    /// Failed AMQP logins by source address, to slow password guessing.
+    throttle: throttle::LoginThrottle,
 }
 
 impl Auth {
@@ -90,6 +93,7 @@ impl Auth {
             generation: AtomicU64::new(1),
             loopback_users,
             definitions,
+            throttle: throttle::LoginThrottle::default(),
         }
     }
 
@@ -138,6 +142,11 @@ impl Auth {
             });
         }
         Ok(())
+    }
+
+    /// The record of failed logins by source address.
+    pub fn throttle(&self) -> &throttle::LoginThrottle {
+        &self.throttle
     }
 
     /// Whether `name` may only connect from loopback addresses.

@@ -26,6 +26,7 @@ use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
 
+use super::limits::{ConnectionLimit, Limits, reached};
 use super::queue::{Consumer, DeliveryChannel};
 
 /// What the handshake settled (filled in as it goes).
@@ -293,6 +294,50 @@ impl Connections {
         self.all.read().values().find(|c| c.name == name).cloned()
     }
 
+    /// Opens connection `id` on `vhost` for `user` (recorded in its handshake) unless that
+    /// would exceed one of `limits`' connection limits: the node's, then the vhost's, then
+    /// the user's (RabbitMQ checks the vhost's before the user's). Only open connections
+    /// count, and admissions are serialised under the registry's write lock, so two
+    /// connections racing for the last slot cannot both get it.
+    pub fn admit(
+        &self,
+        id: u64,
+        vhost: &str,
+        user: &str,
+        limits: &Limits,
+    ) -> Result<(), ConnectionLimit> {
+        let all = self.all.write();
+        let limited = limits.max_connections != 0
+            || limits.max_connections_per_vhost != 0
+            || limits.max_connections_per_user != 0;
+        if limited {
+            let (mut node, mut in_vhost, mut of_user) = (0, 0, 0);
+            for c in all.values().filter(|c| c.id != id) {
+                let h = c.handshake.lock();
+                if h.open {
+                    node += 1;
+                    in_vhost += usize::from(h.vhost == vhost);
+                    of_user += usize::from(h.user == user);
+                }
+            }
+            if reached(node, limits.max_connections) {
+                return Err(ConnectionLimit::Node(limits.max_connections));
+            }
+            if reached(in_vhost, limits.max_connections_per_vhost) {
+                return Err(ConnectionLimit::Vhost(limits.max_connections_per_vhost));
+            }
+            if reached(of_user, limits.max_connections_per_user) {
+                return Err(ConnectionLimit::User(limits.max_connections_per_user));
+            }
+        }
+        if let Some(entry) = all.get(&id) {
+            let mut h = entry.handshake.lock();
+            h.vhost = vhost.to_owned();
+            h.open = true;
+        }
+        Ok(())
+    }
+
     /// Asks every connection for which `which` holds to close with `reason`; how many.
     pub fn close_where(&self, which: impl Fn(&Handshake) -> bool, reason: &str) -> usize {
         let chosen: Vec<_> = self
@@ -336,6 +381,50 @@ mod tests {
         drop(b);
         let names: Vec<_> = connections.list().iter().map(|c| c.id).collect();
         assert_eq!(names, vec![1]);
+    }
+
+    #[test]
+    fn admission_counts_open_connections_per_node_vhost_and_user_and_frees_on_drop() {
+        let connections = Arc::new(Connections::default());
+        let addr = |port| format!("127.0.0.1:{port}").parse().unwrap();
+        let limits = Limits {
+            max_connections: 3,
+            max_connections_per_vhost: 2,
+            max_connections_per_user: 1,
+            ..Limits::default()
+        };
+        let register = |id: u64, user: &str| {
+            let r = connections.register(id, addr(1000 + id as u16), addr(5672));
+            r.entry().update(|h| h.user = user.to_owned());
+            r
+        };
+        let a = register(1, "a");
+        assert_eq!(connections.admit(1, "/", "a", &limits), Ok(()));
+        let a2 = register(2, "a");
+        assert_eq!(
+            connections.admit(2, "/", "a", &limits),
+            Err(ConnectionLimit::User(1))
+        );
+        assert!(
+            !a2.entry().handshake().open,
+            "a refused connection is not open"
+        );
+        let b = register(3, "b");
+        assert_eq!(connections.admit(3, "/", "b", &limits), Ok(()));
+        let c = register(4, "c");
+        assert_eq!(
+            connections.admit(4, "/", "c", &limits),
+            Err(ConnectionLimit::Vhost(2))
+        );
+        assert_eq!(connections.admit(4, "dev", "c", &limits), Ok(()));
+        let d = register(5, "d");
+        assert_eq!(
+            connections.admit(5, "dev", "d", &limits),
+            Err(ConnectionLimit::Node(3))
+        );
+        drop(a);
+        assert_eq!(connections.admit(5, "dev", "d", &limits), Ok(()));
+        drop((a2, b, c, d));
     }
 
     /// Swallows deliveries: the listing never delivers.

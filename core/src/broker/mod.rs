@@ -36,6 +36,7 @@ pub mod dead_letter;
 pub mod delayed;
 pub mod drivers;
 pub mod exchange;
+pub mod limits;
 pub mod message;
 pub mod names;
 pub(crate) mod packed;
@@ -91,6 +92,8 @@ pub struct Broker {
     auth: Auth,
     /// Open connections.
     connections: Arc<Connections>,
+    /// Resource limits (connections, queues, consumers); set at start.
+    limits: parking_lot::RwLock<limits::Limits>,
 }
 
 impl Broker {
@@ -126,8 +129,23 @@ impl Broker {
             vhosts: RwLock::new(FxHashMap::default()),
             alarms: Arc::default(),
             connections: Arc::default(),
+            limits: parking_lot::RwLock::default(),
         };
         Ok(Arc::new(broker))
+    }
+
+    /// The node's resource limits.
+    pub fn limits(&self) -> limits::Limits {
+        *self.limits.read()
+    }
+
+    /// Sets the node's resource limits (at start, before clients connect); vhosts that
+    /// exist already take the new queue limit too.
+    pub fn set_limits(&self, limits: limits::Limits) {
+        *self.limits.write() = limits;
+        for entry in self.vhosts.read().values() {
+            entry.vhost.set_max_queues(limits.max_queues_per_vhost);
+        }
     }
 
     /// Users and permissions.
@@ -189,6 +207,7 @@ impl Broker {
             return Ok(existing.vhost.clone());
         }
         let vhost = VHost::new(&definition.name, self.registry.clone(), self.stores.clone())?;
+        vhost.set_max_queues(self.limits().max_queues_per_vhost);
         Ok(self
             .vhosts
             .write()

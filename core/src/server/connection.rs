@@ -33,8 +33,8 @@ use super::outbox::{self, Outbox, OutboxStats};
 use super::stream::{Incoming, ReadSide};
 use crate::alarm::Raised;
 use crate::auth::{Grants, User};
-use crate::broker::args::as_text;
 use crate::broker::connections::Registered;
+use crate::broker::limits::ConnectionLimit;
 use crate::broker::{Broker, Queue, replies};
 use crate::error::AmqpError;
 use crate::protocol::{CodecError, Frame, FrameCodec, PROTOCOL_HEADER, RawMethod, ReplyCode};
@@ -129,9 +129,16 @@ pub async fn serve(
         paced: false,
         output_paused: false,
         seen_written: 0,
+        delayed_refusal: None,
     };
     tracing::debug!(%peer, id, "connection accepted");
-    conn.run(&mut reader, shutdown).await;
+    conn.run(&mut reader, shutdown.clone()).await;
+    if let Some((delay, refusal)) = conn.delayed_refusal.take() {
+        let mut shutdown = shutdown;
+        // A shutdown cuts the wait short: it closes the connection anyway.
+        let _ = tokio::time::timeout(delay, shutdown.wait_for(|stop| *stop)).await;
+        conn.close_connection(refusal);
+    }
     conn.cleanup();
     conn.finish_holds().await;
     outbox.close();
@@ -185,6 +192,9 @@ struct Connection {
     output_paused: bool,
     /// The outbox's written-bytes count at the last tick.
     seen_written: u64,
+    /// A refused login from an address that failed too often recently: the close is sent
+    /// only after this delay, the socket unread meanwhile (see [`crate::auth::throttle`]).
+    delayed_refusal: Option<(Duration, AmqpError)>,
 }
 
 impl Connection {
@@ -576,7 +586,10 @@ impl Connection {
                 Ok(()) => Step::Continue,
                 Err(e) => {
                     tracing::info!(peer = %self.peer, "handshake failed: {e}");
-                    self.close_connection(e);
+                    match self.delayed_refusal.take() {
+                        Some((delay, _)) => self.delayed_refusal = Some((delay, e)),
+                        None => self.close_connection(e),
+                    }
                     Step::Exit
                 }
             },
@@ -684,12 +697,23 @@ impl Connection {
                     );
                     return Err(replies::vhost_access_refused(name, user).during(10, 40));
                 }
+                let limits = self.ctx.broker.limits();
+                let connections = self.ctx.broker.connections();
+                if let Err(limit) = connections.admit(self.ctx.id, name, user, &limits) {
+                    tracing::warn!(
+                        peer = %self.peer,
+                        "connection to vhost '{name}' refused for user '{user}': {limit:?} \
+                         connection limit reached"
+                    );
+                    let refusal = match limit {
+                        ConnectionLimit::Node(n) => replies::node_connection_limit(name, user, n),
+                        ConnectionLimit::Vhost(n) => replies::vhost_connection_limit(name, user, n),
+                        ConnectionLimit::User(n) => replies::user_connection_limit(user, n),
+                    };
+                    return Err(refusal.during(10, 40));
+                }
                 self.ctx.grants = Some(grants);
                 self.ctx.vhost = Some(vhost);
-                self.registered.entry().update(|h| {
-                    h.vhost = name.to_owned();
-                    h.open = true;
-                });
                 self.send(0, AMQPClass::Connection(M::OpenOk(connection::OpenOk {})));
                 self.phase = Phase::Running;
             }
@@ -745,8 +769,10 @@ impl Connection {
     }
 
     /// Checks the client's credentials; the user they log in. Why a login failed goes to
-    /// the log, the client only hears RabbitMQ's 403 text.
-    fn authenticate(&self, mechanism: &str, response: &[u8]) -> Result<Arc<User>, AmqpError> {
+    /// the log, the client only hears RabbitMQ's 403 text (or 502 for a malformed
+    /// response). A failure from an address that failed often recently is answered late
+    /// (see [`crate::auth::throttle`]).
+    fn authenticate(&mut self, mechanism: &str, response: &[u8]) -> Result<Arc<User>, AmqpError> {
         if mechanism == "EXTERNAL" {
             return crate::tls::peer::login_external(
                 &self.ctx.broker,
@@ -754,50 +780,47 @@ impl Connection {
                 self.peer,
             );
         }
-        let (user, pass) = match mechanism {
-            "PLAIN" => {
-                let mut parts = response.split(|b| *b == 0);
-                let _authzid = parts.next();
-                let user = parts.next().unwrap_or_default();
-                let pass = parts.next().unwrap_or_default();
-                (user.to_vec(), pass.to_vec())
-            }
-            "AMQPLAIN" => {
-                let mut framed = Vec::with_capacity(response.len() + 4);
-                framed.extend_from_slice(&(response.len() as u32).to_be_bytes());
-                framed.extend_from_slice(response);
-                let table = match amq_protocol::types::parsing::parse_field_table(&framed[..]) {
-                    Ok((_, t)) => t,
-                    Err(_) => FieldTable::default(),
-                };
-                let get = |k: &str| {
-                    table
-                        .inner()
-                        .get(k)
-                        .and_then(as_text)
-                        .unwrap_or_default()
-                        .as_bytes()
-                        .to_vec()
-                };
-                (get("LOGIN"), get("PASSWORD"))
-            }
-            other => {
-                return Err(replies::unknown_mechanism(other));
-            }
+        let credentials = match mechanism {
+            "PLAIN" => plain_credentials(response).ok_or_else(replies::malformed_plain),
+            "AMQPLAIN" => amqplain_credentials(response).ok_or_else(replies::malformed_amqplain),
+            other => return Err(replies::unknown_mechanism(other)),
         };
-        let refused = || replies::login_refused(mechanism);
-        let Ok(user) = std::str::from_utf8(&user) else {
-            tracing::warn!(peer = %self.peer, "login refused: the user name is not UTF-8");
-            return Err(refused());
+        let refused = |why: String| {
+            tracing::warn!(peer = %self.peer, mechanism, "login refused: {why}");
         };
-        self.ctx
-            .broker
-            .auth()
-            .login(user, &pass, self.peer.ip())
-            .map_err(|why| {
-                tracing::warn!(peer = %self.peer, mechanism, "login refused: {why}");
-                refused()
-            })
+        let result = match credentials {
+            Err(malformed) => {
+                refused(format!("malformed {mechanism} response"));
+                Err(malformed)
+            }
+            Ok((user, pass)) => match std::str::from_utf8(&user) {
+                Err(_) => {
+                    refused("the user name is not UTF-8".to_owned());
+                    Err(replies::login_refused(mechanism))
+                }
+                Ok(user) => self
+                    .ctx
+                    .broker
+                    .auth()
+                    .login(user, &pass, self.peer.ip())
+                    .map_err(|why| {
+                        refused(why.to_string());
+                        replies::login_refused(mechanism)
+                    }),
+            },
+        };
+        if result.is_err() {
+            let delay = self.ctx.broker.auth().throttle().failed(self.peer.ip());
+            if !delay.is_zero() {
+                tracing::warn!(
+                    peer = %self.peer,
+                    delay_ms = delay.as_millis() as u64,
+                    "repeated failed logins from this address: answering late"
+                );
+                self.delayed_refusal = Some((delay, replies::login_refused(mechanism)));
+            }
+        }
+        result
     }
 
     fn running_frame(&mut self, frame: Frame) -> Result<Step, AmqpError> {
@@ -867,10 +890,12 @@ impl Connection {
                 return Ok(());
             }
             if method.ids() == (20, 10) {
-                if number > self.channel_max {
-                    return Err(
-                        replies::channel_number_too_high(number, self.channel_max).during(20, 10)
-                    );
+                // RabbitMQ counts open channels against channel_max, whatever their numbers.
+                if self.channels.len() >= usize::from(self.channel_max) {
+                    return Err(replies::channel_limit(
+                        self.channels.len(),
+                        self.channel_max,
+                    ));
                 }
                 self.channels
                     .insert(number, Channel::new(number, &self.ctx));
@@ -1140,5 +1165,89 @@ fn start(external: bool) -> connection::Start {
             "PLAIN AMQPLAIN".into()
         },
         locales: "en_US".into(),
+    }
+}
+
+/// The user and password of a SASL PLAIN response, parsed as RabbitMQ does: exactly
+/// `NUL user NUL password`. An authorisation identity before the first NUL, a missing NUL
+/// or a further one (`admin\0guest\0guest`, `guest\0guest`, `\0guest\0guest\0`) is
+/// malformed.
+fn plain_credentials(response: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let rest = response.strip_prefix(&[0])?;
+    let nul = rest.iter().position(|b| *b == 0)?;
+    let (user, pass) = (&rest[..nul], &rest[nul + 1..]);
+    if pass.contains(&0) {
+        return None;
+    }
+    Some((user.to_vec(), pass.to_vec()))
+}
+
+/// The `LOGIN` and `PASSWORD` of an AMQPLAIN response (a field table without its length), as
+/// RabbitMQ takes them: both present as long strings, other fields ignored. A table that
+/// does not parse, or either field missing or of another type, is malformed.
+fn amqplain_credentials(response: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let length = u32::try_from(response.len()).ok()?;
+    let mut framed = Vec::with_capacity(response.len() + 4);
+    framed.extend_from_slice(&length.to_be_bytes());
+    framed.extend_from_slice(response);
+    let (rest, table) = amq_protocol::types::parsing::parse_field_table(&framed[..]).ok()?;
+    if !rest.is_empty() {
+        return None;
+    }
+    let field = |key: &str| match table.inner().get(key) {
+        Some(AMQPValue::LongString(s)) => Some(s.as_bytes().to_vec()),
+        _ => None,
+    };
+    Some((field("LOGIN")?, field("PASSWORD")?))
+}
+
+#[cfg(test)]
+mod credential_tests {
+    use super::*;
+
+    #[test]
+    fn plain_takes_exactly_nul_user_nul_password() {
+        let ok = |user: &[u8], pass: &[u8]| Some((user.to_vec(), pass.to_vec()));
+        assert_eq!(plain_credentials(b"\0guest\0guest"), ok(b"guest", b"guest"));
+        assert_eq!(plain_credentials(b"\0guest\0"), ok(b"guest", b""));
+        assert_eq!(plain_credentials(b"\0\0"), ok(b"", b""));
+        for malformed in [
+            &b"admin\0guest\0guest"[..],
+            b"guest\0guest",
+            b"\0guest\0guest\0",
+            b"\0guest\0guest\0x",
+            b"\0guest",
+            b"guest",
+            b"",
+        ] {
+            assert_eq!(plain_credentials(malformed), None, "{malformed:?}");
+        }
+    }
+
+    #[test]
+    fn amqplain_takes_long_string_login_and_password_only() {
+        // Table entries as the wire has them: short-string key, type tag, value.
+        let entry = |key: &str, tag: u8, value: &[u8]| {
+            let mut out = vec![key.len() as u8];
+            out.extend_from_slice(key.as_bytes());
+            out.push(tag);
+            if tag == b'S' {
+                out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+            } else {
+                out.push(value.len() as u8);
+            }
+            out.extend_from_slice(value);
+            out
+        };
+        let login = entry("LOGIN", b'S', b"guest");
+        let good = [login.clone(), entry("PASSWORD", b'S', b"pw")].concat();
+        assert_eq!(
+            amqplain_credentials(&good),
+            Some((b"guest".to_vec(), b"pw".to_vec()))
+        );
+        let short = [login.clone(), entry("PASSWORD", b's', b"pw")].concat();
+        assert_eq!(amqplain_credentials(&short), None, "a short string");
+        assert_eq!(amqplain_credentials(&login), None, "no password");
+        assert_eq!(amqplain_credentials(&[0xff, 1, 2]), None, "not a table");
     }
 }

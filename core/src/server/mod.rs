@@ -16,8 +16,11 @@
 pub mod budget;
 pub mod channel;
 pub mod connection;
+pub mod fd_limit;
 pub mod outbox;
 pub mod stream;
+
+pub use fd_limit::raise_fd_limit;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -97,6 +100,29 @@ pub struct Config {
     /// Memory the process may hold before publishers are blocked (RabbitMQ's
     /// `vm_memory_high_watermark`).
     pub memory_high_watermark: crate::alarm::MemoryWatermark,
+    /// Open connections on the node (RabbitMQ's `connection_max`; 0: unlimited).
+    pub max_connections: usize,
+    /// Open connections per vhost (RabbitMQ's vhost limit `max-connections`; 0: unlimited).
+    pub max_connections_per_vhost: usize,
+    /// Open connections per user (RabbitMQ's user limit `max-connections`; 0: unlimited).
+    pub max_connections_per_user: usize,
+    /// Queues per vhost (RabbitMQ's vhost limit `max-queues`; 0: unlimited).
+    pub max_queues_per_vhost: usize,
+    /// Consumers per channel (RabbitMQ's `consumer_max_per_channel`; 0: unlimited).
+    pub max_consumers_per_channel: usize,
+}
+
+impl Config {
+    /// The resource limits the broker enforces.
+    pub fn limits(&self) -> crate::broker::limits::Limits {
+        crate::broker::limits::Limits {
+            max_connections: self.max_connections,
+            max_connections_per_vhost: self.max_connections_per_vhost,
+            max_connections_per_user: self.max_connections_per_user,
+            max_queues_per_vhost: self.max_queues_per_vhost,
+            max_consumers_per_channel: self.max_consumers_per_channel,
+        }
+    }
 }
 
 impl Default for Config {
@@ -122,6 +148,11 @@ impl Default for Config {
             tls_listen: DEFAULT_TLS_LISTEN,
             management_tls_listen: Some(DEFAULT_MANAGEMENT_TLS_LISTEN),
             memory_high_watermark: crate::alarm::MemoryWatermark::default(),
+            max_connections: 0,
+            max_connections_per_vhost: 0,
+            max_connections_per_user: 0,
+            max_queues_per_vhost: 0,
+            max_consumers_per_channel: 0,
         }
     }
 }
@@ -336,6 +367,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             source,
         })?;
     let broker = Broker::with_loopback_users(registry, stores, config.loopback_users.clone())?;
+    broker.set_limits(config.limits());
     let restored = broker.restore(kept);
     match &config.load_definitions {
         // As RabbitMQ: definitions loaded at boot replace the defaults, so a RabbitMQ export
@@ -575,12 +607,17 @@ async fn accept_loop(
 ) {
     static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
     let mut connections = JoinSet::new();
+    let mut backoff = AcceptBackoff::default();
     loop {
+        let resume_at = backoff.resume_at;
         tokio::select! {
             _ = shutdown.changed() => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            (accepted, tls) = accept(&listener, amqps.as_ref()) => match accepted {
+            () = tokio::time::sleep_until(resume_at.unwrap_or_else(tokio::time::Instant::now)),
+                if resume_at.is_some() => backoff.resume_at = None,
+            (accepted, tls) = accept(&listener, amqps.as_ref()), if resume_at.is_none() => match accepted {
                 Ok((socket, peer)) => {
+                    backoff.accepted();
                     let _ = socket.set_nodelay(true);
                     let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
                     let socket = match tls {
@@ -597,10 +634,7 @@ async fn accept_loop(
                         shutdown.clone(),
                     ));
                 }
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+                Err(e) => backoff.failed(&e),
             },
         }
     }
@@ -632,4 +666,86 @@ async fn accept(
             accepted = tls.accept() => (accepted, Some(acceptor.clone())),
         },
     }
+}
+
+/// The first pause after `accept` fails; each further failure in a row doubles it.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// The longest pause between attempts while `accept` keeps failing: how long a freed
+/// descriptor can wait before the listener takes the next connection.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// How long accepting must work without a failure for an episode to be over. Freed
+/// descriptors are taken at once by connections waiting in the backlog, so success and
+/// failure alternate for a while before the listener catches up.
+const ACCEPT_EPISODE_QUIET: Duration = Duration::from_secs(1);
+
+/// What the accept loop does when `accept` fails. Out of file descriptors (or socket
+/// memory), every attempt fails at once until a connection closes, so retrying in a loop
+/// would spin and flood the log. Instead a run of failures is one *episode*: one warning
+/// when it starts (naming the limit), pauses growing from [`ACCEPT_BACKOFF_MIN`] to
+/// [`ACCEPT_BACKOFF_MAX`] between attempts (the pending connections wait in the listen
+/// backlog meanwhile), and one line at the first accept after [`ACCEPT_EPISODE_QUIET`]
+/// without failures. Shutdown is not held up: the pause is one arm of the accept loop's
+/// `select!`.
+#[derive(Debug, Default)]
+struct AcceptBackoff {
+    /// Failures in the current episode (0: accepting normally).
+    failures: u64,
+    /// Failures in a row (for the pause).
+    in_a_row: u64,
+    /// The last failure of the episode.
+    last_failure: Option<tokio::time::Instant>,
+    /// While paused: when to try again.
+    resume_at: Option<tokio::time::Instant>,
+}
+
+impl AcceptBackoff {
+    fn failed(&mut self, e: &std::io::Error) {
+        if self.failures == 0 {
+            let limit = fd_limit::current_fd_limit()
+                .map_or_else(|| "unknown".to_owned(), |n| n.to_string());
+            if is_out_of_descriptors(e) {
+                tracing::warn!(
+                    "out of file descriptors: not accepting connections for now (limit {limit}): \
+                     {e}; raise `ulimit -n` or lower --max-connections"
+                );
+            } else if is_out_of_memory(e) {
+                tracing::warn!("out of socket memory: not accepting connections for now: {e}");
+            } else {
+                tracing::warn!("accept failed: {e}; retrying with back-off");
+            }
+        }
+        self.failures += 1;
+        self.in_a_row += 1;
+        let now = tokio::time::Instant::now();
+        self.last_failure = Some(now);
+        let shift = (self.in_a_row - 1).min(16) as u32;
+        let pause = ACCEPT_BACKOFF_MIN
+            .saturating_mul(1 << shift)
+            .min(ACCEPT_BACKOFF_MAX);
+        self.resume_at = Some(now + pause);
+    }
+
+    fn accepted(&mut self) {
+        self.in_a_row = 0;
+        let quiet = self
+            .last_failure
+            .is_some_and(|at| at.elapsed() >= ACCEPT_EPISODE_QUIET);
+        if self.failures > 0 && quiet {
+            tracing::info!(
+                "accepting connections again after {} failed attempts",
+                self.failures
+            );
+            self.failures = 0;
+            self.last_failure = None;
+        }
+    }
+}
+
+fn is_out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+fn is_out_of_memory(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::ENOMEM))
 }

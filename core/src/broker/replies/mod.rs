@@ -266,10 +266,12 @@ pub fn tune_refused(what: String) -> AmqpError {
     AmqpError::not_allowed(what)
 }
 
-/// 530 at `channel.open`: a channel number above the negotiated channel_max.
-pub fn channel_number_too_high(number: u16, channel_max: u16) -> AmqpError {
+/// 530 at `channel.open`: as many channels open as the negotiated channel_max (RabbitMQ
+/// counts open channels, whatever their numbers).
+pub fn channel_limit(open: usize, channel_max: u16) -> AmqpError {
     AmqpError::not_allowed(format!(
-        "channel number {number} exceeds the negotiated channel_max {channel_max}"
+        "number of channels opened ({open}) has reached the negotiated channel_max \
+         ({channel_max})"
     ))
 }
 
@@ -284,6 +286,64 @@ pub fn login_refused(mechanism: &str) -> AmqpError {
         "Login was refused using authentication mechanism {mechanism}. For details see the \
          broker logfile."
     ))
+}
+
+/// 530 at `connection.open`: the vhost has as many connections as its limit.
+pub fn vhost_connection_limit(vhost: &str, user: &str, limit: usize) -> AmqpError {
+    AmqpError::not_allowed(format!(
+        "access to vhost '{vhost}' refused for user '{user}': connection limit ({limit}) is \
+         reached"
+    ))
+}
+
+/// 530 at `connection.open`: the user has as many connections as its limit.
+pub fn user_connection_limit(user: &str, limit: usize) -> AmqpError {
+    AmqpError::not_allowed(format!(
+        "connection refused for user '{user}': user connection limit ({limit}) is reached"
+    ))
+}
+
+/// 530 at `connection.open`: the node has as many connections as `--max-connections`
+/// (Warren's text: RabbitMQ's listener stops accepting instead).
+pub fn node_connection_limit(vhost: &str, user: &str, limit: usize) -> AmqpError {
+    AmqpError::not_allowed(format!(
+        "access to vhost '{vhost}' refused for user '{user}': node connection limit ({limit}) \
+         is reached"
+    ))
+}
+
+/// 406 at `queue.declare`: the vhost holds as many queues as its limit.
+pub fn queue_limit(vhost: &str, queue: &str, limit: usize) -> AmqpError {
+    AmqpError::precondition_failed(format!(
+        "cannot declare queue '{queue}': queue limit in vhost '{vhost}' ({limit}) is reached"
+    ))
+}
+
+/// 530 at `basic.consume`: the channel has as many consumers as
+/// `--max-consumers-per-channel` (RabbitMQ 3.12's text).
+pub fn consumer_limit(limit: usize) -> AmqpError {
+    AmqpError::not_allowed(format!(
+        "reached maximum ({limit}) of consumers per channel"
+    ))
+}
+
+/// 502 at `connection.start-ok`: a PLAIN response that is not `\0user\0password` (RabbitMQ
+/// refuses it as a syntax error too, but only logs it; Warren also tells the client).
+pub fn malformed_plain() -> AmqpError {
+    AmqpError::new(
+        ReplyCode::SyntaxError,
+        "PLAIN response invalid: expected NUL, user name, NUL, password (no authorisation \
+         identity, no further fields)",
+    )
+}
+
+/// 502 at `connection.start-ok`: an AMQPLAIN response without long-string `LOGIN` and
+/// `PASSWORD` fields (RabbitMQ's text, without the table it echoes).
+pub fn malformed_amqplain() -> AmqpError {
+    AmqpError::new(
+        ReplyCode::SyntaxError,
+        "AMQPLAIN auth info is missing LOGIN or PASSWORD field",
+    )
 }
 
 #[cfg(test)]

@@ -104,6 +104,9 @@ pub struct VHost {
     /// catalogue method is sent once it is durable.
     definitions_written: AtomicU64,
     next_id: AtomicU64,
+    /// The most queues this vhost may hold (RabbitMQ's vhost limit `max-queues`; 0:
+    /// unlimited), checked under the catalogue lock when a queue is created.
+    max_queues: std::sync::atomic::AtomicUsize,
     /// Itself, for the drivers it starts (which must not keep it alive).
     me: Weak<VHost>,
     /// False while the vhost is being restored at start: its drivers wait, so that nothing
@@ -131,6 +134,7 @@ impl VHost {
                 stores,
                 definitions_written: AtomicU64::new(0),
                 next_id: AtomicU64::new(1),
+                max_queues: std::sync::atomic::AtomicUsize::new(0),
                 me: me.clone(),
                 open: tokio::sync::watch::Sender::new(true),
             };
@@ -300,6 +304,11 @@ impl VHost {
     /// exports; in no particular order).
     pub fn exchanges(&self) -> Vec<Arc<Exchange>> {
         self.exchanges.read().values().cloned().collect()
+    }
+
+    /// Sets the most queues this vhost may hold (0: unlimited); queues already there stay.
+    pub fn set_max_queues(&self, max: usize) {
+        self.max_queues.store(max, Ordering::Relaxed);
     }
 
     /// Every queue of the vhost, exclusive ones included (listings and definition exports;
@@ -563,6 +572,10 @@ impl VHost {
         }
         if name.starts_with("amq.") && d.name == name {
             return Err(replies::reserved_name("queue", name));
+        }
+        let max_queues = self.max_queues.load(Ordering::Relaxed);
+        if crate::broker::limits::reached(self.queues.read().len(), max_queues) {
+            return Err(replies::queue_limit(vhost, name, max_queues));
         }
         let flags = DeclareFlags {
             durable: d.durable,

@@ -106,6 +106,17 @@ impl Channel {
     }
 
     fn consume(&mut self, ctx: &mut ConnCtx, c: basic::Consume) -> Result<(), AmqpError> {
+        // As RabbitMQ: the limit is checked first, unless the tag is a reused one (which has
+        // its own error).
+        let max_consumers = ctx.broker.limits().max_consumers_per_channel;
+        {
+            let st = self.delivery.state.lock();
+            let reused = ShortStr::copy_from_str(c.consumer_tag.as_str())
+                .is_ok_and(|tag| st.consumers.contains_key(&tag));
+            if !reused && crate::broker::limits::reached(st.consumers.len(), max_consumers) {
+                return Err(replies::consumer_limit(max_consumers));
+            }
+        }
         let name = self.queue_name(c.queue.as_str())?;
         ctx.check(ResourceKind::Queue, Operation::Read, name)?;
         let queue = self.find_queue(ctx, name)?;

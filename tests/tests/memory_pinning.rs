@@ -38,7 +38,7 @@ fn rss_bytes() -> u64 {
 async fn count(channel: &lapin::Channel, queue: &str) -> u32 {
     channel
         .queue_declare(
-            queue.into(),
+            queue,
             QueueDeclareOptions {
                 passive: true,
                 ..QueueDeclareOptions::default()
@@ -61,7 +61,7 @@ async fn small_kept_messages_do_not_pin_the_read_buffers_they_arrived_in() {
     let drained = unique("drained");
     channel
         .queue_declare(
-            kept.as_str().into(),
+            kept.as_str(),
             QueueDeclareOptions::default(),
             FieldTable::default(),
         )
@@ -71,7 +71,7 @@ async fn small_kept_messages_do_not_pin_the_read_buffers_they_arrived_in() {
     newest_only.insert("x-max-length".into(), AMQPValue::LongInt(1));
     channel
         .queue_declare(
-            drained.as_str().into(),
+            drained.as_str(),
             QueueDeclareOptions::default(),
             newest_only,
         )

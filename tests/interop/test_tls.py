@@ -162,6 +162,9 @@ def test_external_logs_in_as_the_certificate_common_name(warren, pki):
         mine = [c for c in listed if c["peer_port"] == local_port]
         assert len(mine) == 1, listed
         assert (mine[0]["user"], mine[0]["auth_mechanism"]) == (CN_USER, "EXTERNAL")
+        assert mine[0]["ssl"] is True, mine[0]
+        assert mine[0]["ssl_protocol"] in ("tlsv1.2", "tlsv1.3"), mine[0]
+        assert mine[0]["ssl_cipher"], mine[0]
     finally:
         connection.close()
 

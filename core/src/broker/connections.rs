@@ -50,6 +50,15 @@ pub struct Handshake {
     pub open: bool,
 }
 
+/// A TLS connection's protocol and cipher, as `/api/connections` reports them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Encryption {
+    /// The protocol version, e.g. `tlsv1.3`.
+    pub protocol: Option<String>,
+    /// The cipher suite, e.g. `TLS13_AES_256_GCM_SHA384`.
+    pub cipher: Option<String>,
+}
+
 /// One connection.
 #[derive(Debug)]
 pub struct ConnectionEntry {
@@ -63,6 +72,8 @@ pub struct ConnectionEntry {
     pub local: SocketAddr,
     /// When it was accepted, in ms since the Unix epoch.
     pub connected_at: u64,
+    /// On an AMQPS connection, what its TLS handshake settled.
+    pub tls: Option<Encryption>,
     handshake: Mutex<Handshake>,
     /// Why it must close, once asked.
     close: Mutex<Option<String>>,
@@ -254,7 +265,13 @@ impl Drop for Registered {
 
 impl Connections {
     /// Registers a connection just accepted.
-    pub fn register(self: &Arc<Self>, id: u64, peer: SocketAddr, local: SocketAddr) -> Registered {
+    pub fn register(
+        self: &Arc<Self>,
+        id: u64,
+        peer: SocketAddr,
+        local: SocketAddr,
+        tls: Option<Encryption>,
+    ) -> Registered {
         let connected_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -265,6 +282,7 @@ impl Connections {
             peer,
             local,
             connected_at,
+            tls,
             handshake: Mutex::default(),
             close: Mutex::new(None),
             closing: Notify::new(),
@@ -365,11 +383,13 @@ mod tests {
             1,
             "127.0.0.1:1000".parse().unwrap(),
             "127.0.0.1:5672".parse().unwrap(),
+            None,
         );
         let b = connections.register(
             2,
             "127.0.0.1:1001".parse().unwrap(),
             "127.0.0.1:5672".parse().unwrap(),
+            None,
         );
         a.entry().update(|h| h.vhost = "dev".into());
         assert_eq!(a.entry().name, "127.0.0.1:1000 -> 127.0.0.1:5672");
@@ -394,7 +414,7 @@ mod tests {
             ..Limits::default()
         };
         let register = |id: u64, user: &str| {
-            let r = connections.register(id, addr(1000 + id as u16), addr(5672));
+            let r = connections.register(id, addr(1000 + id as u16), addr(5672), None);
             r.entry().update(|h| h.user = user.to_owned());
             r
         };
@@ -445,6 +465,7 @@ mod tests {
             7,
             "127.0.0.1:1000".parse().unwrap(),
             "127.0.0.1:5672".parse().unwrap(),
+            None,
         );
         let entry = connections.by_id(7).expect("registered");
         let delivery = |n| DeliveryChannel::new(n, 4096, 7, false, Arc::new(Nowhere));

@@ -33,7 +33,7 @@ use super::outbox::{self, Outbox, OutboxStats};
 use super::stream::{Incoming, ReadSide};
 use crate::alarm::Raised;
 use crate::auth::{Grants, User};
-use crate::broker::connections::Registered;
+use crate::broker::connections::{Encryption, Registered};
 use crate::broker::limits::ConnectionLimit;
 use crate::broker::{Broker, Queue, replies};
 use crate::error::AmqpError;
@@ -92,7 +92,11 @@ pub async fn serve(
         return;
     };
     let (mut reader, mut writer) = (opened.reader, opened.writer);
-    let registered = broker.connections().register(id, peer, local);
+    let encryption = opened.tls.as_ref().map(|t| Encryption {
+        protocol: t.protocol.clone(),
+        cipher: t.cipher.clone(),
+    });
+    let registered = broker.connections().register(id, peer, local, encryption);
     let mut conn = Connection {
         peer,
         ctx: ConnCtx {

@@ -68,7 +68,7 @@ impl Incoming {
                         return None;
                     }
                 };
-                let tls = TlsPeer::from_certificates(stream.get_ref().1.peer_certificates());
+                let tls = TlsPeer::of_session(stream.get_ref().1);
                 let (reader, writer) = tokio::io::split(stream);
                 Some(Opened {
                     reader: ReadSide::Tls(reader),

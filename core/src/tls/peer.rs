@@ -27,6 +27,10 @@ pub struct TlsPeer {
     /// The verified client certificate's CN, if the client presented a certificate (and it
     /// has one).
     pub common_name: Option<String>,
+    /// The negotiated protocol in RabbitMQ's spelling (`tlsv1.3`), for `/api/connections`.
+    pub protocol: Option<String>,
+    /// The negotiated cipher suite's IANA name (`TLS13_AES_256_GCM_SHA384`).
+    pub cipher: Option<String>,
 }
 
 impl TlsPeer {
@@ -34,6 +38,26 @@ impl TlsPeer {
     pub fn from_certificates(chain: Option<&[CertificateDer<'_>]>) -> TlsPeer {
         TlsPeer {
             common_name: chain.and_then(<[_]>::first).and_then(common_name),
+            ..TlsPeer::default()
+        }
+    }
+
+    /// What the finished handshake of `session` settled: the client certificate's CN, the
+    /// protocol version and the cipher suite.
+    pub fn of_session(session: &rustls::ServerConnection) -> TlsPeer {
+        let protocol = session.protocol_version().map(|v| match v {
+            rustls::ProtocolVersion::TLSv1_3 => "tlsv1.3".to_owned(),
+            rustls::ProtocolVersion::TLSv1_2 => "tlsv1.2".to_owned(),
+            other => format!("{other:?}").to_lowercase(),
+        });
+        let cipher = session
+            .negotiated_cipher_suite()
+            .and_then(|suite| suite.suite().as_str())
+            .map(str::to_owned);
+        TlsPeer {
+            protocol,
+            cipher,
+            ..TlsPeer::from_certificates(session.peer_certificates())
         }
     }
 }

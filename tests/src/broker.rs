@@ -181,6 +181,25 @@ impl TestBroker {
         (conn, ch)
     }
 
+    /// Asserts that the broker still serves a new client: a fresh connection declares a
+    /// server-named queue. The check after every test that provokes or refuses a client.
+    pub async fn assert_serves(&self) {
+        let (conn, ch) = self.channel().await;
+        let q = ch
+            .queue_declare(
+                "",
+                lapin::options::QueueDeclareOptions {
+                    exclusive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .expect("a fresh connection still works");
+        assert!(q.name().as_str().starts_with("amq.gen-"), "{}", q.name());
+        conn.close(200, "bye").await.expect("close");
+    }
+
     /// Stops an in-process Warren and waits until it is down; a no-op for an external broker.
     pub async fn stop(self) {
         #[cfg(feature = "in-process")]

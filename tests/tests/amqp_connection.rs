@@ -13,23 +13,6 @@ use warren_tests::raw::{
 };
 use warren_tests::tables;
 
-async fn still_serves(broker: &TestBroker) {
-    let (conn, ch) = broker.channel().await;
-    let q = ch
-        .queue_declare(
-            "",
-            lapin::options::QueueDeclareOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("a fresh connection still works");
-    assert!(q.name().as_str().starts_with("amq.gen-"));
-    conn.close(200, "bye").await.expect("close");
-}
-
 /// Logs in and returns the raw client and the server's tune.
 async fn logged_in(broker: &TestBroker) -> (RawClient, connection::Tune) {
     let mut c = RawClient::connect(broker.addr()).await;
@@ -138,7 +121,7 @@ async fn tune_ok_frame_max_below_8192_closes_with_530() {
     )
     .await;
     assert_eq!(end.code(), Some(530), "{end:?}");
-    still_serves(&broker).await;
+    broker.assert_serves().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,7 +211,7 @@ async fn opening_a_channel_above_channel_max_closes_with_530() {
     .await;
     let end = c.expect_connection_end(WAIT).await;
     assert_eq!(end.code(), Some(530), "{end:?}");
-    still_serves(&broker).await;
+    broker.assert_serves().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,7 +257,7 @@ async fn silent_peer_is_dropped_after_missed_heartbeats() {
     // Never send anything again: the server must give up on us.
     let end = c.expect_connection_end(Duration::from_secs(8)).await;
     assert_ne!(end, Ending::StillOpen, "a silent peer must be dropped");
-    still_serves(&broker).await;
+    broker.assert_serves().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,7 +273,7 @@ async fn bad_password_closes_with_403_access_refused() {
         }
         other => panic!("expected connection.close 403, got {other:?}"),
     }
-    still_serves(&broker).await;
+    broker.assert_serves().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,7 +320,7 @@ async fn unknown_protocol_header_is_answered_with_0_9_1_and_closed() {
         other => panic!("expected the server's protocol header, got {other:?}"),
     }
     assert_eq!(c.recv(WAIT).await, Incoming::Eof);
-    still_serves(&broker).await;
+    broker.assert_serves().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -353,7 +336,7 @@ async fn garbage_instead_of_a_protocol_header_is_refused() {
         Incoming::Eof => {}
         other => panic!("expected a protocol header or EOF, got {other:?}"),
     }
-    still_serves(&broker).await;
+    broker.assert_serves().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -443,7 +426,7 @@ async fn guest_is_refused_from_a_non_loopback_address_with_403() {
         }
         other => panic!("guest from {ip} must be refused with 403, got {other:?}"),
     }
-    still_serves(&broker).await;
+    broker.assert_serves().await;
 }
 
 /// A client that awaits each publish into a queue nobody consumes makes its connection

@@ -14,21 +14,6 @@ use warren_tests::broker::{TestBroker, reply_of};
 use warren_tests::raw::{Ending, Incoming, PROTOCOL_HEADER, RawClient, TuneOk, WAIT};
 use warren_tests::tenancy::{add_user, add_vhost, connect_as, permit};
 
-async fn still_serves(broker: &TestBroker) {
-    let (conn, ch) = broker.channel().await;
-    ch.queue_declare(
-        "",
-        QueueDeclareOptions {
-            exclusive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("a bystander connection still works");
-    conn.close(200, "bye").await.expect("close");
-}
-
 /// The `connection.open` refusal, as lapin reports it.
 async fn refused(broker: &TestBroker, user: &str, vhost: &str) -> (u16, String) {
     match connect_as(broker, user, user, vhost).await {
@@ -64,7 +49,7 @@ async fn the_node_connection_limit_refuses_connection_open_with_530_until_one_cl
         .expect("a channel on an open connection");
     ch.close(200, "bye").await.expect("close");
     first.close(200, "bye").await.expect("close");
-    still_serves(&broker).await;
+    broker.assert_serves().await;
     second.close(200, "bye").await.expect("close");
 }
 
@@ -84,7 +69,7 @@ async fn the_vhost_connection_limit_counts_each_vhost_apart() {
          reached"
     );
     // Another vhost has its own count.
-    still_serves(&broker).await;
+    broker.assert_serves().await;
     held.close(200, "bye").await.expect("close");
     let again = connect_as(&broker, "vlu", "vlu", "limited")
         .await
@@ -107,7 +92,7 @@ async fn the_user_connection_limit_counts_the_users_connections_to_every_vhost()
         "NOT_ALLOWED - connection refused for user 'ulu': user connection limit (1) is reached"
     );
     // Other users are not counted against it.
-    still_serves(&broker).await;
+    broker.assert_serves().await;
     held.close(200, "bye").await.expect("close");
     connect_as(&broker, "ulu", "ulu", "other")
         .await
@@ -152,7 +137,7 @@ async fn channel_max_counts_open_channels_whatever_their_numbers() {
             method_id: 0,
         }
     );
-    still_serves(&broker).await;
+    broker.assert_serves().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,7 +314,7 @@ async fn plain_takes_only_nul_user_nul_password() {
         Ending::StillOpen,
         "the well-formed response logs in (connection.tune)"
     );
-    still_serves(&broker).await;
+    broker.assert_serves().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -458,7 +443,7 @@ async fn repeated_failed_logins_are_answered_late_but_good_logins_and_other_addr
     good.login("guest", "guest")
         .await
         .expect("guest from another loopback address");
-    still_serves(&broker).await;
+    broker.assert_serves().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -142,14 +142,31 @@ pub fn watch(resolver: Arc<CertResolver>, mut shutdown: watch::Receiver<bool>) {
             };
             #[cfg(not(unix))]
             let signalled = std::future::pending::<Option<()>>();
-            tokio::select! {
+            // Decided first, acted on after: the select's output (which can hold a borrow of
+            // the shutdown flag) must not live across the awaits below.
+            let signalled = tokio::select! {
                 _ = shutdown.wait_for(|stop| *stop) => return,
-                _ = signalled => resolver.report(resolver.reload(), "SIGHUP"),
-                _ = check.tick() => {
-                    if let Some(outcome) = resolver.reload_if_changed() {
-                        resolver.report(outcome, "the files changed");
-                    }
+                _ = signalled => true,
+                _ = check.tick() => false,
+            };
+            // Stat and read the files on the blocking pool, never on a reactor thread (a
+            // slow or network file system must not stall connections).
+            let r = resolver.clone();
+            let outcome = tokio::task::spawn_blocking(move || {
+                if signalled {
+                    Some(r.reload())
+                } else {
+                    r.reload_if_changed()
                 }
+            })
+            .await;
+            if let Ok(Some(outcome)) = outcome {
+                let why = if signalled {
+                    "SIGHUP"
+                } else {
+                    "the files changed"
+                };
+                resolver.report(outcome, why);
             }
         }
     });

@@ -16,7 +16,6 @@ use std::time::Duration;
 use amq_protocol::frame::AMQPFrame;
 use amq_protocol::protocol::{AMQPClass, basic, channel, confirm, exchange, queue, tx};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString};
-use lapin::options::QueueDeclareOptions;
 use warren_tests::broker::TestBroker;
 use warren_tests::raw::{
     AMQPProperties, Ending, FRAME_BODY, FRAME_HEARTBEAT, RawClient, encode, frame_bytes,

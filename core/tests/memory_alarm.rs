@@ -21,15 +21,15 @@ use std::time::{Duration, Instant};
 
 use futures_lite::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
+    QueueDeclareOptions,
 };
-use lapin::publisher_confirm::Confirmation;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Event};
+use lapin::{Channel, Connection, ConnectionProperties, Event};
 use parking_lot::Mutex;
 
 use common::broker_process::{BrokerProcess, TempDataDir};
+use common::confirmed::{id_of, publish_window};
 use common::memory::{rss, status_bytes};
 
 /// The watermark: well above an idle broker's resident set (~20 MiB), well below the cap.
@@ -125,32 +125,11 @@ async fn publish(
 ) {
     let mut next = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let mut window = Vec::with_capacity(WINDOW);
-        for _ in 0..WINDOW {
-            let mut body = vec![0u8; BODY];
-            body[..8].copy_from_slice(&next.to_be_bytes());
-            let Ok(confirm) = ch
-                .basic_publish(
-                    "",
-                    queue.as_str(),
-                    BasicPublishOptions::default(),
-                    &body,
-                    BasicProperties::default(),
-                )
-                .await
-            else {
-                return;
-            };
-            published.fetch_add(1, Ordering::Relaxed);
-            window.push((next, confirm));
-            next += 1;
-        }
-        for (id, confirm) in window {
-            match confirm.await {
-                Ok(Confirmation::Ack(_)) => confirmed.lock().push(id),
-                Ok(_) => {}
-                Err(_) => return,
-            }
+        let ids = next..next + WINDOW as u64;
+        next = ids.end;
+        match publish_window(&ch, &queue, ids, BODY, &published).await {
+            Some(acked) => confirmed.lock().extend(acked),
+            None => return,
         }
     }
 }
@@ -300,7 +279,7 @@ async fn a_consumer_that_never_reads_gets_publishers_blocked_not_the_broker_kill
         let received = received.clone();
         tokio::spawn(async move {
             while let Some(Ok(delivery)) = deliveries.next().await {
-                let id = u64::from_be_bytes(delivery.data[..8].try_into().expect("an id"));
+                let id = id_of(&delivery.data);
                 received.lock().insert(id);
                 if delivery.ack(BasicAckOptions::default()).await.is_err() {
                     return;

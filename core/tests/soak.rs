@@ -16,15 +16,15 @@ use std::time::{Duration, Instant};
 
 use futures_lite::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
+    QueueDeclareOptions,
 };
-use lapin::publisher_confirm::Confirmation;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::{Connection, ConnectionProperties};
 use parking_lot::Mutex;
 
 use common::broker_process::{BrokerProcess, TempDataDir};
+use common::confirmed::{id_of, publish_window};
 use common::memory::{raise_nofile, rss};
 
 /// Connections in all.
@@ -111,9 +111,7 @@ async fn two_thousand_connections_stay_under_the_watermark_and_lose_nothing_conf
                 if slow && slow_mode.load(Ordering::Relaxed) {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                received
-                    .lock()
-                    .insert(u64::from_be_bytes(d.data[..8].try_into().expect("an id")));
+                received.lock().insert(id_of(&d.data));
                 if d.ack(BasicAckOptions::default()).await.is_err() {
                     return;
                 }
@@ -137,30 +135,12 @@ async fn two_thousand_connections_stay_under_the_watermark_and_lose_nothing_conf
         let (stop, confirmed, next_id) = (stop.clone(), confirmed.clone(), next_id.clone());
         publishers.push(tokio::spawn(async move {
             let queue = format!("soak-{}", p % QUEUES);
+            let published = AtomicU64::new(0);
             while !stop.load(Ordering::Relaxed) {
-                let mut window = Vec::new();
-                for _ in 0..64 {
-                    let id = next_id.fetch_add(1, Ordering::Relaxed);
-                    let mut body = vec![0u8; BODY];
-                    body[..8].copy_from_slice(&id.to_be_bytes());
-                    let Ok(c) = pch
-                        .basic_publish(
-                            "",
-                            queue.as_str(),
-                            BasicPublishOptions::default(),
-                            &body,
-                            BasicProperties::default(),
-                        )
-                        .await
-                    else {
-                        return;
-                    };
-                    window.push((id, c));
-                }
-                for (id, c) in window {
-                    if let Ok(Confirmation::Ack(_)) = c.await {
-                        confirmed.lock().push(id);
-                    }
+                let first = next_id.fetch_add(64, Ordering::Relaxed);
+                match publish_window(&pch, &queue, first..first + 64, BODY, &published).await {
+                    Some(acked) => confirmed.lock().extend(acked),
+                    None => break,
                 }
             }
             let _ = conn.close(200, "done").await;

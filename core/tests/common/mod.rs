@@ -2,6 +2,7 @@
 //! for them): a clean environment, captured output, and a bounded wait for it to exit.
 
 pub mod broker_process;
+pub mod confirmed;
 pub mod memory;
 pub mod raw_amqp;
 

@@ -731,19 +731,13 @@ impl Queue {
                 next,
                 ..
             } = &mut *st;
-            // Taken out to be handed over (a slot is not the full record), put back if no
-            // consumer can take it.
             if consumers.is_empty() {
                 break;
             }
-            let Some(item) = ready.pop_front() else {
-                break;
-            };
-            if !self.hand_over(consumers, next, &item) {
-                ready.push_front(item, now_ms());
-                break;
+            match ready.offer_front(|item| self.hand_over(consumers, next, item)) {
+                Some(true) => delivered = true,
+                Some(false) | None => break,
             }
-            delivered = true;
         }
         if delivered {
             self.delivered();

@@ -259,6 +259,37 @@ impl Ready {
         Some(self.leave(slot, None))
     }
 
+    /// Offers the next message to `hand` (a delivery attempt) and takes it out only if
+    /// `hand` accepted it. A refused offer leaves the queue exactly as it was — the slot,
+    /// its expiry timer and that timer's place among equal deadlines — so a queue whose
+    /// consumers are all at their prefetch pays one lookup per attempt, not a timer cancel
+    /// and re-insert. `None` when nothing is ready.
+    pub fn offer_front(&mut self, hand: impl FnOnce(&Queued) -> bool) -> Option<bool> {
+        let level = self.top_level()?;
+        let slot = self.levels[level].slots.front()?.as_ref()?;
+        let deadline = match (slot.timer, self.timers.as_ref()) {
+            (Some(id), Some(wheel)) => wheel.due(id).unwrap_or(NEVER),
+            _ => NEVER,
+        };
+        let offered = Queued {
+            message: slot.message.clone(),
+            deadline,
+            redelivered: slot.redelivered,
+            stored: if slot.stored {
+                slot.message.store_id()
+            } else {
+                None
+            },
+        };
+        if !hand(&offered) {
+            return Some(false);
+        }
+        drop(offered);
+        let taken = self.pop_front();
+        debug_assert!(taken.is_some(), "the offered slot is still first");
+        Some(true)
+    }
+
     /// When to look again: never later than the earliest deadline among ready messages
     /// (possibly earlier, see [`TimerWheel::next_due`]).
     pub fn next_deadline(&self) -> Option<u64> {
@@ -422,6 +453,39 @@ mod tests {
         // A safe lower bound (the wheel's slot start), never after the real deadline.
         assert!(r.next_deadline().is_some_and(|t| t > 10 && t <= 1000));
         assert_eq!(bodies(&mut r), ["long", "none"]);
+    }
+
+    #[test]
+    fn a_refused_offer_leaves_the_message_its_timer_and_its_place_among_equal_deadlines() {
+        let mut r = Ready::new(1);
+        r.push_back(item("a", 50), 0);
+        r.push_back(item("b", 50), 0);
+        let mut seen = None;
+        let refused = r.offer_front(|q| {
+            seen = Some((q.message.body_bytes(), q.deadline));
+            false
+        });
+        assert_eq!(refused, Some(false));
+        assert_eq!(
+            seen,
+            Some((Bytes::from_static(b"a"), 50)),
+            "the full record"
+        );
+        assert_eq!(r.len(), 2);
+        // Still first to expire among the two due at 50.
+        let mut gone = Vec::new();
+        r.expire(50, usize::MAX, |q| gone.push(q.message.body_bytes()));
+        assert_eq!(gone, [Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
+
+        r.push_back(item("c", 70), 0);
+        assert_eq!(r.offer_front(|_| true), Some(true));
+        assert!(r.is_empty());
+        assert_eq!(
+            r.next_deadline(),
+            None,
+            "the taken message's timer is disarmed"
+        );
+        assert_eq!(r.offer_front(|_| true), None);
     }
 
     #[test]

@@ -19,7 +19,8 @@
 //!
 //! Every amount is held by a [`Charge`] that gives it back when dropped, so a channel that
 //! closes, however it closes, returns what it held. Only the connection's task touches a
-//! budget; the counters are atomics because the task moves between threads.
+//! budget; the counters are atomics only because charges share it through an `Arc` (which
+//! needs `Sync`): they are never contended.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -35,11 +35,16 @@ fn longstr(out: &mut Vec<u8>, s: &[u8]) {
 
 /// The frames that log in as guest (no heartbeats) and open channel 1.
 fn login() -> Vec<u8> {
+    login_plain(b"\0guest\0guest")
+}
+
+/// [`login`] with `response` as the PLAIN response (well-formed or not).
+fn login_plain(response: &[u8]) -> Vec<u8> {
     let mut bytes = b"AMQP\x00\x00\x09\x01".to_vec();
     let mut start_ok = Vec::new();
     start_ok.extend_from_slice(&0u32.to_be_bytes()); // client-properties: empty table
     shortstr(&mut start_ok, "PLAIN");
-    longstr(&mut start_ok, b"\0guest\0guest");
+    longstr(&mut start_ok, response);
     shortstr(&mut start_ok, "en_US");
     bytes.extend(method(0, 10, 11, &start_ok));
     let mut tune_ok = Vec::new();
@@ -85,5 +90,48 @@ pub fn consume_without_reading(addr: SocketAddr, queue: &str, prefetch: u16) -> 
     stream
         .write_all(&bytes)
         .expect("the slow consumer's frames are sent");
+    stream
+}
+
+/// Logs in with `response` as the PLAIN response and reads what the broker sends until it
+/// closes the socket (or 15 s pass): the reply code of its `connection.close`, if it sent
+/// one.
+pub fn close_code_for_plain(addr: SocketAddr, response: &[u8]) -> Option<u16> {
+    use std::io::Read;
+    let mut stream = TcpStream::connect(addr).expect("connects");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .expect("a timeout");
+    stream.write_all(&login_plain(response)).expect("sent");
+    let mut got = Vec::new();
+    let _ = stream.read_to_end(&mut got);
+    // Method frames: type 1, channel, size, then class and method ids.
+    let mut at = 0;
+    while at + 7 <= got.len() {
+        let size = u32::from_be_bytes(got[at + 3..at + 7].try_into().expect("4 bytes")) as usize;
+        let payload = got.get(at + 7..at + 7 + size)?;
+        if got[at] == 1 && payload.len() >= 6 && payload[..4] == [0, 10, 0, 50] {
+            return Some(u16::from_be_bytes([payload[4], payload[5]]));
+        }
+        at += 7 + size + 1;
+    }
+    None
+}
+
+/// Logs in as guest, opens channel 1 and asks for `gets` messages of `queue` with
+/// `basic.get` (manual ack), all in one write, then never reads: the broker may not let its
+/// output for this connection grow with the number of gets.
+pub fn get_without_reading(addr: SocketAddr, queue: &str, gets: usize) -> TcpStream {
+    let mut bytes = login();
+    let mut get = Vec::new();
+    get.extend_from_slice(&0u16.to_be_bytes());
+    shortstr(&mut get, queue);
+    get.push(0); // no-ack off
+    let frame = method(1, 60, 70, &get);
+    for _ in 0..gets {
+        bytes.extend_from_slice(&frame);
+    }
+    let mut stream = TcpStream::connect(addr).expect("the getter connects");
+    stream.write_all(&bytes).expect("the gets are sent");
     stream
 }

@@ -12,5 +12,6 @@ pub mod plugin;
 pub mod protocol;
 pub mod scheduler;
 pub mod server;
+pub mod stats;
 pub mod store;
 pub mod tls;

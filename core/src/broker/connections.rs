@@ -150,6 +150,11 @@ impl ChannelEntry {
         all
     }
 
+    /// What the channel counted (kept on its delivery half, where deliveries are recorded).
+    pub fn stats(&self) -> &crate::stats::Stats {
+        &self.delivery.stats
+    }
+
     /// How many consumers the channel has.
     pub fn consumer_count(&self) -> usize {
         self.delivery.state.lock().consumers.len()

@@ -76,6 +76,8 @@ pub struct Exchange {
     inner: RwLock<Inner>,
     /// Pending messages, for an `x-delayed-message` exchange.
     delayed: Option<Arc<Delayed>>,
+    /// Messages in and out.
+    stats: crate::stats::Stats,
 }
 
 impl Exchange {
@@ -112,7 +114,14 @@ impl Exchange {
                 destinations: FxHashMap::default(),
             }),
             delayed,
+            stats: crate::stats::Stats::default(),
         })
+    }
+
+    /// What the exchange counted (`publish_in`, `publish_out`; a delayed exchange's held,
+    /// fired and cancelled are on its [`Delayed`]).
+    pub fn stats(&self) -> &crate::stats::Stats {
+        &self.stats
     }
 
     /// The pending messages of an `x-delayed-message` exchange; `None` for other types.

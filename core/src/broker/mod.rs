@@ -94,6 +94,8 @@ pub struct Broker {
     connections: Arc<Connections>,
     /// Resource limits (connections, queues, consumers); set at start.
     limits: parking_lot::RwLock<limits::Limits>,
+    /// Message statistics beyond the live objects' own counters.
+    stats: crate::stats::NodeStats,
 }
 
 impl Broker {
@@ -130,8 +132,48 @@ impl Broker {
             alarms: Arc::default(),
             connections: Arc::default(),
             limits: parking_lot::RwLock::default(),
+            stats: crate::stats::NodeStats::default(),
         };
         Ok(Arc::new(broker))
+    }
+
+    /// The node's statistics (retired totals, lateness, churn, sampled history).
+    pub fn stats(&self) -> &crate::stats::NodeStats {
+        &self.stats
+    }
+
+    /// The node's message totals now: each kind summed from its [`crate::stats::Source`]
+    /// (live channels, queues, exchanges and delayed exchanges, plus what closed and deleted
+    /// ones had counted), so no event is counted twice and no total goes down.
+    pub fn message_totals(&self) -> crate::stats::Snapshot {
+        use crate::stats::{Snapshot, Source};
+        let mut channels = self.stats.closed_channels.snapshot();
+        for connection in self.connections.list() {
+            for channel in connection.channels() {
+                channels.add(&channel.stats().counters.snapshot());
+            }
+        }
+        let mut queues = self.stats.deleted_queues.snapshot();
+        let mut exchanges = self.stats.deleted_exchanges.snapshot();
+        for name in self.vhost_names() {
+            let Some(vhost) = self.vhost(&name) else {
+                continue;
+            };
+            for queue in vhost.queues() {
+                queues.add(&queue.stats().counters.snapshot());
+            }
+            for exchange in vhost.exchanges() {
+                exchanges.add(&exchange.stats().counters.snapshot());
+                if let Some(delayed) = exchange.delayed() {
+                    exchanges.add(&delayed.stats().counters.snapshot());
+                }
+            }
+        }
+        let mut totals = Snapshot::default();
+        totals.add(&channels.from_source(Source::Channel));
+        totals.add(&queues.from_source(Source::Queue));
+        totals.add(&exchanges.from_source(Source::Exchange));
+        totals
     }
 
     /// The node's resource limits.

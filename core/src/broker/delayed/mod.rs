@@ -165,9 +165,16 @@ pub struct Delayed {
     exchange_name: OnceLock<ShortStr>,
     wake: Notify,
     warned: AtomicBool,
+    /// Held, fired and cancelled.
+    stats: crate::stats::Stats,
 }
 
 impl Delayed {
+    /// What it counted: held, fired, cancelled.
+    pub fn stats(&self) -> &crate::stats::Stats {
+        &self.stats
+    }
+
     /// A delayed state routing through `inner_type`, writing persistent messages to `store`
     /// if it has one. Must be called inside a tokio runtime (its clock is tokio's).
     pub fn new(inner_type: &str, store: Option<DelayedStore>) -> Arc<Delayed> {
@@ -181,6 +188,7 @@ impl Delayed {
             exchange_name: OnceLock::new(),
             wake: Notify::new(),
             warned: AtomicBool::new(false),
+            stats: crate::stats::Stats::default(),
         })
     }
 

@@ -118,6 +118,8 @@ pub struct DeliveryChannel {
     pub sink: Arc<dyn DeliverySink>,
     /// Tags, unacked messages, limits.
     pub state: Mutex<DeliveryState>,
+    /// What the channel did: publishes by its client, deliveries and acks.
+    pub stats: crate::stats::Stats,
 }
 
 impl DeliveryChannel {
@@ -139,6 +141,7 @@ impl DeliveryChannel {
                 flow_active: true,
                 ..DeliveryState::default()
             }),
+            stats: crate::stats::Stats::default(),
         })
     }
 }

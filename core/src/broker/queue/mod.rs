@@ -218,6 +218,8 @@ pub struct Queue {
     warned: AtomicBool,
     /// Its message store, if it is durable (and not exclusive) and the broker stores.
     store: Option<QueueStore>,
+    /// What happened to messages in it (enqueued, delivered, acked, died by reason).
+    stats: crate::stats::Stats,
 }
 
 /// What removing a consumer left behind.
@@ -280,6 +282,7 @@ impl Queue {
             last_delivery_ms: AtomicU64::new(0),
             wake: Arc::new(Notify::new()),
             warned: AtomicBool::new(false),
+            stats: crate::stats::Stats::default(),
         });
         if let Some(expires) = queue.spec.limits.expires {
             let mut st = queue.state.lock();
@@ -363,6 +366,11 @@ impl Queue {
     /// The signal that wakes this queue's expiry driver (see [`Queue::tick`]).
     pub fn driver_wake(&self) -> Arc<Notify> {
         self.wake.clone()
+    }
+
+    /// What happened to messages in the queue.
+    pub fn stats(&self) -> &crate::stats::Stats {
+        &self.stats
     }
 
     /// Whether the queue was deleted (handles to it are stale).

@@ -9,7 +9,7 @@
 //! `tls_ca`, `tls_verify_peer` (a boolean), `tls_listen`, `management_tls_listen`,
 //! `memory_high_watermark`, `max_connections`, `max_connections_per_vhost`,
 //! `max_connections_per_user`, `max_queues_per_vhost`, `max_consumers_per_channel` (each 0
-//! or absent: unlimited)); unknown keys are an error so a typo does not silently fall back
+//! or absent: unlimited), `collect_statistics_interval` (milliseconds, RabbitMQ's key)); unknown keys are an error so a typo does not silently fall back
 //! to a default.
 //!
 //! TLS (AMQPS and HTTPS) is on when `tls_cert` and `tls_key` are both given; `tls_ca` asks
@@ -89,6 +89,8 @@ pub struct FileConfig {
     pub max_queues_per_vhost: Option<usize>,
     /// Consumers per channel.
     pub max_consumers_per_channel: Option<usize>,
+    /// How often statistics are sampled for rates (milliseconds).
+    pub collect_statistics_interval: Option<u64>,
 }
 
 /// Why the configuration could not be read.
@@ -243,6 +245,8 @@ pub struct Overrides {
     pub max_queues_per_vhost: Option<usize>,
     /// `--max-consumers-per-channel`.
     pub max_consumers_per_channel: Option<usize>,
+    /// `--collect-statistics-interval` (milliseconds).
+    pub collect_statistics_interval: Option<u64>,
 }
 
 /// Merges overrides, file and defaults. The plugins directory defaults to
@@ -281,7 +285,22 @@ pub fn resolve(overrides: Overrides, file: FileConfig) -> Result<Config, ConfigE
         Some(value) => MemoryWatermark::parse("--memory-high-watermark", &value)?,
         None => defaults.memory_high_watermark,
     };
+    let stats_interval = match overrides
+        .collect_statistics_interval
+        .or(file.collect_statistics_interval)
+    {
+        Some(0) => {
+            return Err(ConfigError::Invalid {
+                setting: "--collect-statistics-interval",
+                value: "0".to_owned(),
+                why: "the sampling interval must be at least 1 ms".to_owned(),
+            });
+        }
+        Some(ms) => std::time::Duration::from_millis(ms),
+        None => defaults.stats_interval,
+    };
     Ok(Config {
+        stats_interval,
         listen: overrides.listen.or(file.listen).unwrap_or(defaults.listen),
         management_listen: overrides
             .management_listen

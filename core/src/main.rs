@@ -78,6 +78,10 @@ struct Args {
     /// [default: 0].
     #[arg(long, env = "WARREN_MAX_CONSUMERS_PER_CHANNEL")]
     max_consumers_per_channel: Option<usize>,
+    /// How often message rates are sampled, in milliseconds (RabbitMQ's
+    /// `collect_statistics_interval`) [default: 5000].
+    #[arg(long, env = "WARREN_COLLECT_STATISTICS_INTERVAL")]
+    collect_statistics_interval: Option<u64>,
     /// TOML config file with the same keys (underscores for dashes).
     #[arg(long, env = "WARREN_CONFIG")]
     config: Option<PathBuf>,
@@ -184,6 +188,7 @@ fn main() -> ExitCode {
             max_connections_per_user: args.max_connections_per_user,
             max_queues_per_vhost: args.max_queues_per_vhost,
             max_consumers_per_channel: args.max_consumers_per_channel,
+            collect_statistics_interval: args.collect_statistics_interval,
         },
         file,
     ) {

@@ -28,6 +28,7 @@ use tokio::sync::Notify;
 
 use super::limits::{ConnectionLimit, Limits, reached};
 use super::queue::{Consumer, DeliveryChannel};
+use crate::stats::{Churn, Counters, Io, NodeStats, Snapshot, Stats};
 
 /// What the handshake settled (filled in as it goes).
 #[derive(Clone, Debug, Default)]
@@ -79,6 +80,14 @@ pub struct ConnectionEntry {
     close: Mutex<Option<String>>,
     closing: Notify,
     channels: Mutex<BTreeMap<u16, Arc<ChannelEntry>>>,
+    /// What its closed channels counted (its `message_stats` is these plus its open ones').
+    closed_channels: Counters,
+    /// Bytes and socket operations (the writer counts into it too).
+    pub io: Arc<Io>,
+    /// The node's statistics, for churn.
+    node: Arc<NodeStats>,
+    /// Samples of [`ConnectionEntry::message_stats`], for its rates.
+    pub sampled: Stats,
 }
 
 /// One open channel of a connection, as the management API shows it.
@@ -185,6 +194,12 @@ impl Drop for ChannelRegistered {
         {
             channels.remove(&self.entry.number);
         }
+        // Folded under the same lock the totals are read under: no reader sees the channel
+        // both gone and not yet folded, or both.
+        self.connection
+            .closed_channels
+            .absorb(&self.entry.stats().counters.snapshot());
+        Churn::incr(&self.connection.node.churn.channels_closed);
     }
 }
 
@@ -219,10 +234,22 @@ impl ConnectionEntry {
             delivery,
         });
         self.channels.lock().insert(entry.number, entry.clone());
+        Churn::incr(&self.node.churn.channels_opened);
         ChannelRegistered {
             entry,
             connection: self.clone(),
         }
+    }
+
+    /// The sum of what its channels counted, closed ones included (the connection's
+    /// `message_stats`).
+    pub fn message_stats(&self) -> Snapshot {
+        let channels = self.channels.lock();
+        let mut sum = self.closed_channels.snapshot();
+        for channel in channels.values() {
+            sum.add(&channel.stats().counters.snapshot());
+        }
+        sum
     }
 
     /// The open channels, by number.
@@ -243,9 +270,20 @@ impl ConnectionEntry {
 }
 
 /// The node's connections.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Connections {
     all: RwLock<FxHashMap<u64, Arc<ConnectionEntry>>>,
+    /// The node's statistics: closed connections' channel totals are folded into its
+    /// `closed_channels`.
+    stats: Arc<NodeStats>,
+    /// The same per vhost, for the vhosts' own totals (dropped with the vhost).
+    closed_by_vhost: Mutex<FxHashMap<String, Snapshot>>,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections::with_stats(Arc::default())
+    }
 }
 
 /// Keeps a connection registered; dropping it unregisters.
@@ -264,11 +302,63 @@ impl Registered {
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        self.connections.all.write().remove(&self.entry.id);
+        let connections = &self.connections;
+        let mut all = connections.all.write();
+        all.remove(&self.entry.id);
+        // Under the list's lock, as the totals are read: the node's and the vhost's totals
+        // of channel events never go down when a connection leaves.
+        let counted = self.entry.message_stats();
+        connections.stats.closed_channels.absorb(&counted);
+        let vhost = self.entry.handshake.lock().vhost.clone();
+        if !vhost.is_empty() {
+            connections
+                .closed_by_vhost
+                .lock()
+                .entry(vhost)
+                .or_default()
+                .add(&counted);
+        }
+        drop(all);
+        Churn::incr(&connections.stats.churn.connections_closed);
     }
 }
 
 impl Connections {
+    /// An empty list that folds what closed connections counted into `stats`.
+    pub fn with_stats(stats: Arc<NodeStats>) -> Connections {
+        Connections {
+            all: RwLock::default(),
+            stats,
+            closed_by_vhost: Mutex::default(),
+        }
+    }
+
+    /// What channels counted, open and closed: on the whole node (`None`), or on the
+    /// connections to one vhost.
+    pub fn channel_totals(&self, vhost: Option<&str>) -> Snapshot {
+        let all = self.all.read();
+        let mut sum = match vhost {
+            None => self.stats.closed_channels.snapshot(),
+            Some(v) => self
+                .closed_by_vhost
+                .lock()
+                .get(v)
+                .copied()
+                .unwrap_or_default(),
+        };
+        for c in all.values() {
+            if vhost.is_none_or(|v| c.handshake.lock().vhost == v) {
+                sum.add(&c.message_stats());
+            }
+        }
+        sum
+    }
+
+    /// Forgets the closed connections' totals of a deleted vhost (the node keeps its own).
+    pub fn forget_vhost(&self, vhost: &str) {
+        self.closed_by_vhost.lock().remove(vhost);
+    }
+
     /// Registers a connection just accepted.
     pub fn register(
         self: &Arc<Self>,
@@ -292,8 +382,13 @@ impl Connections {
             close: Mutex::new(None),
             closing: Notify::new(),
             channels: Mutex::default(),
+            closed_channels: Counters::default(),
+            io: Arc::default(),
+            node: self.stats.clone(),
+            sampled: Stats::default(),
         });
         self.all.write().insert(id, entry.clone());
+        Churn::incr(&self.stats.churn.connections_opened);
         Registered {
             entry,
             connections: self.clone(),

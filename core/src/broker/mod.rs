@@ -14,6 +14,7 @@
 //! - [`dead_letter`]: what a dead message becomes (`x-death`, the cycle rule).
 //! - [`delayed`]: the `x-delayed-message` type — held messages and their timer wheel.
 //! - [`drivers`]: the tasks that act when time passes (queue expiry, delayed firing).
+//! - [`sampler`]: the task that samples every object's counters for rates.
 //! - [`recovery`]: start-up — what the stores kept, read and put back.
 //! - [`replies`]: every reply text, in RabbitMQ's words.
 //! - [`message`], [`args`] (argument equivalence), [`names`] (generated names).
@@ -45,6 +46,7 @@ pub mod queue;
 pub mod recovery;
 pub mod replies;
 pub mod routing_keys;
+pub mod sampler;
 pub mod vhost;
 
 use std::sync::Arc;
@@ -94,8 +96,9 @@ pub struct Broker {
     connections: Arc<Connections>,
     /// Resource limits (connections, queues, consumers); set at start.
     limits: parking_lot::RwLock<limits::Limits>,
-    /// Message statistics beyond the live objects' own counters.
-    stats: crate::stats::NodeStats,
+    /// Message statistics beyond the live objects' own counters (shared with the vhosts
+    /// and the connection list, which fold into it what deleted and closed objects counted).
+    stats: Arc<crate::stats::NodeStats>,
 }
 
 impl Broker {
@@ -124,15 +127,32 @@ impl Broker {
         stores: Stores,
         loopback_users: Vec<String>,
     ) -> Result<Arc<Broker>, AmqpError> {
+        Broker::with_stats_interval(
+            registry,
+            stores,
+            loopback_users,
+            crate::stats::DEFAULT_INTERVAL,
+        )
+    }
+
+    /// [`Broker::with_loopback_users`] whose statistics are sampled every `interval` (the
+    /// history kept for the overview's charts is sized for it).
+    pub fn with_stats_interval(
+        registry: ExchangeTypeRegistry,
+        stores: Stores,
+        loopback_users: Vec<String>,
+        interval: std::time::Duration,
+    ) -> Result<Arc<Broker>, AmqpError> {
+        let stats = Arc::new(crate::stats::NodeStats::new(interval));
         let broker = Broker {
             registry: Arc::new(registry),
             auth: Auth::new(stores.definitions.clone(), loopback_users),
             stores,
             vhosts: RwLock::new(FxHashMap::default()),
             alarms: Arc::default(),
-            connections: Arc::default(),
+            connections: Arc::new(Connections::with_stats(stats.clone())),
             limits: parking_lot::RwLock::default(),
-            stats: crate::stats::NodeStats::default(),
+            stats,
         };
         Ok(Arc::new(broker))
     }
@@ -147,12 +167,7 @@ impl Broker {
     /// ones had counted), so no event is counted twice and no total goes down.
     pub fn message_totals(&self) -> crate::stats::Snapshot {
         use crate::stats::{Snapshot, Source};
-        let mut channels = self.stats.closed_channels.snapshot();
-        for connection in self.connections.list() {
-            for channel in connection.channels() {
-                channels.add(&channel.stats().counters.snapshot());
-            }
-        }
+        let channels = self.connections.channel_totals(None);
         let mut queues = self.stats.deleted_queues.snapshot();
         let mut exchanges = self.stats.deleted_exchanges.snapshot();
         for name in self.vhost_names() {
@@ -248,7 +263,12 @@ impl Broker {
             existing.definition = definition;
             return Ok(existing.vhost.clone());
         }
-        let vhost = VHost::new(&definition.name, self.registry.clone(), self.stores.clone())?;
+        let vhost = VHost::new(
+            &definition.name,
+            self.registry.clone(),
+            self.stores.clone(),
+            self.stats.clone(),
+        )?;
         vhost.set_max_queues(self.limits().max_queues_per_vhost);
         Ok(self
             .vhosts
@@ -283,6 +303,7 @@ impl Broker {
         self.connections
             .close_where(|h| h.vhost == name, &format!("vhost '{name}' is deleted"));
         entry.vhost.delete_everything();
+        self.connections.forget_vhost(name);
         let internal = |e: &dyn std::fmt::Display| {
             AmqpError::internal(format!("vhost '{name}' not fully deleted: {e}"))
         };

@@ -24,7 +24,7 @@
 
 use std::sync::Arc;
 
-use super::dead_letter::{DeadLetter, drops_as_cycle};
+use super::dead_letter::{DeadLetter, Reason, drops_as_cycle};
 use super::delayed::Holding;
 use super::exchange::Exchange;
 use super::message::Message;
@@ -34,6 +34,7 @@ use super::vhost::{RouteScratch, VHost};
 use crate::clock;
 use crate::error::AmqpError;
 use crate::plugin::RouteRequest;
+use crate::stats::Counter;
 use crate::store::{MessageId, SyncMark};
 
 /// Who is publishing, where it changes what happens.
@@ -178,9 +179,8 @@ impl VHost {
             // `mandatory` is judged against the bindings of now; a message that routes
             // nowhere now is returned and not held (see `broker::delayed`).
             if mandatory {
-                self.route(exchange, &request, &mut scratch.route, &mut scratch.queues)?;
-                let routable = !scratch.queues.is_empty();
-                scratch.queues.clear();
+                let routable =
+                    self.routable(exchange, &request, &mut scratch.route, &mut scratch.queues)?;
                 if !routable {
                     outcome.returned = Some(message);
                     return Ok(outcome);
@@ -355,6 +355,11 @@ impl VHost {
                     tracing::warn!(queue = source.name(), "dead letter not routed: {e}");
                     continue;
                 }
+                source.stats().counters.incr(match letter.reason {
+                    Reason::Expired => Counter::DeadLetteredExpired,
+                    Reason::Maxlen => Counter::DeadLetteredMaxlen,
+                    Reason::Rejected => Counter::DeadLetteredRejected,
+                });
                 let targets = std::mem::take(&mut scratch.queues);
                 self.enqueue_all(
                     &letter.message,

@@ -13,8 +13,10 @@
 //! caller sees. Closing a connection is for its own user or an administrator.
 //!
 //! Everything is read from the node's connection list ([`crate::broker::connections`]),
-//! which the connection tasks keep; nothing here touches a socket. Message rates and byte
-//! counters (`recv_oct`, `send_oct`, …) are not kept yet, so they are not shown.
+//! which the connection tasks keep; nothing here touches a socket. A channel's
+//! `message_stats` are its own counters; a connection's are the sum of its channels', closed
+//! ones included; `recv_oct`, `send_oct`, `recv_cnt`, `send_cnt` count its socket's bytes and
+//! reads or writes (see [`crate::http::rates`]).
 
 use std::sync::Arc;
 
@@ -22,12 +24,14 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::json_table::to_json;
+use super::rates::{CHANNEL_KEYS, Window, message_stats, render_counts, render_series};
 use super::{Api, ApiError, ApiResult, Caller};
 use crate::broker::connections::{ChannelEntry, ConnectionEntry};
 use crate::broker::queue::Consumer;
+use crate::stats::Io;
 
 /// What a client hears when an operator closes its connection without saying why
 /// (RabbitMQ's words).
@@ -49,9 +53,25 @@ pub(super) fn visible_connections(api: &Api, caller: &Caller) -> Vec<Arc<Connect
         .collect()
 }
 
-fn connection_json(api: &Api, c: &ConnectionEntry) -> Value {
+fn connection_json(api: &Api, c: &ConnectionEntry, window: Window) -> Value {
     let h = c.handshake();
-    json!({
+    let mut stats = Map::new();
+    render_counts(
+        &mut stats,
+        &c.message_stats(),
+        &c.sampled,
+        CHANNEL_KEYS,
+        window,
+    );
+    let mut io = Map::new();
+    let now = c.io.read();
+    for i in [Io::RECV_OCT, Io::SEND_OCT] {
+        render_series(&mut io, Io::KEYS[i], now[i], &c.io.series, i, window);
+    }
+    for i in [Io::RECV_CNT, Io::SEND_CNT] {
+        io.insert(Io::KEYS[i].to_owned(), json!(now[i]));
+    }
+    let mut shown = json!({
         "name": c.name,
         "node": api.node.name,
         "vhost": h.vhost,
@@ -79,7 +99,12 @@ fn connection_json(api: &Api, c: &ConnectionEntry) -> Value {
         "peer_cert_issuer": null,
         "peer_cert_validity": null,
         "type": "network",
-    })
+        "message_stats": stats,
+    });
+    if let Value::Object(m) = &mut shown {
+        m.extend(io);
+    }
+    shown
 }
 
 /// RabbitMQ's name for a channel: `"<connection name> (<number>)"`.
@@ -95,7 +120,7 @@ fn connection_details(c: &ConnectionEntry) -> Value {
     })
 }
 
-fn channel_json(api: &Api, c: &ConnectionEntry, ch: &ChannelEntry) -> Value {
+fn channel_json(api: &Api, c: &ConnectionEntry, ch: &ChannelEntry, window: Window) -> Value {
     let h = c.handshake();
     json!({
         "name": channel_name(c, ch.number),
@@ -115,6 +140,7 @@ fn channel_json(api: &Api, c: &ConnectionEntry, ch: &ChannelEntry) -> Value {
         "messages_uncommitted": 0,
         "acks_uncommitted": 0,
         "state": "running",
+        "message_stats": message_stats(ch.stats(), CHANNEL_KEYS, window),
     })
 }
 
@@ -152,11 +178,11 @@ fn find_connection(api: &Api, caller: &Caller, name: &str) -> ApiResult<Arc<Conn
         .ok_or_else(ApiError::not_found)
 }
 
-async fn list(State(api): State<Api>, caller: Caller) -> Json<Vec<Value>> {
+async fn list(State(api): State<Api>, caller: Caller, window: Window) -> Json<Vec<Value>> {
     Json(
         visible_connections(&api, &caller)
             .iter()
-            .map(|c| connection_json(&api, c))
+            .map(|c| connection_json(&api, c, window))
             .collect(),
     )
 }
@@ -164,6 +190,7 @@ async fn list(State(api): State<Api>, caller: Caller) -> Json<Vec<Value>> {
 async fn list_in_vhost(
     State(api): State<Api>,
     caller: Caller,
+    window: Window,
     Path(vhost): Path<String>,
 ) -> ApiResult<Json<Vec<Value>>> {
     caller.require_vhost(&api, &vhost)?;
@@ -171,7 +198,7 @@ async fn list_in_vhost(
         visible_connections(&api, &caller)
             .iter()
             .filter(|c| c.handshake().vhost == vhost)
-            .map(|c| connection_json(&api, c))
+            .map(|c| connection_json(&api, c, window))
             .collect(),
     ))
 }
@@ -179,10 +206,11 @@ async fn list_in_vhost(
 async fn show(
     State(api): State<Api>,
     caller: Caller,
+    window: Window,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let c = find_connection(&api, &caller, &name)?;
-    Ok(Json(connection_json(&api, &c)))
+    Ok(Json(connection_json(&api, &c, window)))
 }
 
 async fn close(
@@ -210,13 +238,13 @@ async fn close(
 }
 
 /// Every channel of `connections`, as JSON.
-fn channels_of(api: &Api, connections: &[Arc<ConnectionEntry>]) -> Vec<Value> {
+fn channels_of(api: &Api, connections: &[Arc<ConnectionEntry>], window: Window) -> Vec<Value> {
     connections
         .iter()
         .flat_map(|c| {
             c.channels()
                 .into_iter()
-                .map(|ch| channel_json(api, c, &ch))
+                .map(|ch| channel_json(api, c, &ch, window))
                 .collect::<Vec<_>>()
         })
         .collect()
@@ -225,36 +253,43 @@ fn channels_of(api: &Api, connections: &[Arc<ConnectionEntry>]) -> Vec<Value> {
 async fn connection_channels(
     State(api): State<Api>,
     caller: Caller,
+    window: Window,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Vec<Value>>> {
     let c = find_connection(&api, &caller, &name)?;
-    Ok(Json(channels_of(&api, &[c])))
+    Ok(Json(channels_of(&api, &[c], window)))
 }
 
-async fn list_channels(State(api): State<Api>, caller: Caller) -> Json<Vec<Value>> {
-    Json(channels_of(&api, &visible_connections(&api, &caller)))
+async fn list_channels(State(api): State<Api>, caller: Caller, window: Window) -> Json<Vec<Value>> {
+    Json(channels_of(
+        &api,
+        &visible_connections(&api, &caller),
+        window,
+    ))
 }
 
 async fn list_channels_in_vhost(
     State(api): State<Api>,
     caller: Caller,
+    window: Window,
     Path(vhost): Path<String>,
 ) -> ApiResult<Json<Vec<Value>>> {
     caller.require_vhost(&api, &vhost)?;
     let mut in_vhost = visible_connections(&api, &caller);
     in_vhost.retain(|c| c.handshake().vhost == vhost);
-    Ok(Json(channels_of(&api, &in_vhost)))
+    Ok(Json(channels_of(&api, &in_vhost, window)))
 }
 
 async fn show_channel(
     State(api): State<Api>,
     caller: Caller,
+    window: Window,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     for c in visible_connections(&api, &caller) {
         for ch in c.channels() {
             if channel_name(&c, ch.number) == name {
-                let mut shown = channel_json(&api, &c, &ch);
+                let mut shown = channel_json(&api, &c, &ch, window);
                 shown["consumer_details"] = ch
                     .consumers()
                     .iter()

@@ -13,7 +13,7 @@
 //! `amq.default` in a path and `""` in JSON, as in RabbitMQ.
 //!
 //! This file also holds the small pieces the queue and binding resources share with it
-//! (request bodies, the zero rate objects, the error form of channel operations), because
+//! (request bodies, the error form of channel operations), because
 //! they are one concept: how an object resource reads a request and answers.
 
 use std::sync::Arc;
@@ -33,6 +33,7 @@ use serde_json::{Map, Value, json};
 use super::bindings;
 use super::body::{arguments_of, json_body};
 use super::json_table::{from_json, to_json};
+use super::rates::{DELAYED_KEYS, EXCHANGE_KEYS, Window, render};
 use super::{Api, ApiError, ApiResult, Caller};
 use crate::auth::{Operation, ResourceKind};
 use crate::broker::queue::expiration::parse_expiration;
@@ -54,11 +55,6 @@ pub fn exchange_name(in_path: &str) -> &str {
     } else {
         in_path
     }
-}
-
-/// A rate object. Rates are not measured yet: they are present (clients read them) and 0.
-pub fn zero_rate() -> Value {
-    json!({ "rate": 0.0 })
 }
 
 /// The answer to an operation RabbitMQ runs on an internal AMQP channel (publish, get): 400
@@ -122,7 +118,7 @@ fn performed_by(x: &Exchange) -> &'static str {
 
 /// An exchange as RabbitMQ's listing shows it (a delayed one with its pending count, as
 /// the delayed-message plugin adds it).
-fn exchange_json(vhost: &str, x: &Exchange) -> Map<String, Value> {
+fn exchange_json(vhost: &str, x: &Exchange, window: Window) -> Map<String, Value> {
     let s = &x.spec;
     let mut m = Map::new();
     m.insert("name".into(), json!(s.name));
@@ -134,26 +130,30 @@ fn exchange_json(vhost: &str, x: &Exchange) -> Map<String, Value> {
     m.insert("arguments".into(), to_json(&s.arguments));
     m.insert("user_who_performed_action".into(), json!(performed_by(x)));
     m.insert("policy".into(), Value::Null);
+    let mut stats = Map::new();
+    render(&mut stats, x.stats(), EXCHANGE_KEYS, window);
     if let Some(delayed) = x.delayed() {
         m.insert("messages_delayed".into(), json!(delayed.len()));
+        render(&mut stats, delayed.stats(), DELAYED_KEYS, window);
     }
+    m.insert("message_stats".into(), Value::Object(stats));
     m
 }
 
-fn vhost_exchanges(vhost: &VHost) -> Vec<Value> {
+fn vhost_exchanges(vhost: &VHost, window: Window) -> Vec<Value> {
     let mut all = vhost.exchanges();
     all.sort_by(|a, b| a.name().cmp(b.name()));
     all.iter()
-        .map(|x| Value::Object(exchange_json(vhost.name(), x)))
+        .map(|x| Value::Object(exchange_json(vhost.name(), x, window)))
         .collect()
 }
 
-async fn list_all(State(api): State<Api>, caller: Caller) -> Json<Vec<Value>> {
+async fn list_all(State(api): State<Api>, caller: Caller, window: Window) -> Json<Vec<Value>> {
     Json(
         caller
             .visible_vhosts(&api)
             .iter()
-            .flat_map(|v| vhost_exchanges(v))
+            .flat_map(|v| vhost_exchanges(v, window))
             .collect(),
     )
 }
@@ -161,10 +161,11 @@ async fn list_all(State(api): State<Api>, caller: Caller) -> Json<Vec<Value>> {
 async fn list_vhost(
     State(api): State<Api>,
     caller: Caller,
+    window: Window,
     Path(vhost): Path<String>,
 ) -> ApiResult<Json<Vec<Value>>> {
     let vhost = caller.require_vhost(&api, &vhost)?;
-    Ok(Json(vhost_exchanges(&vhost)))
+    Ok(Json(vhost_exchanges(&vhost, window)))
 }
 
 /// The exchange a path names, or 404.
@@ -177,11 +178,12 @@ fn existing(vhost: &VHost, in_path: &str) -> ApiResult<Arc<Exchange>> {
 async fn show(
     State(api): State<Api>,
     caller: Caller,
+    window: Window,
     Path((vhost, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let vhost = caller.require_vhost(&api, &vhost)?;
     let x = existing(&vhost, &name)?;
-    let mut m = exchange_json(vhost.name(), &x);
+    let mut m = exchange_json(vhost.name(), &x, window);
     // Per-link message statistics: not measured yet.
     m.insert("incoming".into(), json!([]));
     m.insert("outgoing".into(), json!([]));

@@ -32,6 +32,7 @@ pub mod nodes;
 pub mod overview;
 pub mod permissions;
 pub mod queues;
+pub mod rates;
 pub mod scheduled;
 pub mod users;
 pub mod vhosts;

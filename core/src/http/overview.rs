@@ -9,8 +9,11 @@
 //! server can do. There is no Erlang, so `erlang_version` is `"n/a"`.
 //!
 //! A user without `monitoring` sees the totals of the vhosts it has permissions in and of
-//! its own connections, as RabbitMQ shows them. Message rates are not measured yet:
-//! `message_stats` is empty and every `_details.rate` is 0.0.
+//! its own connections, as RabbitMQ shows them. `message_stats` are the node's totals (each
+//! kind from one source, never going down: see `Broker::message_totals`), or for such a user
+//! the sum of its vhosts'; `queue_totals` and `churn_rates` carry rates from the sampler;
+//! `?msg_rates_age=&msg_rates_incr=` adds the samples the console charts (see
+//! [`super::rates`]).
 //!
 //! One key RabbitMQ's overview does not have: `alarms`, the node's raised resource alarms in
 //! the shape of the alarms health check (`[{"node", "resource": "memory"}]`, empty when
@@ -19,11 +22,13 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::connections::visible_connections;
+use super::rates::{CHANNEL_KEYS, Key, NODE_EXTRA_KEYS, Window, render_counts, render_series};
 use super::{Api, Caller};
 use crate::broker::delayed::DELAYED_TYPE;
+use crate::stats::{Churn, QUEUE_TOTALS_KEYS, Snapshot, Source, Stats};
 
 /// The RabbitMQ release whose behaviour Warren follows, as `rabbitmq_version` and
 /// `management_version` report it.
@@ -77,7 +82,84 @@ fn exchange_types(api: &Api) -> Vec<Value> {
     types
 }
 
-async fn overview(State(api): State<Api>, caller: Caller) -> Json<Value> {
+/// The node's `message_stats` for a monitor; for another user, the sum of its vhosts'.
+fn node_message_stats(api: &Api, caller: &Caller, window: Window) -> Value {
+    let keys: Vec<Key> = CHANNEL_KEYS
+        .iter()
+        .chain(NODE_EXTRA_KEYS)
+        .copied()
+        .collect();
+    let mut m = Map::new();
+    if caller.user.can_monitor() {
+        let stats = api.broker.stats();
+        render_counts(
+            &mut m,
+            &api.broker.message_totals(),
+            &stats.totals,
+            &keys,
+            window,
+        );
+        return Value::Object(m);
+    }
+    let mut counts = Snapshot::default();
+    let mut samples: Vec<(u64, Snapshot)> = Vec::new();
+    for vhost in caller.visible_vhosts(api) {
+        counts.add(&vhost.message_totals());
+        counts.add(
+            &api.broker
+                .connections()
+                .channel_totals(Some(vhost.name()))
+                .from_source(Source::Channel),
+        );
+        // Every vhost is sampled on the same tick: add up samples taken at the same time.
+        vhost.sampled().with_history_read(|h| {
+            for s in h.since(0) {
+                match samples.iter_mut().find(|(at, _)| *at == s.at_ms) {
+                    Some((_, sum)) => sum.add(&s.counts),
+                    None => samples.push((s.at_ms, s.counts)),
+                }
+            }
+        });
+    }
+    samples.sort_by_key(|(at, _)| *at);
+    let summed = Stats::with_history(samples.len());
+    for (at, s) in samples {
+        summed.record(at, s);
+    }
+    render_counts(&mut m, &counts, &summed, &keys, window);
+    Value::Object(m)
+}
+
+/// `churn_rates`: objects opened and closed since start, with their rates.
+fn churn_rates(api: &Api, window: Window) -> Value {
+    let stats = api.broker.stats();
+    let now = stats.churn.read();
+    let mut m = Map::new();
+    for (i, key) in Churn::KEYS.iter().enumerate() {
+        render_series(&mut m, key, now[i], &stats.churn_sampled, i, window);
+    }
+    Value::Object(m)
+}
+
+/// `queue_totals`: the counts, with the node's sampled rates for a monitor.
+fn queue_totals(api: &Api, caller: &Caller, ready: usize, unacked: usize, window: Window) -> Value {
+    if !caller.user.can_monitor() {
+        return Value::Object(message_counts(ready, unacked));
+    }
+    let (ready, unacked) = (ready as u64, unacked as u64);
+    let series = &api.broker.stats().queue_totals;
+    let mut m = Map::new();
+    for (i, (key, now)) in QUEUE_TOTALS_KEYS
+        .iter()
+        .zip([ready, unacked, ready + unacked])
+        .enumerate()
+    {
+        render_series(&mut m, key, now, series, i, window);
+    }
+    Value::Object(m)
+}
+
+async fn overview(State(api): State<Api>, caller: Caller, window: Window) -> Json<Value> {
     let (mut exchanges, mut queues, mut consumers, mut ready, mut unacked) = (0, 0, 0, 0, 0);
     for name in api.broker.vhost_names() {
         if !caller.sees_vhost(&api, &name) {
@@ -147,9 +229,9 @@ async fn overview(State(api): State<Api>, caller: Caller) -> Json<Value> {
             "queues": queues,
             "consumers": consumers,
         },
-        "queue_totals": message_counts(ready, unacked),
-        "message_stats": {},
-        "churn_rates": {},
+        "queue_totals": queue_totals(&api, &caller, ready, unacked, window),
+        "message_stats": node_message_stats(&api, &caller, window),
+        "churn_rates": churn_rates(&api, window),
         "statistics_db_event_queue": 0,
         // Not in RabbitMQ's overview (which sends a console to /api/nodes for alarms): the
         // node's raised alarms, as the alarms health check lists them.

@@ -35,13 +35,16 @@ use serde_json::{Map, Value, json};
 use super::bindings;
 use super::body::{arguments_of, json_body};
 use super::exchanges::{
-    DeleteFlags, channel_error, check_name, definitions_durable, properties_to_json, zero_rate,
+    DeleteFlags, channel_error, check_name, definitions_durable, properties_to_json,
 };
 use super::json_table::to_json;
+use super::rates::{QUEUE_KEYS, Window, message_stats, render_series};
 use super::{Api, ApiError, ApiResult, Caller};
 use crate::auth::{Operation, ResourceKind};
 use crate::broker::vhost::{BoundTo, QueueDeclare};
 use crate::broker::{Queue, Queued, VHost};
+use crate::stats::history::RATE_SAMPLES;
+use crate::stats::{Counter, Series};
 
 /// The connection id the API acts as: real connections are numbered from 1.
 const API_CONNECTION: u64 = 0;
@@ -51,7 +54,7 @@ const QUEUE_OVERHEAD: u64 = 2_048;
 const MESSAGE_OVERHEAD: u64 = 256;
 
 /// A queue as RabbitMQ's listing shows it.
-fn queue_json(api: &Api, vhost: &VHost, queue: &Arc<Queue>) -> Map<String, Value> {
+fn queue_json(api: &Api, vhost: &VHost, queue: &Arc<Queue>, window: Window) -> Map<String, Value> {
     let (now, deaths) = queue.snapshot();
     vhost.bury(queue, deaths);
     let s = &queue.spec;
@@ -69,12 +72,19 @@ fn queue_json(api: &Api, vhost: &VHost, queue: &Arc<Queue>) -> Map<String, Value
     m.insert("state".into(), json!("running"));
     m.insert("type".into(), json!(kind));
     m.insert("consumers".into(), json!(now.consumers));
-    m.insert("messages".into(), json!(ready + unacked));
-    m.insert("messages_details".into(), zero_rate());
-    m.insert("messages_ready".into(), json!(ready));
-    m.insert("messages_ready_details".into(), zero_rate());
-    m.insert("messages_unacknowledged".into(), json!(unacked));
-    m.insert("messages_unacknowledged_details".into(), zero_rate());
+    // Rates of the depths from the sampled [ready, unacked]; `messages` is their sum.
+    let depth = queue.depth();
+    render_series(&mut m, "messages_ready", ready, depth, 0, window);
+    render_series(&mut m, "messages_unacknowledged", unacked, depth, 1, window);
+    let total = Series::<1>::new(RATE_SAMPLES);
+    for (at, [r, u]) in depth.since(0) {
+        total.record(at, [r + u]);
+    }
+    render_series(&mut m, "messages", ready + unacked, &total, 0, window);
+    m.insert(
+        "message_stats".into(),
+        message_stats(queue.stats(), QUEUE_KEYS, window),
+    );
     m.insert("message_bytes_ready".into(), json!(now.ready_bytes));
     m.insert(
         "memory".into(),
@@ -107,20 +117,20 @@ fn queue_json(api: &Api, vhost: &VHost, queue: &Arc<Queue>) -> Map<String, Value
     m
 }
 
-fn vhost_queues(api: &Api, vhost: &VHost) -> Vec<Value> {
+fn vhost_queues(api: &Api, vhost: &VHost, window: Window) -> Vec<Value> {
     let mut all = vhost.queues();
     all.sort_by(|a, b| a.name().cmp(b.name()));
     all.iter()
-        .map(|q| Value::Object(queue_json(api, vhost, q)))
+        .map(|q| Value::Object(queue_json(api, vhost, q, window)))
         .collect()
 }
 
-async fn list_all(State(api): State<Api>, caller: Caller) -> Json<Vec<Value>> {
+async fn list_all(State(api): State<Api>, caller: Caller, window: Window) -> Json<Vec<Value>> {
     Json(
         caller
             .visible_vhosts(&api)
             .iter()
-            .flat_map(|v| vhost_queues(&api, v))
+            .flat_map(|v| vhost_queues(&api, v, window))
             .collect(),
     )
 }
@@ -128,10 +138,11 @@ async fn list_all(State(api): State<Api>, caller: Caller) -> Json<Vec<Value>> {
 async fn list_vhost(
     State(api): State<Api>,
     caller: Caller,
+    window: Window,
     Path(vhost): Path<String>,
 ) -> ApiResult<Json<Vec<Value>>> {
     let vhost = caller.require_vhost(&api, &vhost)?;
-    Ok(Json(vhost_queues(&api, &vhost)))
+    Ok(Json(vhost_queues(&api, &vhost, window)))
 }
 
 fn existing(vhost: &VHost, name: &str) -> ApiResult<Arc<Queue>> {
@@ -141,11 +152,12 @@ fn existing(vhost: &VHost, name: &str) -> ApiResult<Arc<Queue>> {
 async fn show(
     State(api): State<Api>,
     caller: Caller,
+    window: Window,
     Path((vhost, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let vhost = caller.require_vhost(&api, &vhost)?;
     let queue = existing(&vhost, &name)?;
-    let mut m = queue_json(&api, &vhost, &queue);
+    let mut m = queue_json(&api, &vhost, &queue, window);
     // Per-consumer and per-link details: not listed yet.
     m.insert("consumer_details".into(), json!([]));
     m.insert("deliveries".into(), json!([]));
@@ -363,6 +375,12 @@ async fn get_messages(
         let Some((item, remaining)) = got else {
             break;
         };
+        // Counted on the queue as a channel's basic.get would be (there is no channel).
+        let counters = &queue.stats().counters;
+        counters.incr(Counter::Get);
+        if item.redelivered {
+            counters.incr(Counter::Redeliver);
+        }
         shown.push(got_json(&item, remaining, base64_only, body.truncate));
         taken.push(item);
     }
@@ -386,6 +404,7 @@ fn settle(vhost: &VHost, queue: &Arc<Queue>, taken: Vec<Queued>, mode: AckMode) 
             vhost.bury(queue, deaths);
         }
         AckMode::Ack => {
+            queue.stats().counters.add(Counter::Ack, taken.len() as u64);
             for item in &taken {
                 queue.settled(item.stored);
             }

@@ -24,11 +24,13 @@ use serde_json::{Value, json};
 
 use super::body::{json_object, string_field, tags_from};
 use super::overview::{message_counts, unacked_in};
+use super::rates::{CHANNEL_KEYS, Key, NODE_EXTRA_KEYS, Window, render_counts};
 use super::{Api, ApiError, ApiResult, Caller};
 use crate::auth::Permission;
+use crate::stats::Source;
 use crate::store::VHostDefinition;
 
-fn vhost_json(api: &Api, name: &str) -> Option<Value> {
+fn vhost_json(api: &Api, name: &str, window: Window) -> Option<Value> {
     let definition = api.broker.vhost_definition(name)?;
     let vhost = api.broker.vhost(name)?;
     let totals = vhost.totals();
@@ -45,17 +47,33 @@ fn vhost_json(api: &Api, name: &str) -> Option<Value> {
     });
     if let Value::Object(fields) = &mut shown {
         fields.extend(message_counts(totals.messages_ready, unacked_in(api, name)));
+        // Its queues' and exchanges' kinds, and its connections' channel kinds.
+        let mut counts = vhost.message_totals();
+        counts.add(
+            &api.broker
+                .connections()
+                .channel_totals(Some(name))
+                .from_source(Source::Channel),
+        );
+        let keys: Vec<Key> = CHANNEL_KEYS
+            .iter()
+            .chain(NODE_EXTRA_KEYS)
+            .copied()
+            .collect();
+        let mut stats = serde_json::Map::new();
+        render_counts(&mut stats, &counts, vhost.sampled(), &keys, window);
+        fields.insert("message_stats".into(), Value::Object(stats));
     }
     Some(shown)
 }
 
-async fn list(State(api): State<Api>, caller: Caller) -> Json<Vec<Value>> {
+async fn list(State(api): State<Api>, caller: Caller, window: Window) -> Json<Vec<Value>> {
     Json(
         api.broker
             .vhost_names()
             .iter()
             .filter(|name| caller.sees_vhost(&api, name))
-            .filter_map(|name| vhost_json(&api, name))
+            .filter_map(|name| vhost_json(&api, name, window))
             .collect(),
     )
 }
@@ -63,11 +81,12 @@ async fn list(State(api): State<Api>, caller: Caller) -> Json<Vec<Value>> {
 async fn show(
     State(api): State<Api>,
     caller: Caller,
+    window: Window,
     Path(vhost): Path<String>,
 ) -> ApiResult<Json<Value>> {
     // RabbitMQ 3.10 shows one vhost to administrators only (the list shows others theirs).
     caller.require_administrator()?;
-    vhost_json(&api, &vhost)
+    vhost_json(&api, &vhost, window)
         .map(Json)
         .ok_or_else(ApiError::not_found)
 }

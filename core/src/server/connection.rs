@@ -97,6 +97,7 @@ pub async fn serve(
         cipher: t.cipher.clone(),
     });
     let registered = broker.connections().register(id, peer, local, encryption);
+    outbox.count_io(registered.entry().io.clone());
     let mut conn = Connection {
         peer,
         ctx: ConnCtx {
@@ -270,6 +271,7 @@ impl Connection {
                 read = read_soon(reader, &mut buf, &mut linger), if may_take && !self.frames_left => match read {
                     Ok(0) | Err(_) => return,
                     Ok(read) => {
+                        entry.io.received(read);
                         self.last_read = Instant::now();
                         outbox.stats().record_read_buffer(buf.len());
                         let pushes = outbox::pushes_by_this_thread();

@@ -110,6 +110,9 @@ pub struct Config {
     pub max_queues_per_vhost: usize,
     /// Consumers per channel (RabbitMQ's `consumer_max_per_channel`; 0: unlimited).
     pub max_consumers_per_channel: usize,
+    /// How often message statistics are sampled for rates (RabbitMQ's
+    /// `collect_statistics_interval`; at least 100 ms is used).
+    pub stats_interval: Duration,
 }
 
 impl Config {
@@ -153,6 +156,7 @@ impl Default for Config {
             max_connections_per_user: 0,
             max_queues_per_vhost: 0,
             max_consumers_per_channel: 0,
+            stats_interval: crate::stats::DEFAULT_INTERVAL,
         }
     }
 }
@@ -366,7 +370,12 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             dir: config.data_dir.clone(),
             source,
         })?;
-    let broker = Broker::with_loopback_users(registry, stores, config.loopback_users.clone())?;
+    let broker = Broker::with_stats_interval(
+        registry,
+        stores,
+        config.loopback_users.clone(),
+        config.stats_interval,
+    )?;
     broker.set_limits(config.limits());
     let restored = broker.restore(kept);
     match &config.load_definitions {
@@ -426,6 +435,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         tracing::info!(%local, "AMQP over TLS listening");
     }
     let (shutdown, shutdown_rx) = watch::channel(false);
+    crate::broker::sampler::spawn(&broker, shutdown_rx.clone());
     let mut listeners = vec![crate::http::ListenerInfo {
         protocol: "amqp",
         ip_address: local_addr.ip().to_string(),

@@ -117,6 +117,8 @@ pub struct Outbox {
     kick: Notify,
     dead: AtomicBool,
     written: AtomicU64,
+    /// The connection's byte and write counts, once it is registered.
+    io: std::sync::OnceLock<Arc<crate::stats::Io>>,
 }
 
 impl Outbox {
@@ -131,6 +133,11 @@ impl Outbox {
             stats,
             ..Outbox::default()
         })
+    }
+
+    /// Counts every write from now on into `io` (the connection's, once registered).
+    pub fn count_io(&self, io: Arc<crate::stats::Io>) {
+        let _ = self.io.set(io);
     }
 
     /// The stats this outbox records into.
@@ -291,6 +298,9 @@ impl Outbox {
                 return Err(std::io::ErrorKind::WriteZero.into());
             }
             self.written.fetch_add(n as u64, Ordering::Relaxed);
+            if let Some(io) = self.io.get() {
+                io.sent(n);
+            }
             bytes = &bytes[n..];
         }
         Ok(())

@@ -14,6 +14,7 @@
 pub mod counters;
 pub mod histogram;
 pub mod history;
+pub mod series;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -21,6 +22,7 @@ use std::time::Duration;
 pub use counters::{Counter, Counters, Snapshot, Source};
 pub use histogram::{Histogram, HistogramReading};
 pub use history::{History, Sample, Stats};
+pub use series::{Io, Series};
 
 /// How often objects are sampled unless configured (RabbitMQ's `collect_statistics_interval`
 /// default, 5 s).
@@ -54,6 +56,31 @@ impl Churn {
     pub fn incr(which: &AtomicU64) {
         which.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// RabbitMQ's `churn_rates` keys, in the order of [`Churn::read`].
+    pub const KEYS: [&'static str; 7] = [
+        "connection_created",
+        "connection_closed",
+        "channel_created",
+        "channel_closed",
+        "queue_declared",
+        "queue_created",
+        "queue_deleted",
+    ];
+
+    /// Every count now, in the order of [`Churn::KEYS`].
+    pub fn read(&self) -> [u64; 7] {
+        [
+            &self.connections_opened,
+            &self.connections_closed,
+            &self.channels_opened,
+            &self.channels_closed,
+            &self.queues_declared,
+            &self.queues_created,
+            &self.queues_deleted,
+        ]
+        .map(|c| c.load(Ordering::Relaxed))
+    }
 }
 
 /// The node's statistics beyond its live objects.
@@ -73,6 +100,25 @@ pub struct NodeStats {
     pub churn: Churn,
     /// The node's totals as sampled, kept for [`NODE_HISTORY`].
     pub totals: Stats,
+    /// The node's messages ready, unacknowledged and in all ([`QUEUE_TOTALS_KEYS`]), as
+    /// sampled, kept for [`NODE_HISTORY`] (the overview's `queue_totals` rates).
+    pub queue_totals: Series<3>,
+    /// [`Churn::read`] as sampled (the overview's `churn_rates`).
+    pub churn_sampled: Series<7>,
+}
+
+/// The names of [`NodeStats::queue_totals`]' values, in order.
+pub const QUEUE_TOTALS_KEYS: [&str; 3] = ["messages_ready", "messages_unacknowledged", "messages"];
+
+/// What one vhost's deleted queues and exchanges had counted, so its own totals (the
+/// `message_stats` of `/api/vhosts`) do not go down either; the node keeps its copy in
+/// [`NodeStats`], which outlives the vhost.
+#[derive(Debug, Default)]
+pub struct Retired {
+    /// Totals of the vhost's deleted queues.
+    pub queues: Counters,
+    /// Totals of the vhost's deleted exchanges (delayed ones' held, fired, cancelled too).
+    pub exchanges: Counters,
 }
 
 impl NodeStats {
@@ -88,6 +134,8 @@ impl NodeStats {
             lateness: Histogram::lateness(),
             churn: Churn::default(),
             totals: Stats::with_history(samples),
+            queue_totals: Series::new(samples),
+            churn_sampled: Series::new(samples),
         }
     }
 }

@@ -27,7 +27,20 @@ use rustc_hash::FxHashMap;
 use super::{Queue, Queued};
 use crate::broker::message::Message;
 use crate::protocol::{Deliver, ShortStr, encode_deliver, encode_method};
+use crate::stats::{Counter, Stats};
 use crate::store::MessageId;
+
+/// Counts one delivery (a consumer's or `basic.get`'s: `kind` says which, and whether it
+/// needs an ack) on the channel that made it and on the queue it came from, with
+/// `redeliver` beside it if the message had been delivered before. Relaxed adds only.
+pub fn count_delivery(channel: &Stats, queue: &Queue, kind: Counter, redelivered: bool) {
+    for stats in [channel, queue.stats()] {
+        stats.counters.incr(kind);
+        if redelivered {
+            stats.counters.incr(Counter::Redeliver);
+        }
+    }
+}
 
 /// Where a channel's deliveries go: the connection's outgoing frames.
 pub trait DeliverySink: Send + Sync + fmt::Debug {
@@ -186,6 +199,12 @@ impl Consumer {
             }
         }
         let tag = st.record(queue, item, self.no_ack, Some(self));
+        let kind = if self.no_ack {
+            Counter::DeliverNoAck
+        } else {
+            Counter::Deliver
+        };
+        count_delivery(&channel.stats, queue, kind, item.redelivered);
         let message = item.message.parts();
         let deliver = Deliver {
             consumer_tag: &self.tag,

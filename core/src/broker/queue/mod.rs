@@ -50,6 +50,7 @@ use super::message::Message;
 use super::replies;
 use crate::clock::now_ms;
 use crate::error::AmqpError;
+use crate::stats::Counter;
 use crate::store::{MessageId, MessageStore, QueueKey};
 pub use arguments::{Overflow, QueueArguments, QueueLimits};
 pub use consumer::{Consumer, DeliveryChannel, DeliverySink, Unacked};
@@ -220,6 +221,8 @@ pub struct Queue {
     store: Option<QueueStore>,
     /// What happened to messages in it (enqueued, delivered, acked, died by reason).
     stats: crate::stats::Stats,
+    /// Its ready and unacknowledged messages as sampled (`messages_details.rate` etc.).
+    depth: crate::stats::Series<2>,
 }
 
 /// What removing a consumer left behind.
@@ -283,6 +286,7 @@ impl Queue {
             wake: Arc::new(Notify::new()),
             warned: AtomicBool::new(false),
             stats: crate::stats::Stats::default(),
+            depth: crate::stats::Series::default(),
         });
         if let Some(expires) = queue.spec.limits.expires {
             let mut st = queue.state.lock();
@@ -373,6 +377,20 @@ impl Queue {
         &self.stats
     }
 
+    /// Records its ready and unacknowledged counts at `now_ms` (the sampler's tick, read from
+    /// the atomics the queue keeps, without its lock) and returns them.
+    pub fn sample_depth(&self, now_ms: u64) -> (u64, u64) {
+        let ready = self.ready_len.load(Ordering::Relaxed) as u64;
+        let unacked = self.unacked.load(Ordering::Relaxed) as u64;
+        self.depth.record(now_ms, [ready, unacked]);
+        (ready, unacked)
+    }
+
+    /// Its sampled depths: `[ready, unacknowledged]` (see [`Queue::sample_depth`]).
+    pub fn depth(&self) -> &crate::stats::Series<2> {
+        &self.depth
+    }
+
     /// Whether the queue was deleted (handles to it are stale).
     pub fn is_deleted(&self) -> bool {
         self.deleted.load(Ordering::Acquire)
@@ -438,6 +456,11 @@ impl Queue {
         stored: Option<MessageId>,
         reason: Reason,
     ) {
+        self.stats.counters.incr(match reason {
+            Reason::Expired => Counter::DiedExpired,
+            Reason::Maxlen => Counter::DiedMaxlen,
+            Reason::Rejected => Counter::DiedRejected,
+        });
         self.forget_stored(stored);
         if self.dead_letters() {
             dead.push(Dead { message, reason });
@@ -616,6 +639,7 @@ impl Queue {
             }
             return Enqueued::Refused;
         }
+        self.stats.counters.incr(Counter::Publish);
         let mut now = NEVER;
         let deadline = match stored {
             Some((_, deadline)) => {

@@ -37,6 +37,7 @@ use super::replies;
 use crate::error::AmqpError;
 use crate::plugin::ExchangeTypeRegistry;
 use crate::protocol::{ReplyCode, encode_table_body};
+use crate::stats::{Churn, NodeStats, Retired, Snapshot, Source, Stats};
 use crate::store::{
     BindingDefinition, Definition, DefinitionKey, DestinationKind, ExchangeDefinition, ExchangeKey,
     QueueDefinition, Stores, SyncMark,
@@ -112,6 +113,13 @@ pub struct VHost {
     /// False while the vhost is being restored at start: its drivers wait, so that nothing
     /// expires or fires before every binding it could be routed through is back.
     open: tokio::sync::watch::Sender<bool>,
+    /// The node's statistics: deleted queues' and exchanges' totals are folded into it, and
+    /// queue churn counted.
+    node: Arc<NodeStats>,
+    /// This vhost's own copy of what its deleted queues and exchanges counted.
+    retired: Retired,
+    /// Samples of its totals (queue, exchange and channel kinds), for its rates.
+    sampled: Stats,
 }
 
 impl VHost {
@@ -122,6 +130,7 @@ impl VHost {
         name: &str,
         registry: Arc<ExchangeTypeRegistry>,
         stores: Stores,
+        node: Arc<NodeStats>,
     ) -> Result<Arc<VHost>, AmqpError> {
         let mut created = Ok(());
         let vhost = Arc::new_cyclic(|me| {
@@ -137,6 +146,9 @@ impl VHost {
                 max_queues: std::sync::atomic::AtomicUsize::new(0),
                 me: me.clone(),
                 open: tokio::sync::watch::Sender::new(true),
+                node,
+                retired: Retired::default(),
+                sampled: Stats::default(),
             };
             created = vhost.predeclare();
             vhost
@@ -147,6 +159,31 @@ impl VHost {
     /// The vhost's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Samples of this vhost's totals, recorded by the sampler.
+    pub fn sampled(&self) -> &Stats {
+        &self.sampled
+    }
+
+    /// What happened in this vhost's queues and exchanges (live and deleted), each kind
+    /// from its [`Source`] as in the node's totals; channel kinds are the caller's to add
+    /// (they belong to connections, see `Connections::channel_totals`).
+    pub fn message_totals(&self) -> Snapshot {
+        let mut queues = self.retired.queues.snapshot();
+        for queue in self.queues() {
+            queues.add(&queue.stats().counters.snapshot());
+        }
+        let mut exchanges = self.retired.exchanges.snapshot();
+        for exchange in self.exchanges() {
+            exchanges.add(&exchange.stats().counters.snapshot());
+            if let Some(delayed) = exchange.delayed() {
+                exchanges.add(&delayed.stats().counters.snapshot());
+            }
+        }
+        let mut totals = queues.from_source(Source::Queue);
+        totals.add(&exchanges.from_source(Source::Exchange));
+        totals
     }
 
     /// Opens or closes the vhost to its drivers (closed while it is restored at start).
@@ -465,6 +502,12 @@ impl VHost {
         let name = exchange.name();
         self.exchanges.write().remove(name);
         exchange.mark_deleted();
+        let mut counted = exchange.stats().counters.snapshot();
+        if let Some(delayed) = exchange.delayed() {
+            counted.add(&delayed.stats().counters.snapshot());
+        }
+        self.node.deleted_exchanges.absorb(&counted);
+        self.retired.exchanges.absorb(&counted);
         if exchange.spec.durable {
             self.forget(DefinitionKey::Exchange(
                 self.name.to_string(),
@@ -522,6 +565,19 @@ impl VHost {
     /// a server-named queue, which is why the channel's permission check cannot be made
     /// before this call: RabbitMQ generates the name first and checks that.
     pub fn declare_queue_checked(
+        &self,
+        connection: u64,
+        d: &QueueDeclare<'_>,
+        check: impl FnOnce(&str, bool) -> Result<(), AmqpError>,
+    ) -> Result<Arc<Queue>, AmqpError> {
+        let declared = self.declare_queue_locked(connection, d, check);
+        if declared.is_ok() {
+            Churn::incr(&self.node.churn.queues_declared);
+        }
+        declared
+    }
+
+    fn declare_queue_locked(
         &self,
         connection: u64,
         d: &QueueDeclare<'_>,
@@ -611,6 +667,7 @@ impl VHost {
         );
         drivers::expiry::spawn(&queue, self.me.clone());
         self.queues.write().insert(name.to_owned(), queue.clone());
+        Churn::incr(&self.node.churn.queues_created);
         Ok(queue)
     }
 
@@ -649,6 +706,10 @@ impl VHost {
             }
         }
         let (messages, consumers) = queue.mark_deleted();
+        let counted = queue.stats().counters.snapshot();
+        self.node.deleted_queues.absorb(&counted);
+        self.retired.queues.absorb(&counted);
+        Churn::incr(&self.node.churn.queues_deleted);
         if queue.is_stored() {
             self.forget(DefinitionKey::Queue(
                 self.name.to_string(),

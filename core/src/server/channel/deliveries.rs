@@ -18,9 +18,11 @@ use amq_protocol::protocol::{AMQPClass, basic};
 use super::tx::TxOp;
 use super::{Channel, ConnCtx};
 use crate::auth::{Operation, ResourceKind};
+use crate::broker::queue::consumer::count_delivery;
 use crate::broker::{Consumer, DeliveryChannel, Message, Queue, Unacked, VHost, names, replies};
 use crate::error::AmqpError;
 use crate::protocol::{RawMethod, ShortStr};
+use crate::stats::Counter;
 use crate::store::MessageId;
 
 impl Channel {
@@ -168,6 +170,7 @@ impl Channel {
         let (got, deaths) = queue.get();
         ctx.vhost()?.bury(&queue, deaths);
         let Some((item, remaining)) = got else {
+            self.delivery.stats.counters.incr(Counter::GetEmpty);
             self.send(
                 ctx,
                 AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
@@ -179,6 +182,12 @@ impl Channel {
             .state
             .lock()
             .record(&queue, &item, no_ack, None);
+        let kind = if no_ack {
+            Counter::GetNoAck
+        } else {
+            Counter::Get
+        };
+        count_delivery(&self.delivery.stats, &queue, kind, item.redelivered);
         let message = item.message;
         let method = AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
             delivery_tag: tag,
@@ -207,7 +216,12 @@ impl Channel {
             Some(true) => requeue_all(vhost, removed),
             Some(false) => reject_all(vhost, removed),
             None => {
+                self.delivery
+                    .stats
+                    .counters
+                    .add(Counter::Ack, removed.len() as u64);
                 for u in &removed {
+                    u.queue.stats().counters.incr(Counter::Ack);
                     u.queue.settled(u.stored);
                 }
             }

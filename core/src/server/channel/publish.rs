@@ -26,11 +26,13 @@ use super::{Channel, ConnCtx};
 use crate::auth::{Operation, ResourceKind};
 use crate::broker::queue::expiration::parse_expiration;
 use crate::broker::{
-    Durably, Exchange, Message, Origin, Publish as BrokerPublish, Queue, RoutingKeys, replies,
+    Durably, Exchange, Message, Origin, Outcome, Publish as BrokerPublish, Queue, Routed,
+    RoutingKeys, replies,
 };
 use crate::error::AmqpError;
 use crate::protocol::{ContentHeader, Publish, ReplyCode};
 use crate::server::budget::{Account, Charge};
+use crate::stats::Counter;
 
 /// A publish waiting for its content frames.
 #[derive(Debug)]
@@ -289,6 +291,7 @@ impl Channel {
             },
             &mut self.scratch,
         )?;
+        self.count_publish(&outcome, mandatory);
         if let Some(returned) = &outcome.returned {
             self.send_return(ctx, returned);
         }
@@ -296,6 +299,23 @@ impl Channel {
             self.backlogged = outcome.backlogged.clone();
         }
         Ok((outcome.refused, outcome.durably))
+    }
+
+    /// Counts a publish on the channel: what the client sent, and where it went.
+    fn count_publish(&self, outcome: &Outcome, mandatory: bool) {
+        let counters = &self.delivery.stats.counters;
+        counters.incr(Counter::Publish);
+        if self.confirms.is_some() {
+            counters.incr(Counter::PublishConfirm);
+        }
+        match outcome.routed {
+            Routed::Queues(n) if n > 0 => counters.incr(Counter::Routed),
+            Routed::Held | Routed::Queues(_) => {}
+            Routed::Unroutable if mandatory && outcome.returned.is_some() => {
+                counters.incr(Counter::ReturnUnroutable)
+            }
+            Routed::Unroutable => counters.incr(Counter::DropUnroutable),
+        }
     }
 
     /// Returns an unroutable `mandatory` message (312 NO_ROUTE).

@@ -25,6 +25,7 @@ use crate::broker::{Durably, Exchange, Message, RoutingKeys, replies};
 use crate::error::AmqpError;
 use crate::protocol::{encode_basic_ack, encode_basic_nack};
 use crate::server::budget::{Account, Budget, Charge, MAX_UNCOMMITTED_OPS};
+use crate::stats::Counter;
 use crate::store::Stores;
 
 /// A publish or acknowledgement held back until `tx.commit`.
@@ -184,12 +185,16 @@ impl Channel {
         let Some(c) = &mut self.confirms else {
             return;
         };
+        // Messages acked, counted once per flush.
+        let mut acked = 0;
         let ack_to = |c: &mut Confirms, tag: u64| {
-            if tag > c.confirmed {
-                let multiple = tag - c.confirmed > 1;
-                outbox.push(|out| encode_basic_ack(out, number, tag, multiple));
-                c.confirmed = tag;
+            if tag <= c.confirmed {
+                return 0;
             }
+            let n = tag - c.confirmed;
+            outbox.push(|out| encode_basic_ack(out, number, tag, n > 1));
+            c.confirmed = tag;
+            n
         };
         while let Some(&(tag, ref undecided)) = c.undecided.front() {
             let nack = match undecided {
@@ -202,20 +207,24 @@ impl Channel {
                         !durable
                     }
                     None => {
-                        ack_to(c, tag - 1);
+                        acked += ack_to(c, tag - 1);
+                        self.delivery.stats.counters.add(Counter::Confirm, acked);
                         return;
                     }
                 },
             };
             c.undecided.pop_front();
             if nack {
-                ack_to(c, tag - 1);
+                acked += ack_to(c, tag - 1);
                 outbox.push(|out| encode_basic_nack(out, number, tag, false, false));
                 c.confirmed = tag;
             }
         }
         let seq = c.seq;
-        ack_to(c, seq);
+        acked += ack_to(c, seq);
+        if acked > 0 {
+            self.delivery.stats.counters.add(Counter::Confirm, acked);
+        }
     }
 
     pub(super) fn tx_method(

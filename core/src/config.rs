@@ -2,7 +2,8 @@
 //! file, merged into a [`server::Config`](crate::server::Config).
 //!
 //! Precedence: flag or environment variable, then the file, then the defaults. The file uses
-//! the flags' names with underscores (`listen`, `management_listen`, `data_dir`, `plugins_dir`,
+//! the flags' names with underscores (`listen`, `management_listen`, `prometheus_listen`,
+//! `data_dir`, `plugins_dir`,
 //! `log_level`, `sync`, `disk_free_limit`, `default_user`, `default_pass`,
 //! `load_definitions`, plus `loopback_users` (a list),
 //! `frame_max`, `channel_max`, `heartbeat`, `max_message_size`, `tls_cert`, `tls_key`,
@@ -47,6 +48,8 @@ pub struct FileConfig {
     pub load_definitions: Option<PathBuf>,
     /// Management API address.
     pub management_listen: Option<SocketAddr>,
+    /// Prometheus endpoint address.
+    pub prometheus_listen: Option<SocketAddr>,
     /// Data directory.
     pub data_dir: Option<PathBuf>,
     /// Plugins directory.
@@ -205,6 +208,8 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     /// `--management-listen`.
     pub management_listen: Option<SocketAddr>,
+    /// `--prometheus-listen`.
+    pub prometheus_listen: Option<SocketAddr>,
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
     /// `--plugins-dir`.
@@ -306,6 +311,10 @@ pub fn resolve(overrides: Overrides, file: FileConfig) -> Result<Config, ConfigE
             .management_listen
             .or(file.management_listen)
             .or(defaults.management_listen),
+        prometheus_listen: overrides
+            .prometheus_listen
+            .or(file.prometheus_listen)
+            .or(defaults.prometheus_listen),
         data_dir,
         plugins_dir,
         frame_max: file.frame_max.unwrap_or(defaults.frame_max),
@@ -442,6 +451,23 @@ mod tests {
             config.management_listen,
             Some(crate::server::DEFAULT_MANAGEMENT_LISTEN)
         );
+    }
+
+    #[test]
+    fn prometheus_listen_comes_from_the_file_unless_a_flag_moves_it() {
+        let file = || -> FileConfig {
+            toml::from_str("prometheus_listen = \"127.0.0.1:9\"\n").expect("parses")
+        };
+        let config = resolve(Overrides::default(), file()).expect("valid");
+        assert_eq!(config.prometheus_listen.map(|a| a.port()), Some(9));
+        let flag = Overrides {
+            prometheus_listen: Some("127.0.0.1:8".parse().expect("addr")),
+            ..Overrides::default()
+        };
+        let config = resolve(flag, file()).expect("valid");
+        assert_eq!(config.prometheus_listen.map(|a| a.port()), Some(8));
+        let config = resolve(Overrides::default(), FileConfig::default()).expect("valid");
+        assert_eq!(config.prometheus_listen.map(|a| a.port()), Some(15692));
     }
 
     #[test]

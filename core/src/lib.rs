@@ -8,6 +8,7 @@ pub mod config;
 pub mod definitions;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod plugin;
 pub mod protocol;
 pub mod scheduler;

@@ -25,6 +25,10 @@ struct Args {
     /// Address of the management HTTP API [default: 0.0.0.0:15672].
     #[arg(long, env = "WARREN_MANAGEMENT_LISTEN")]
     management_listen: Option<SocketAddr>,
+    /// Address of the Prometheus endpoint (`/metrics`, `/metrics/per-object`), as
+    /// rabbitmq_prometheus serves it [default: 0.0.0.0:15692].
+    #[arg(long, env = "WARREN_PROMETHEUS_LISTEN")]
+    prometheus_listen: Option<SocketAddr>,
     /// The user created on first start, an administrator [default: guest].
     #[arg(long, env = "RABBITMQ_DEFAULT_USER")]
     default_user: Option<String>,
@@ -162,6 +166,7 @@ fn main() -> ExitCode {
         Overrides {
             listen: args.listen,
             management_listen: args.management_listen,
+            prometheus_listen: args.prometheus_listen,
             default_user: args.default_user,
             default_pass: args.default_pass,
             load_definitions: args.load_definitions,

@@ -29,7 +29,9 @@ for which in before after; do
   port=$(free_port)
   # Builds before issue 11 call the HTTP listener --admin-listen.
   http=--management-listen; "$bin" --help | grep -q -- --management-listen || http=--admin-listen
-  "$bin" --listen "127.0.0.1:$port" "$http" "127.0.0.1:$(free_port)" \
+  # Builds before issue 13 have no Prometheus listener; later ones get a free port for it.
+  prom=(); "$bin" --help | grep -q -- --prometheus-listen && prom=(--prometheus-listen 127.0.0.1:0)
+  "$bin" --listen "127.0.0.1:$port" "$http" "127.0.0.1:$(free_port)" "${prom[@]}" \
     --data-dir "$(mktemp -d)" --log-level warn >"$OUT/$which.log" 2>&1 &
   PIDS+=($!)
   URI[$which]="amqp://guest:guest@127.0.0.1:$port/%2f"

@@ -12,7 +12,7 @@ N=${1:-1000000}; shift || true
 TARGET=${CARGO_TARGET_DIR:-target}
 PORT=${WARREN_PORT:-5690}
 DATA=$(mktemp -d)
-"$TARGET/release/warren" --listen "127.0.0.1:$PORT" --management-listen "127.0.0.1:$((PORT + 10000))" \
+"$TARGET/release/warren" --listen "127.0.0.1:$PORT" --management-listen "127.0.0.1:$((PORT + 10000))" --prometheus-listen 127.0.0.1:0 \
   --data-dir "$DATA" --log-level warn >/dev/null 2>&1 &
 PID=$!
 trap 'kill $PID $SAMPLER 2>/dev/null || true' EXIT

@@ -46,7 +46,7 @@ run() {
 RABBIT_PID=${RABBIT_PID:-$(pgrep -f beam.smp | head -1 || true)}
 for round in $(seq 1 "$ROUNDS"); do
   DATA=$(mktemp -d)
-  "$WARREN" --listen "127.0.0.1:$WARREN_PORT" --management-listen 127.0.0.1:0 --data-dir "$DATA" \
+  "$WARREN" --listen "127.0.0.1:$WARREN_PORT" --management-listen 127.0.0.1:0 --prometheus-listen 127.0.0.1:0 --data-dir "$DATA" \
     --log-level warn >"$OUT/warren.log" 2>&1 &
   WARREN_PID=$!
   sleep 1

@@ -41,7 +41,7 @@ trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT
 for entry in $WARREN_BINS; do
   name=${entry%%=*} bin=${entry#*=}
   port=$(free_port) admin=$(free_port)
-  "$bin" --listen "127.0.0.1:$port" --management-listen "127.0.0.1:$admin" --data-dir "$(mktemp -d)" \
+  "$bin" --listen "127.0.0.1:$port" --management-listen "127.0.0.1:$admin" --prometheus-listen 127.0.0.1:0 --data-dir "$(mktemp -d)" \
     --log-level warn >"$OUT/$name.log" 2>&1 &
   PID[$name]=$! URI[$name]="amqp://guest:guest@127.0.0.1:$port/%2f"
   PIDS+=("$!") BROKERS+=("$name")

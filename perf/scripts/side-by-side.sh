@@ -20,7 +20,8 @@ WARREN_URI="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2f"
 OUT=$(mktemp -d)
 
 DATA=$(mktemp -d)
-"$WARREN" --listen "127.0.0.1:$WARREN_PORT" --data-dir "$DATA" --log-level warn >"$OUT/warren.log" 2>&1 &
+"$WARREN" --listen "127.0.0.1:$WARREN_PORT" --management-listen 127.0.0.1:0 \
+  --prometheus-listen 127.0.0.1:0 --data-dir "$DATA" --log-level warn >"$OUT/warren.log" 2>&1 &
 WARREN_PID=$!
 trap 'kill $WARREN_PID 2>/dev/null || true' EXIT
 sleep 1

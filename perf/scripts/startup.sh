@@ -24,7 +24,7 @@ trap '[ -n "$PID" ] && kill -9 $PID 2>/dev/null; rm -rf "$DATA"' EXIT
 start() {
   local log=$1 t0
   t0=$(date +%s%N)
-  "$TARGET/release/warren" --listen "127.0.0.1:$PORT" --management-listen "127.0.0.1:$((PORT + 1))" \
+  "$TARGET/release/warren" --listen "127.0.0.1:$PORT" --management-listen "127.0.0.1:$((PORT + 1))" --prometheus-listen 127.0.0.1:0 \
     --data-dir "$DATA/d" >"$log" 2>&1 &
   PID=$!
   until grep -q "listening local_addr" "$log"; do

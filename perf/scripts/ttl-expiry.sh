@@ -27,7 +27,7 @@ OUT=$(mktemp -d)
 cargo build --release -q -p warren -p warren-perf
 
 DATA=$(mktemp -d)
-"$WARREN" --listen "127.0.0.1:$WARREN_PORT" --management-listen "127.0.0.1:$((WARREN_PORT + 10000))" \
+"$WARREN" --listen "127.0.0.1:$WARREN_PORT" --management-listen "127.0.0.1:$((WARREN_PORT + 10000))" --prometheus-listen 127.0.0.1:0 \
   --data-dir "$DATA" --log-level warn >"$OUT/warren.log" 2>&1 &
 WARREN_PID=$!
 trap 'kill $WARREN_PID 2>/dev/null || true' EXIT

@@ -67,11 +67,14 @@ if [ -z "${AMQP_URI:-}" ]; then
     export WARREN_BIN="$BIN"
     PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
     MGMT_PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+    PROM_PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
     DATA_DIR=$(mktemp -d "${TMPDIR:-/tmp}/warren-interop.XXXXXX")
     LOG="$ROOT/target/interop-warren.log"
     # The management API on a free port rather than the default 15672, which may be taken on
-    # a CI machine; test_tenancy.py makes its users and vhosts through it.
-    "$BIN" --listen "127.0.0.1:$PORT" --management-listen "127.0.0.1:$MGMT_PORT" --data-dir "$DATA_DIR" >"$LOG" 2>&1 &
+    # a CI machine; test_tenancy.py makes its users and vhosts through it. Prometheus likewise
+    # off its default 15692 (test_prometheus.py scrapes it).
+    "$BIN" --listen "127.0.0.1:$PORT" --management-listen "127.0.0.1:$MGMT_PORT" \
+        --prometheus-listen "127.0.0.1:$PROM_PORT" --data-dir "$DATA_DIR" >"$LOG" 2>&1 &
     BROKER_PID=$!
     # Wait (up to 30 s) for the port to accept connections.
     for _ in $(seq 1 300); do
@@ -87,6 +90,7 @@ if [ -z "${AMQP_URI:-}" ]; then
     done
     export AMQP_URI="amqp://guest:guest@127.0.0.1:$PORT/%2f"
     export MGMT_URL="http://127.0.0.1:$MGMT_PORT"
+    export PROMETHEUS_URL="http://127.0.0.1:$PROM_PORT"
 else
     # An external broker: the disk-alarm tests, which need Warren's binary, are skipped.
     unset WARREN_BIN

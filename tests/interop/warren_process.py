@@ -1,4 +1,5 @@
-"""Warren's binary run by an interop test: on ephemeral ports (AMQP and the management API)
+"""Warren's binary run by an interop test: on ephemeral ports (AMQP, the management API and
+the Prometheus endpoint)
 and a data directory of the test's own, its log collected on a thread, the bound ports read
 from the log lines that announce them.
 
@@ -20,6 +21,7 @@ LISTENING = re.compile(r"listening local_addr=(\d+\.\d+\.\d+\.\d+):(\d+)")
 MANAGEMENT = re.compile(r"management API listening local=(\d+\.\d+\.\d+\.\d+):(\d+)")
 TLS_LISTENING = re.compile(r"AMQP over TLS listening local=(\d+\.\d+\.\d+\.\d+):(\d+)")
 HTTPS = re.compile(r"management API listening \(https\) local=(\d+\.\d+\.\d+\.\d+):(\d+)")
+PROMETHEUS = re.compile(r"Prometheus endpoint listening local=(\d+\.\d+\.\d+\.\d+):(\d+)")
 
 
 class Warren:
@@ -36,6 +38,9 @@ class Warren:
             for flag in ("--tls-listen", "--management-tls-listen"):
                 if flag not in flags:
                     flags = (*flags, flag, "127.0.0.1:0")
+        # Never the default 15692, which another broker (or test) may hold.
+        if "--prometheus-listen" not in flags:
+            flags = (*flags, "--prometheus-listen", "127.0.0.1:0")
         self.proc = subprocess.Popen(
             [BIN, "--listen", "127.0.0.1:0", "--management-listen", "127.0.0.1:0",
              "--data-dir", str(data_dir), "--log-level", "info", *flags],
@@ -50,6 +55,7 @@ class Warren:
         self.management_port = None
         self.tls_port = None
         self.https_port = None
+        self.prometheus_port = None
         listening = threading.Event()
 
         def read():
@@ -67,10 +73,14 @@ class Warren:
                 m = HTTPS.search(line)
                 if m and self.https_port is None:
                     self.https_port = int(m.group(2))
+                m = PROMETHEUS.search(line)
+                if m and self.prometheus_port is None:
+                    self.prometheus_port = int(m.group(2))
                 tls_ready = not self.tls or (
                     self.tls_port is not None and self.https_port is not None)
                 # The management API is announced after the AMQP listener.
-                if self.port is not None and self.management_port is not None and tls_ready:
+                if (self.port is not None and self.management_port is not None and tls_ready
+                        and self.prometheus_port is not None):
                     listening.set()
 
         self.reader = threading.Thread(target=read, daemon=True)

@@ -66,6 +66,8 @@ pub struct TestBroker {
     server: Option<warren::server::RunningServer>,
     /// The in-process Warren's management API.
     admin: Option<SocketAddr>,
+    /// The in-process Warren's Prometheus endpoint.
+    prometheus: Option<SocketAddr>,
     /// A per-test data directory, removed when the broker is dropped.
     data_dir: Option<std::path::PathBuf>,
 }
@@ -95,6 +97,8 @@ impl TestBroker {
         let mut config = Config {
             listen: "127.0.0.1:0".parse().expect("a valid address"),
             management_listen: Some("127.0.0.1:0".parse().expect("a valid address")),
+            // Never the default 15692: parallel tests (and a RabbitMQ beside them) hold it.
+            prometheus_listen: Some("127.0.0.1:0".parse().expect("a valid address")),
             data_dir: data_dir.clone(),
             ..Default::default()
         };
@@ -107,10 +111,12 @@ impl TestBroker {
             addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
         let admin = server.management_addr();
+        let prometheus = server.prometheus_addr();
         TestBroker {
             uri: format!("amqp://guest:guest@{addr}/%2f"),
             addr,
             admin,
+            prometheus,
             external: false,
             server: Some(server),
             data_dir: Some(data_dir),
@@ -132,6 +138,7 @@ impl TestBroker {
             uri,
             addr,
             admin: None,
+            prometheus: None,
             external: true,
             #[cfg(feature = "in-process")]
             server: None,
@@ -153,6 +160,13 @@ impl TestBroker {
     /// started with one; `None` for an external broker.
     pub fn admin_url(&self) -> Option<String> {
         self.admin.map(|a| format!("http://{a}"))
+    }
+
+    /// The Prometheus endpoint's base URL (`http://127.0.0.1:PORT`, paths `/metrics` and
+    /// `/metrics/per-object`) of an in-process Warren started with one; `None` for an
+    /// external broker.
+    pub fn prometheus_url(&self) -> Option<String> {
+        self.prometheus.map(|a| format!("http://{a}"))
     }
 
     /// The in-process Warren, for what only it can show (its outbox stats); `None` for an

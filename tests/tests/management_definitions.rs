@@ -442,6 +442,7 @@ async fn a_bad_definitions_file_stops_the_start_naming_the_file() {
     let config = warren::server::Config {
         listen: "127.0.0.1:0".parse().expect("an address"),
         management_listen: None,
+        prometheus_listen: None,
         data_dir: data_dir.clone(),
         load_definitions: Some(file.clone()),
         ..Default::default()
@@ -460,6 +461,7 @@ async fn a_bad_definitions_file_stops_the_start_naming_the_file() {
     let config = warren::server::Config {
         listen: "127.0.0.1:0".parse().expect("an address"),
         management_listen: None,
+        prometheus_listen: None,
         data_dir: other_dir.clone(),
         load_definitions: Some(missing.clone()),
         ..Default::default()

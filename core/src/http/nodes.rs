@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 
 use super::{Api, ApiError, ApiResult, Caller};
 
-/// Open file descriptors and the soft limit on them.
-fn file_descriptors() -> (u64, u64) {
+/// Open file descriptors and the soft limit on them (also the Prometheus endpoint's).
+pub(crate) fn file_descriptors() -> (u64, u64) {
     let used = std::fs::read_dir("/proc/self/fd")
         .map(|d| d.count() as u64)
         .unwrap_or(0);

@@ -8,7 +8,8 @@
 //! - [`budget`]: what a connection's client makes the broker hold (content being
 //!   assembled, uncommitted transactions, unconfirmed publishes), bounded per connection.
 //!
-//! [`start`] also starts the management HTTP API ([`crate::http`]) when configured.
+//! [`start`] also starts the management HTTP API ([`crate::http`]) and the Prometheus
+//! endpoint ([`crate::metrics`]) when configured.
 //!
 //! Shutdown is designed in: [`RunningServer::shutdown`] stops accepting, tells every
 //! connection to close with 320 CONNECTION_FORCED, and waits (bounded) for them to finish.
@@ -44,6 +45,10 @@ use crate::tls::{Tls, TlsError, TlsSettings};
 /// Where the management API listens unless told otherwise (RabbitMQ's port).
 pub const DEFAULT_MANAGEMENT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 15672);
+
+/// Where the Prometheus endpoint listens unless told otherwise (`rabbitmq_prometheus`'s port).
+pub const DEFAULT_PROMETHEUS_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 15692);
 
 /// Where AMQPS listens unless told otherwise (RabbitMQ's `listeners.ssl.default`).
 pub const DEFAULT_TLS_LISTEN: SocketAddr =
@@ -84,6 +89,8 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// Address of the management HTTP API (`None`: not started).
     pub management_listen: Option<SocketAddr>,
+    /// Address of the Prometheus endpoint, `/metrics` (`None`: not started).
+    pub prometheus_listen: Option<SocketAddr>,
     /// When the disk stores sync.
     pub sync: SyncPolicy,
     /// Free bytes under the data directory below which publishers are blocked (0: never).
@@ -144,6 +151,7 @@ impl Default for Config {
             load_definitions: None,
             handshake_timeout: Duration::from_secs(10),
             management_listen: Some(DEFAULT_MANAGEMENT_LISTEN),
+            prometheus_listen: Some(DEFAULT_PROMETHEUS_LISTEN),
             sync: SyncPolicy::Always,
             disk_free_limit: 50_000_000,
             stores: None,
@@ -173,6 +181,8 @@ pub enum Listener {
     AmqpTls,
     /// The management HTTP API over TLS (`--management-tls-listen`).
     ManagementTls,
+    /// The Prometheus endpoint (`--prometheus-listen`).
+    Prometheus,
 }
 
 impl Listener {
@@ -183,6 +193,7 @@ impl Listener {
             Listener::Management => "the management API",
             Listener::AmqpTls => "AMQP connections over TLS",
             Listener::ManagementTls => "the management API over HTTPS",
+            Listener::Prometheus => "the Prometheus endpoint",
         }
     }
 
@@ -193,6 +204,7 @@ impl Listener {
             Listener::Management => "--management-listen",
             Listener::AmqpTls => "--tls-listen",
             Listener::ManagementTls => "--management-tls-listen",
+            Listener::Prometheus => "--prometheus-listen",
         }
     }
 }
@@ -268,6 +280,7 @@ pub struct RunningServer {
     management: Option<(SocketAddr, JoinHandle<()>)>,
     tls_addr: Option<SocketAddr>,
     management_tls: Option<(SocketAddr, JoinHandle<()>)>,
+    prometheus: Option<(SocketAddr, JoinHandle<()>)>,
     /// Held (and so locked) until the server is dropped.
     _data_dir: DataDir,
 }
@@ -293,6 +306,11 @@ impl RunningServer {
         self.management_tls.as_ref().map(|(addr, _)| *addr)
     }
 
+    /// The address the Prometheus endpoint actually bound, if it was started.
+    pub fn prometheus_addr(&self) -> Option<SocketAddr> {
+        self.prometheus.as_ref().map(|(addr, _)| *addr)
+    }
+
     /// The broker state (for embedding and tests).
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
@@ -313,6 +331,9 @@ impl RunningServer {
         }
         if let Some((_, management)) = self.management_tls {
             let _ = management.await;
+        }
+        if let Some((_, prometheus)) = self.prometheus {
+            let _ = prometheus.await;
         }
         // Whatever was written (removals, delivery marks) is made durable before the data
         // directory is let go.
@@ -429,6 +450,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         ),
         None => (None, None),
     };
+    let prometheus_listener = match config.prometheus_listen {
+        Some(addr) => Some(bind(Listener::Prometheus, addr).await?),
+        None => None,
+    };
     tracing::info!(%local_addr, "listening");
     let tls_addr = tls_listener.as_ref().map(|(_, local)| *local);
     if let Some(local) = tls_addr {
@@ -452,6 +477,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     for (protocol, bound) in [
         ("amqp/ssl", tls_listener.as_ref()),
         ("https", management_tls_listener.as_ref()),
+        ("http/prometheus", prometheus_listener.as_ref()),
     ] {
         if let Some((_, local)) = bound {
             listeners.push(crate::http::ListenerInfo {
@@ -498,6 +524,17 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         }
         _ => None,
     };
+    let prometheus = prometheus_listener.map(|(socket, local)| {
+        tracing::info!(%local, "Prometheus endpoint listening");
+        let metrics = crate::metrics::Metrics {
+            broker: broker.clone(),
+            node: node.clone(),
+        };
+        (
+            local,
+            crate::metrics::serve(socket, metrics, shutdown_rx.clone()),
+        )
+    });
     if let Some(tls) = &tls {
         crate::tls::reload::watch(tls.resolver.clone(), shutdown_rx.clone());
     }
@@ -522,6 +559,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         management,
         tls_addr,
         management_tls,
+        prometheus,
         _data_dir: data_dir,
     })
 }

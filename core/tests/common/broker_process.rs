@@ -82,8 +82,8 @@ impl Shared {
     }
 }
 
-/// `warren --listen 127.0.0.1:0 --management-listen 127.0.0.1:0 --data-dir <dir> --log-level
-/// info`, run (and re-run) by a test. Dropping it kills a broker still running.
+/// `warren --listen 127.0.0.1:0 --management-listen 127.0.0.1:0 --prometheus-listen
+/// 127.0.0.1:0 --data-dir <dir> --log-level info`, run (and re-run) by a test. Dropping it kills a broker still running.
 #[derive(Debug)]
 pub struct BrokerProcess {
     data_dir: PathBuf,
@@ -93,6 +93,7 @@ pub struct BrokerProcess {
     runs: u32,
     amqp: SocketAddr,
     admin: SocketAddr,
+    prometheus: SocketAddr,
     /// Flags added to every run's command line.
     extra_args: Vec<String>,
     /// A command the binary is run under (e.g. `prlimit --as=N --`), if any.
@@ -118,6 +119,7 @@ impl BrokerProcess {
             runs: 0,
             amqp: unbound,
             admin: unbound,
+            prometheus: unbound,
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             wrapper: wrapper.iter().map(|a| a.to_string()).collect(),
         };
@@ -211,6 +213,11 @@ impl BrokerProcess {
         format!("http://{}", self.admin)
     }
 
+    /// `http://127.0.0.1:PORT` of the current run's Prometheus endpoint.
+    pub fn prometheus_url(&self) -> String {
+        format!("http://{}", self.prometheus)
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
@@ -268,9 +275,13 @@ impl BrokerProcess {
             let admin = run
                 .iter()
                 .find_map(|l| addr_after(l, "management API listening local="));
-            if let (Some(amqp), Some(admin)) = (amqp, admin) {
+            let prometheus = run
+                .iter()
+                .find_map(|l| addr_after(l, "Prometheus endpoint listening local="));
+            if let (Some(amqp), Some(admin), Some(prometheus)) = (amqp, admin, prometheus) {
                 self.amqp = amqp;
                 self.admin = admin;
+                self.prometheus = prometheus;
                 return;
             }
             let child = self.child.as_mut().expect("launched");

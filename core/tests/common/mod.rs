@@ -28,12 +28,19 @@ pub fn spawn_warren_under(wrapper: &[&str], args: &[&str], data_dir: &Path) -> C
         }
         None => Command::new(binary),
     };
+    command.args(args);
+    // Never the default 15692 unless a test asks for an address: parallel tests (and a
+    // RabbitMQ beside them) would collide on it.
+    if !args.contains(&"--prometheus-listen") {
+        command.args(["--prometheus-listen", "127.0.0.1:0"]);
+    }
     command
-        .args(args)
         .arg("--data-dir")
         .arg(data_dir)
         .env_remove("WARREN_LISTEN")
         .env_remove("WARREN_ADMIN_LISTEN")
+        .env_remove("WARREN_MANAGEMENT_LISTEN")
+        .env_remove("WARREN_PROMETHEUS_LISTEN")
         .env_remove("WARREN_CONFIG")
         .env_remove("WARREN_PLUGINS_DIR")
         .env_remove("WARREN_DATA_DIR")

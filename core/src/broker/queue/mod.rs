@@ -568,6 +568,12 @@ impl Queue {
         )
     }
 
+    /// Deliveries to current consumers not yet acknowledged, as last recorded (the
+    /// `unacked` of [`Queue::snapshot`], read without the queue's lock for monitoring).
+    pub fn observed_unacked(&self) -> usize {
+        self.unacked.load(Ordering::Relaxed)
+    }
+
     /// A channel recorded a delivery that awaits an ack (`true`) or settled one (`false`),
     /// however: ack, reject, requeue, recover, or the channel closing.
     pub fn count_unacked(&self, outstanding: bool) {

@@ -205,11 +205,15 @@ pub enum CtlCommand {
     #[command(name = "export_definitions")]
     ExportDefinitions { file: String },
     /// Loads definitions from a JSON file written by export_definitions; `-` is standard
-    /// input. The file is checked whole first; a large one is sent in chunks in dependency
-    /// order (users, vhosts, permissions, exchanges, queues, bindings), with progress on
-    /// stderr.
+    /// input.
+    ///
+    /// The whole file is checked first, so a bad one changes nothing. One of more than
+    /// --chunk-size objects is sent in chunks in dependency order (users, vhosts,
+    /// permissions, exchanges, queues, bindings) with progress on stderr; a refused chunk
+    /// stops the import, and the error says what was imported before it.
     #[command(name = "import_definitions")]
     ImportDefinitions {
+        /// The definitions file (`-`: standard input).
         file: String,
         /// No progress lines on stderr (-q and -s imply it).
         #[arg(long)]
@@ -219,8 +223,11 @@ pub enum CtlCommand {
               value_parser = clap::value_parser!(u64).range(1..))]
         chunk_size: u64,
     },
-    /// The node: memory against its high watermark, alarms, listeners, uptime, object and
-    /// queue totals, message rates (--formatter json: the same as one object).
+    /// The node: memory, alarms, listeners, uptime, totals and message rates.
+    ///
+    /// Memory is shown against the high watermark, each raised alarm on a line, rates per
+    /// second from the overview's message_stats (0.0 where the server reports none).
+    /// With --formatter json: the same facts as one JSON object.
     #[command(name = "status")]
     Status,
     /// Messages held by x-delayed-message exchanges (Warren only).

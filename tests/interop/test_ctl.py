@@ -6,6 +6,7 @@ Needs the binary: WARREN_BIN (run.sh exports it when it builds Warren itself).
 """
 
 import json
+import re
 import socket
 import subprocess
 import time
@@ -153,6 +154,104 @@ def test_errors_name_the_address_and_the_cause(ctl, warren):
     nowhere = subprocess.run([BIN, "ctl", "--management", closed, "list_users"],
                              capture_output=True, text=True, timeout=30)
     assert nowhere.returncode != 0 and closed in nowhere.stderr
+
+
+def test_a_large_definitions_file_imports_in_chunks_with_progress(ctl, warren, tmp_path):
+    vhost = unique("ctl-bulk")
+    names = [f"bulk-{i:05d}" for i in range(3000)]
+    defs = {
+        "rabbit_version": "3.10.8",
+        "vhosts": [{"name": vhost}],
+        "permissions": [{"user": "guest", "vhost": vhost, "configure": ".*",
+                         "write": ".*", "read": ".*"}],
+        "exchanges": [{"name": "bulk-x", "vhost": vhost, "type": "direct", "durable": True,
+                       "auto_delete": False, "internal": False, "arguments": {}}],
+        "queues": [{"name": n, "vhost": vhost, "durable": True, "auto_delete": False,
+                    "arguments": {}} for n in names],
+        "bindings": [{"source": "bulk-x", "vhost": vhost, "destination": names[0],
+                      "destination_type": "queue", "routing_key": "k", "arguments": {}}],
+    }
+    path = tmp_path / "bulk.json"
+    path.write_text(json.dumps(defs))
+    done = ctl("import_definitions", str(path))
+    total = 3 + len(names) + 1
+    progress = [line for line in done.stderr.splitlines() if line.startswith("imported ")]
+    # 3004 objects, 500 a request: seven chunks, a line for each (stderr is not a TTY here).
+    assert len(progress) == 7, done.stderr
+    assert progress[0] == f"imported 500/{total} objects (vhosts, permissions, exchanges, queues)"
+    assert progress[-1] == f"imported {total}/{total} objects (queues, bindings)"
+    assert "Successfully imported definitions." in done.stdout
+    listed = {row[0] for row in table(ctl("-q", "list_queues", "-p", vhost, "name"))}
+    assert listed == set(names)
+    bindings = table(ctl("-q", "list_bindings", "-p", vhost))
+    assert any(row[0] == "bulk-x" and row[2] == names[0] for row in bindings), bindings
+    # --no-progress: the same import (everything exists now), silent on stderr.
+    again = ctl("import_definitions", "--no-progress", str(path))
+    assert "imported " not in again.stderr, again.stderr
+    ctl("delete_vhost", vhost)
+
+
+def test_a_refused_chunk_stops_the_import_and_says_what_was_imported(ctl, warren, tmp_path):
+    vhost = unique("ctl-half")
+    good = [{"name": f"half-{i}", "vhost": vhost, "durable": True, "arguments": {}}
+            for i in range(4)]
+    bad = {"name": "half-bad", "vhost": vhost, "durable": True,
+           "arguments": {"x-max-length": "lots"}}
+    after = {"name": "half-after", "vhost": vhost, "durable": True, "arguments": {}}
+    path = tmp_path / "half.json"
+    path.write_text(json.dumps({"vhosts": [{"name": vhost}],
+                                "queues": [*good, bad, after]}))
+    done = ctl("import_definitions", "--chunk-size", "3", str(path), check=False)
+    assert done.returncode == 1, done
+    assert "import stopped: imported 3 of 7 objects (vhosts 1, queues 2); objects 4-6 " \
+        "(queues) were refused and nothing after them was sent: 400" in done.stderr, done.stderr
+    listed = {row[0] for row in table(ctl("-q", "list_queues", "-p", vhost, "name"))}
+    assert listed == {"half-0", "half-1"}
+    ctl("delete_vhost", vhost)
+
+
+def test_a_bad_definitions_file_changes_nothing(ctl, warren, tmp_path):
+    vhost = unique("ctl-typo")
+    path = tmp_path / "typo.json"
+    path.write_text(json.dumps({"vhosts": [{"name": vhost}], "queus": [{"name": "q"}]}))
+    done = ctl("import_definitions", str(path), check=False)
+    assert done.returncode == 1
+    assert "unknown key 'queus'" in done.stderr, done.stderr
+    assert vhost not in ctl("-q", "list_vhosts").stdout
+
+
+def test_status_shows_memory_alarms_listeners_uptime_and_rates(ctl, warren):
+    status = ctl("status").stdout
+    lines = status.splitlines()
+    assert "Product: Warren" in status, status
+    assert re.search(r"^Uptime: \d+[dhms]( \d+[hms])? \(\d+ seconds\)$", status, re.M), status
+    section = {}
+    current = None
+    for line in lines:
+        if line and current is None:
+            current = line
+            section[current] = []
+        elif line:
+            section[current].append(line)
+        elif current is not None and section[current]:
+            current = None
+    assert section["Memory"][0].startswith("Used: "), section
+    assert section["Alarms"] == ["(none)"], section
+    assert f"Interface: [127.0.0.1], port: {warren.port}, protocol: amqp" in section["Listeners"]
+    assert any(f"port: {warren.management_port}, protocol: http" in line
+               for line in section["Listeners"]), section
+    rates = dict(line.split(": ") for line in section["Message rates (per second)"])
+    assert list(rates) == ["publish", "deliver_get", "ack", "confirm", "redeliver",
+                           "return_unroutable"]
+    assert all(float(r) >= 0.0 for r in rates.values()), rates
+    facts = json.loads(ctl("--formatter", "json", "status").stdout)
+    assert facts["alarms"]["status"] == "ok"
+    assert facts["memory"]["used"] > 0
+    assert facts["uptime_ms"] >= 0
+    assert {"protocol": "amqp", "ip_address": "127.0.0.1", "port": warren.port} \
+        in facts["listeners"]
+    assert set(facts["message_rates"]) == set(rates)
+    assert all(isinstance(r, float) for r in facts["message_rates"].values())
 
 
 def test_status_and_scheduled(ctl, warren):

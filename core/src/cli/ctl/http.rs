@@ -30,6 +30,15 @@ pub enum ApiError {
     /// Anything else: a bad address, an unreadable answer, a local file.
     #[error("{0}")]
     Other(String),
+    /// A command of several calls failed after earlier calls took effect: what was done,
+    /// then why the rest was not.
+    #[error("{done}: {cause}")]
+    Partial {
+        /// What took effect before the failure, and what did not.
+        done: String,
+        /// The failed call's error.
+        cause: Box<ApiError>,
+    },
 }
 
 impl ApiError {
@@ -37,6 +46,7 @@ impl ApiError {
     pub fn status(&self) -> Option<u16> {
         match self {
             ApiError::Status(s) => Some(s.status),
+            ApiError::Partial { cause, .. } => cause.status(),
             _ => None,
         }
     }

@@ -632,6 +632,24 @@ mod tests {
     }
 
     #[test]
+    fn the_statistics_interval_is_milliseconds_from_the_flag_or_file_and_never_zero() {
+        let file: FileConfig = toml::from_str("collect_statistics_interval = 250\n").unwrap();
+        let config = resolve(Overrides::default(), file).unwrap();
+        assert_eq!(config.stats_interval, std::time::Duration::from_millis(250));
+        let defaults = resolve(Overrides::default(), FileConfig::default()).unwrap();
+        assert_eq!(defaults.stats_interval, crate::stats::DEFAULT_INTERVAL);
+        let zero = Overrides {
+            collect_statistics_interval: Some(0),
+            ..Overrides::default()
+        };
+        let err = resolve(zero, FileConfig::default()).expect_err("0 refused");
+        assert!(
+            err.to_string().contains("--collect-statistics-interval"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
     }

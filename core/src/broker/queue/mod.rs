@@ -1140,6 +1140,45 @@ mod tests {
     }
 
     #[test]
+    fn enqueues_deliveries_and_deaths_are_counted_on_the_queue_and_the_channel() {
+        let limits = QueueLimits {
+            max_length: Some(1),
+            ..QueueLimits::default()
+        };
+        let q = queue_with(false, limits);
+        put(&q, message());
+        put(&q, message());
+        let a = consumer(&q, "a", 0);
+        q.add_consumer(a.clone()).0.expect("added");
+        assert!(
+            q.requeue(vec![(message(), NEVER, None)].into_iter())
+                .is_empty()
+        );
+        let on_queue = q.stats().counters.snapshot();
+        assert_eq!(on_queue.get(Counter::Publish), 2);
+        assert_eq!(on_queue.get(Counter::DiedMaxlen), 1, "drop-head");
+        assert_eq!(
+            on_queue.get(Counter::Deliver),
+            2,
+            "the survivor, then the requeued one"
+        );
+        assert_eq!(on_queue.get(Counter::Redeliver), 1);
+        let on_channel = a.channel.stats.counters.snapshot();
+        assert_eq!(
+            (
+                on_channel.get(Counter::Deliver),
+                on_channel.get(Counter::Redeliver)
+            ),
+            (2, 1)
+        );
+        assert!(
+            q.reject(vec![(message(), None)]).is_empty(),
+            "no dead-letter exchange"
+        );
+        assert_eq!(q.stats().counters.get(Counter::DiedRejected), 1);
+    }
+
+    #[test]
     fn a_requeued_message_keeps_its_deadline() {
         let q = queue(false);
         let now = now_ms();

@@ -295,3 +295,77 @@ fn a_stored_exchange_of_a_type_not_loaded_stays_defined_and_refuses_publishes() 
         "never dropped from the store"
     );
 }
+
+#[test]
+fn exchanges_count_messages_through_them_and_deleted_objects_keep_their_totals() {
+    use crate::stats::Counter;
+    let (broker, _) = broker();
+    let vhost = broker.vhost(DEFAULT_VHOST).expect("default vhost");
+    exchange(&vhost, "outer", false);
+    exchange(&vhost, "inner", false);
+    queue(&vhost, "qa", false, false);
+    queue(&vhost, "qb", false, false);
+    bind(&vhost, "outer", "qa");
+    bind(&vhost, "inner", "qb");
+    vhost
+        .bind(
+            1,
+            BindTarget::Exchange("inner"),
+            "outer",
+            "k",
+            &FieldTable::default(),
+        )
+        .expect("exchange bound");
+    assert_eq!(
+        publish(&vhost, "outer", message("k")).routed,
+        Routed::Queues(2)
+    );
+    assert_eq!(
+        publish(&vhost, "outer", message("none")).routed,
+        Routed::Unroutable
+    );
+    let counted = |name: &str, kind| {
+        vhost
+            .exchange(name)
+            .expect("exchange")
+            .stats()
+            .counters
+            .get(kind)
+    };
+    assert_eq!(counted("outer", Counter::PublishIn), 2);
+    assert_eq!(counted("outer", Counter::PublishOut), 1, "qa only");
+    assert_eq!(
+        counted("inner", Counter::PublishIn),
+        1,
+        "through the e2e binding"
+    );
+    assert_eq!(counted("inner", Counter::PublishOut), 1, "qb");
+    let enqueued = vhost
+        .queue("qa")
+        .expect("qa")
+        .stats()
+        .counters
+        .get(Counter::Publish);
+    assert_eq!(enqueued, 1);
+
+    let before = broker.message_totals();
+    assert_eq!(before.get(Counter::PublishIn), 3);
+    vhost.delete_queue(1, "qa", false, false).expect("deleted");
+    vhost.delete_exchange("inner", false).expect("deleted");
+    let after = broker.message_totals();
+    assert_eq!(
+        after, before,
+        "a deletion takes nothing from the node's totals"
+    );
+    assert_eq!(vhost.message_totals().get(Counter::PublishIn), 3);
+    let churn = &broker.stats().churn;
+    let read = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        (
+            read(&churn.queues_declared),
+            read(&churn.queues_created),
+            read(&churn.queues_deleted)
+        ),
+        (2, 2, 1)
+    );
+}

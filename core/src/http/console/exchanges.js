@@ -75,7 +75,7 @@ export async function detail(view, { vhost, name }) {
       await api("DELETE", path);
       location.hash = "#/exchanges";
     }));
-  fill(view, h("p", { class: "crumbs" }, h("a", { href: "#/exchanges" }, "Exchanges"), " / ", vhost, " / "),
+  fill(view, h("p", { class: "crumbs" }, h("a", { href: "#/exchanges" }, "Exchanges"), " · in virtual host ", h("code", {}, vhost)),
     h("h1", {}, `Exchange ${real || "(AMQP default)"}`), facts, bindings.panel, publish, danger);
 
   async function refresh() {

@@ -103,7 +103,7 @@ export async function detail(view, { vhost, name }) {
         await api("DELETE", path);
         location.hash = "#/queues";
       }, { id: "delete-queue" })));
-  fill(view, h("p", { class: "crumbs" }, h("a", { href: "#/queues" }, "Queues"), " / ", vhost, " / "),
+  fill(view, h("p", { class: "crumbs" }, h("a", { href: "#/queues" }, "Queues"), " · in virtual host ", h("code", {}, vhost)),
     h("h1", {}, `Queue ${name}`), facts,
     h("section", { class: "panel" }, h("h2", {}, "Consumers"), consumers),
     bindings.panel, getForm, got, danger);

@@ -69,7 +69,7 @@ export async function detail(view, { vhost, name }) {
     return `${num(out.cancelled)} message(s) cancelled${out.more ? "; more match, cancel again for the rest" : ""}.`;
   }, { id: "cancel-filter" });
 
-  fill(view, h("p", { class: "crumbs" }, h("a", { href: "#/scheduled" }, "Scheduled"), " / ", vhost, " / "),
+  fill(view, h("p", { class: "crumbs" }, h("a", { href: "#/scheduled" }, "Scheduled"), " · in virtual host ", h("code", {}, vhost)),
     h("h1", {}, `Scheduled on ${name}`), summary,
     h("section", { class: "panel" }, h("h2", {}, "When they fall due"), chart),
     h("section", { class: "panel" }, h("h2", {}, "Next due"), items, pager),

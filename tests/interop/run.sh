@@ -10,8 +10,10 @@
 # the management API at MGMT_URL (exported here for the Warren it starts; with an external
 # AMQP_URI, pass MGMT_URL too or it is skipped).
 #
-# Installs pika, pytest and trustme (test_tls.py's certificates) into target/interop-venv (falling back to `pip install --user`),
-# and exits with the suite's status; "no tests collected" counts as a failure.
+# Installs pika, pytest, trustme (test_tls.py's certificates) and selenium (test_console.py's
+# browser driver) into target/interop-venv (falling back to `pip install --user`), Debian's
+# chromium and chromium-driver when they are missing (test_console.py), and exits with the
+# suite's status; "no tests collected" counts as a failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
@@ -21,15 +23,15 @@ VENV="$ROOT/target/interop-venv"
 PY=""
 if [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" >/dev/null 2>&1; then
     PY="$VENV/bin/python"
-    if ! "$PY" -c 'import pika, pytest, trustme' >/dev/null 2>&1; then
-        "$PY" -m pip install --quiet --disable-pip-version-check pika pytest trustme
+    if ! "$PY" -c 'import pika, pytest, trustme, selenium' >/dev/null 2>&1; then
+        "$PY" -m pip install --quiet --disable-pip-version-check pika pytest trustme selenium
     fi
 else
     echo "interop: no venv support, installing pika and pytest with pip --user" >&2
     PY=python3
-    if ! "$PY" -c 'import pika, pytest, trustme' >/dev/null 2>&1; then
-        "$PY" -m pip install --quiet --user pika pytest trustme ||
-            "$PY" -m pip install --quiet --user --break-system-packages pika pytest trustme
+    if ! "$PY" -c 'import pika, pytest, trustme, selenium' >/dev/null 2>&1; then
+        "$PY" -m pip install --quiet --user pika pytest trustme selenium ||
+            "$PY" -m pip install --quiet --user --break-system-packages pika pytest trustme selenium
     fi
 fi
 
@@ -48,6 +50,20 @@ if [ -z "${RABBITMQADMIN:-}" ] && ! command -v rabbitmqadmin >/dev/null 2>&1; th
     fi
     if [ -x "$FETCH/usr/bin/rabbitmqadmin" ]; then
         export RABBITMQADMIN="$FETCH/usr/bin/rabbitmqadmin"
+    fi
+fi
+
+# --- A browser ------------------------------------------------------------------------------
+# test_console.py drives the web console in headless Chromium through chromedriver: Debian's
+# packages, installed when missing (CI runs as root). Without them its tests are skipped.
+if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        { apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 ||
+            { apt-get update -qq >/dev/null 2>&1 &&
+                apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1; }; } ||
+            echo "interop: could not install chromium; the console's browser tests will be skipped" >&2
+    else
+        echo "interop: chromium/chromedriver missing and not installable here; the console's browser tests will be skipped" >&2
     fi
 fi
 

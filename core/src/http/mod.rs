@@ -9,7 +9,8 @@
 //! - [`connections`] (with `/api/channels`, `/api/consumers`);
 //! - [`exchanges`] (with publish), [`queues`] (with get and purge), [`bindings`];
 //! - [`definitions`] `/api/definitions[/{vhost}]` export and import;
-//! - [`scheduled`] `/api/scheduled…`, Warren's view of delayed messages.
+//! - [`scheduled`] `/api/scheduled…`, Warren's view of delayed messages;
+//! - [`console`] the web console at `/` (its files compiled in), never under `/api/`.
 //!
 //! Shared pieces: [`caller`] (basic auth against the users, tags), [`error`] (RabbitMQ's
 //! error JSON), [`body`] (reading request bodies), [`json_table`] (field tables as JSON). A handler does one thing through the
@@ -23,6 +24,7 @@ pub mod bindings;
 pub mod body;
 pub mod caller;
 pub mod connections;
+pub mod console;
 pub mod definitions;
 pub mod error;
 pub mod exchanges;
@@ -128,6 +130,8 @@ pub fn router(api: Api) -> Router {
         .merge(bindings::routes())
         .merge(definitions::routes())
         .merge(scheduled::routes())
+        .merge(console::routes())
+        .layer(axum::middleware::from_fn(console::no_browser_dialog))
         .with_state(api)
 }
 

@@ -82,3 +82,32 @@ fn a_taken_amqp_port_is_named_with_its_flag() {
         "nothing may claim to listen: {log}"
     );
 }
+
+#[test]
+fn a_taken_prometheus_port_is_named_with_its_flag() {
+    let (_held, addr) = taken();
+    let output = run_warren(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--management-listen",
+        "127.0.0.1:0",
+        "--prometheus-listen",
+        &addr.to_string(),
+    ]);
+    let log = text(&output);
+    assert!(!output.status.success(), "exit status {:?}", output.status);
+    assert!(
+        log.contains(&format!(
+            "cannot listen for the Prometheus endpoint on {addr}: "
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains("choose another address with --prometheus-listen"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("listening"),
+        "nothing may claim to listen: {log}"
+    );
+}

@@ -95,6 +95,9 @@ class Warren:
     def management_url(self):
         return f"http://127.0.0.1:{self.management_port}"
 
+    def prometheus_url(self):
+        return f"http://127.0.0.1:{self.prometheus_port}"
+
     def log(self):
         return "".join(self.lines)
 

@@ -64,12 +64,11 @@ async fn publish_to(ch: &Channel, exchange: &str, key: &str, mandatory: bool) {
     assert!(confirm.is_ack(), "confirmed with an ack");
 }
 
-/// Waits until every `(series, labels, value)` holds, then returns the scrape.
-async fn until_counts(
-    url: &str,
-    path: &str,
-    expected: &[(&str, Vec<(&str, &str)>, f64)],
-) -> Scrape {
+/// A series and the value it must reach: `(name, labels, value)`.
+type Expected<'a> = (&'a str, Vec<(&'a str, &'a str)>, f64);
+
+/// Waits until every expected value holds, then returns the scrape.
+async fn until_counts(url: &str, path: &str, expected: &[Expected<'_>]) -> Scrape {
     let scrape = scrape_until(url, path, |m| {
         expected.iter().all(|(name, labels, value)| {
             m.matching(name, labels).first().map(|s| s.value) == Some(*value)

@@ -68,7 +68,7 @@ pub fn encode_segment(name: &str) -> String {
 /// One listening socket, as `/api/overview` lists it.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ListenerInfo {
-    /// `amqp`, `http`.
+    /// RabbitMQ's names: `amqp`, `amqp/ssl`, `http`, `https`, `http/prometheus`.
     pub protocol: &'static str,
     /// The address bound.
     pub ip_address: String,

@@ -56,4 +56,4 @@
 
 mod wheel;
 
-pub use wheel::{LEVELS, SLOTS_PER_LEVEL, TimerId, TimerWheel};
+pub use wheel::{DueCounts, EXACT_SLOT_LIMIT, LEVELS, SLOTS_PER_LEVEL, TimerId, TimerWheel};

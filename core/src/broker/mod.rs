@@ -248,7 +248,12 @@ impl Broker {
             existing.definition = definition;
             return Ok(existing.vhost.clone());
         }
-        let vhost = VHost::new(&definition.name, self.registry.clone(), self.stores.clone())?;
+        let vhost = VHost::new(
+            &definition.name,
+            self.registry.clone(),
+            self.stores.clone(),
+            self.stats.lateness.clone(),
+        )?;
         vhost.set_max_queues(self.limits().max_queues_per_vhost);
         Ok(self
             .vhosts

@@ -112,6 +112,8 @@ pub struct VHost {
     /// False while the vhost is being restored at start: its drivers wait, so that nothing
     /// expires or fires before every binding it could be routed through is back.
     open: tokio::sync::watch::Sender<bool>,
+    /// The node's histogram of how late delayed messages fire (its firing drivers add to it).
+    lateness: Arc<crate::stats::Histogram>,
 }
 
 impl VHost {
@@ -122,6 +124,7 @@ impl VHost {
         name: &str,
         registry: Arc<ExchangeTypeRegistry>,
         stores: Stores,
+        lateness: Arc<crate::stats::Histogram>,
     ) -> Result<Arc<VHost>, AmqpError> {
         let mut created = Ok(());
         let vhost = Arc::new_cyclic(|me| {
@@ -137,6 +140,7 @@ impl VHost {
                 max_queues: std::sync::atomic::AtomicUsize::new(0),
                 me: me.clone(),
                 open: tokio::sync::watch::Sender::new(true),
+                lateness,
             };
             created = vhost.predeclare();
             vhost
@@ -147,6 +151,11 @@ impl VHost {
     /// The vhost's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Where delayed messages' firing lateness is observed (the node's histogram).
+    pub(crate) fn lateness(&self) -> &crate::stats::Histogram {
+        &self.lateness
     }
 
     /// Opens or closes the vhost to its drivers (closed while it is restored at start).

@@ -88,6 +88,11 @@ pub enum ScheduledAction {
         /// No progress lines on stderr (-q and -s imply it).
         #[arg(long)]
         no_progress: bool,
+        /// Messages cancelled per request (each answered once durable), one progress line
+        /// each.
+        #[arg(long, value_name = "MESSAGES", default_value_t = CANCEL_BATCH,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        batch: u64,
     },
 }
 
@@ -418,24 +423,17 @@ fn cancel_batch(
     Ok(answer)
 }
 
-/// Progress of a cancel-by-filter on stderr: a line per batch, or one line rewritten in
-/// place (`\r`) when stderr is a terminal.
-fn cancel_progress(enabled: bool) -> impl FnMut(u64, u64) {
-    use std::io::IsTerminal;
-    let in_place = std::io::stderr().is_terminal();
-    move |done, at_most| {
-        if !enabled {
-            return;
-        }
-        let line = format!("cancelled {done} of at most {at_most} scheduled messages");
-        let mut err = std::io::stderr().lock();
-        let _ = if in_place {
-            write!(err, "\r{line}")
-        } else {
-            writeln!(err, "{line}")
-        };
-        let _ = err.flush();
-    }
+/// One progress report of a cancel-by-filter into `err`: a line of its own, or (`in_place`,
+/// a terminal) the current line rewritten after a `\r`. Progress is a courtesy, so a
+/// failed write does not fail the command.
+fn report_cancelled(err: &mut dyn Write, in_place: bool, done: u64, at_most: u64) {
+    let line = format!("cancelled {done} of at most {at_most} scheduled messages");
+    let _ = if in_place {
+        write!(err, "\r{line}")
+    } else {
+        writeln!(err, "{line}")
+    };
+    let _ = err.flush();
 }
 
 /// The counts as a table.
@@ -551,6 +549,7 @@ pub fn execute(ctx: &Ctx, action: ScheduledAction, out: &mut dyn Write) -> Resul
             to,
             all,
             no_progress,
+            batch,
         } => {
             if routing_key.is_none() && from.is_none() && to.is_none() && !all {
                 return Err(ApiError::Other(
@@ -570,16 +569,23 @@ pub fn execute(ctx: &Ctx, action: ScheduledAction, out: &mut dyn Write) -> Resul
                 ),
             )?;
             let quiet = no_progress || ctx.style.quiet || ctx.style.silent;
-            let mut progress = cancel_progress(!quiet);
+            let in_place = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let mut reported = false;
+            let mut progress = |done, at_most| {
+                if !quiet {
+                    report_cancelled(&mut std::io::stderr().lock(), in_place, done, at_most);
+                    reported = true;
+                }
+            };
             let n = cancel_matching(
                 ctx,
                 &exchange,
                 routing_key.as_deref(),
                 window,
-                CANCEL_BATCH,
+                batch,
                 &mut progress,
             );
-            if !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            if reported && in_place {
                 eprintln!();
             }
             let n = n?;
@@ -764,6 +770,25 @@ mod tests {
     }
 
     #[test]
+    fn progress_is_a_line_per_batch_or_one_line_rewritten_on_a_terminal() {
+        let mut log = Vec::new();
+        report_cancelled(&mut log, false, 20_000, 1_000_000);
+        report_cancelled(&mut log, false, 40_000, 1_000_000);
+        assert_eq!(
+            String::from_utf8(log).unwrap(),
+            "cancelled 20000 of at most 1000000 scheduled messages\n\
+             cancelled 40000 of at most 1000000 scheduled messages\n"
+        );
+        let mut tty = Vec::new();
+        report_cancelled(&mut tty, true, 5, 9);
+        report_cancelled(&mut tty, true, 9, 9);
+        assert_eq!(
+            String::from_utf8(tty).unwrap(),
+            "\rcancelled 5 of at most 9 scheduled messages\rcancelled 9 of at most 9 scheduled messages"
+        );
+    }
+
+    #[test]
     fn due_prints_a_bar_chart_readable_without_colour() {
         let (base, _seen) = fake_server(vec![(
             200,
@@ -807,6 +832,7 @@ mod tests {
                 to: None,
                 all: false,
                 no_progress: true,
+                batch: CANCEL_BATCH,
             },
             &mut Vec::new(),
         )

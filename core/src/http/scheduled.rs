@@ -2,14 +2,21 @@
 //! show: which messages an `x-delayed-message` exchange holds, when each falls due, and
 //! cancelling them, one or by filter.
 //!
-//! - `GET /api/scheduled` → `[{"vhost", "exchange", "pending"}]` for the vhosts the caller
-//!   sees;
+//! - `GET /api/scheduled` → `[{"vhost", "exchange", "pending", "next_due_ms", "held",
+//!   "fired", "cancelled"}]` for the vhosts the caller sees (`next_due_ms`: the earliest due
+//!   time, or null; the last three count since the exchange was declared);
 //! - `GET /api/scheduled/{vhost}/{exchange}?page_size=&after=&from_ms=&to_ms=&routing_key=`
 //!   → `{"items": [{"id", "due_ms", "routing_key", "body_size"}], "next": cursor | null}`,
 //!   by due time; pass `next` back as `after` for the following page;
+//! - `GET /api/scheduled/{vhost}/{exchange}/due` → `{"now_ms", "pending", "exact",
+//!   "buckets": [{"label", "from_ms", "to_ms", "count"}]}`: how many fall due in the next
+//!   minute (with any overdue), hour, day and later, from the wheel's slot counts rather
+//!   than a scan ([`Delayed::due_histogram`]);
 //! - `DELETE /api/scheduled/{vhost}/{exchange}/{id}` → 204, 404 if nothing pending has it;
 //! - `POST /api/scheduled/{vhost}/{exchange}/cancel` with `{"routing_key"?, "from_ms"?,
-//!   "to_ms"?}` → `{"cancelled": n}`.
+//!   "to_ms"?, "limit"?}` → `{"cancelled": n, "more": bool}`: with a `limit`, at most that
+//!   many, and `more` says whether matching messages remain — a client cancelling millions
+//!   does it in batches and can show progress.
 //!
 //! Listing needs read permission on the exchange, cancelling configure permission (it
 //! changes what the exchange will deliver). A cancel is answered once it is durable: a
@@ -24,7 +31,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Api, ApiError, ApiResult, Caller};
 use crate::auth::{Operation, ResourceKind};
+use crate::broker::delayed::DueHistogram;
 use crate::broker::{Delayed, PendingInfo, PendingQuery};
+use crate::stats::Counter;
 use crate::store::SyncMark;
 
 /// Largest page served.
@@ -32,7 +41,7 @@ const MAX_PAGE: usize = 10_000;
 /// Page size when none is asked for.
 const DEFAULT_PAGE: usize = 100;
 
-/// Pending count of one delayed exchange.
+/// Pending count of one delayed exchange, and what it has counted.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ScheduledCount {
     /// The vhost.
@@ -41,6 +50,14 @@ pub struct ScheduledCount {
     pub exchange: String,
     /// Messages pending.
     pub pending: usize,
+    /// When the earliest pending message is due (ms since the epoch); `None` if none is.
+    pub next_due_ms: Option<u64>,
+    /// Messages held since the exchange was declared.
+    pub held: u64,
+    /// Held messages that fell due and were routed.
+    pub fired: u64,
+    /// Held messages cancelled through the API.
+    pub cancelled: u64,
 }
 
 /// One page of pending messages.
@@ -62,12 +79,13 @@ pub struct ListQuery {
     routing_key: Option<String>,
 }
 
-/// The filter of a cancel.
+/// The filter of a cancel, and how many at most.
 #[derive(Debug, Default, Deserialize)]
 pub struct CancelFilter {
     routing_key: Option<String>,
     from_ms: Option<u64>,
     to_ms: Option<u64>,
+    limit: Option<usize>,
 }
 
 /// A cursor is `<due_ms>-<id>` of the last message of a page.
@@ -107,18 +125,36 @@ async fn counts(State(api): State<Api>, caller: Caller) -> Json<Vec<ScheduledCou
         let Some(vhost) = api.broker.vhost(&name) else {
             continue;
         };
-        all.extend(
-            vhost
-                .delayed_counts()
-                .into_iter()
-                .map(|(exchange, pending)| ScheduledCount {
+        let mut counts: Vec<ScheduledCount> = vhost
+            .exchanges()
+            .iter()
+            .filter_map(|x| {
+                let delayed = x.delayed()?;
+                let counters = &delayed.stats().counters;
+                Some(ScheduledCount {
                     vhost: name.clone(),
-                    exchange,
-                    pending,
-                }),
-        );
+                    exchange: x.name().to_owned(),
+                    pending: delayed.len(),
+                    next_due_ms: delayed.next_due_ms(),
+                    held: counters.get(Counter::Held),
+                    fired: counters.get(Counter::Fired),
+                    cancelled: counters.get(Counter::Cancelled),
+                })
+            })
+            .collect();
+        counts.sort_by(|a, b| a.exchange.cmp(&b.exchange));
+        all.extend(counts);
     }
     Json(all)
+}
+
+async fn due(
+    State(api): State<Api>,
+    caller: Caller,
+    Path((vhost, exchange)): Path<(String, String)>,
+) -> ApiResult<Json<DueHistogram>> {
+    let delayed = delayed(&api, &caller, &vhost, &exchange, Operation::Read)?;
+    Ok(Json(delayed.due_histogram(crate::clock::now_ms())))
 }
 
 async fn list(
@@ -190,24 +226,31 @@ async fn cancel_matching(
 ) -> ApiResult<Json<serde_json::Value>> {
     let delayed = delayed(&api, &caller, &vhost, &exchange, Operation::Configure)?;
     let filter = filter.map(|Json(f)| f).unwrap_or_default();
+    if filter.limit == Some(0) {
+        return Err(ApiError::bad_request(
+            "limit must be at least 1 (leave it out to cancel every match)",
+        ));
+    }
     let query = PendingQuery {
         from_ms: filter.from_ms,
         to_ms: filter.to_ms,
         routing_key: filter.routing_key,
         after: None,
-        limit: usize::MAX,
+        limit: filter.limit.unwrap_or(usize::MAX),
     };
     let scanning = delayed.clone();
-    let (cancelled, mark) = tokio::task::spawn_blocking(move || scanning.cancel_matching(&query))
+    let done = tokio::task::spawn_blocking(move || scanning.cancel_matching(&query))
         .await
         .map_err(|e| ApiError::internal(format!("cancel failed: {e}")))?;
     durable(
         &delayed,
-        mark,
-        &format!("the cancel of {cancelled} messages"),
+        done.mark,
+        &format!("the cancel of {} messages", done.count),
     )
     .await?;
-    Ok(Json(serde_json::json!({ "cancelled": cancelled })))
+    Ok(Json(
+        serde_json::json!({ "cancelled": done.count, "more": done.more }),
+    ))
 }
 
 /// The routes.
@@ -215,6 +258,7 @@ pub fn routes() -> Router<Api> {
     Router::new()
         .route("/api/scheduled", get(counts))
         .route("/api/scheduled/{vhost}/{exchange}", get(list))
+        .route("/api/scheduled/{vhost}/{exchange}/due", get(due))
         .route("/api/scheduled/{vhost}/{exchange}/{id}", delete(cancel))
         .route(
             "/api/scheduled/{vhost}/{exchange}/cancel",

@@ -39,6 +39,11 @@
 //!   on insert and on cascade keeps that list in insertion order, and a level-0 slot (one due
 //!   time) fires straight off its list. The randomised test checks this against a
 //!   `BTreeMap<(due, seq), _>` model.
+//! - **Slot counts.** Each list keeps its length (a `u32` per list, ~2.8 KiB per wheel),
+//!   changed wherever an entry joins or leaves a list. Since occupied slots never lie behind
+//!   the cursor, every slot has an absolute time range, and those ranges are disjoint across
+//!   levels: [`TimerWheel::due_counts`] answers "how many fall due before each bound" from
+//!   the 704 counts, walking only a slot that a bound cuts (and only if it is small).
 //! - **Overdue entries.** An entry inserted with a due time already passed goes to a separate
 //!   list that fires, stable-sorted by due (insertion order breaks ties), at the start of the next
 //!   [`TimerWheel::advance`] — whatever `now` that call passes. That is how a later storage
@@ -56,4 +61,4 @@
 
 mod wheel;
 
-pub use wheel::{LEVELS, SLOTS_PER_LEVEL, TimerId, TimerWheel};
+pub use wheel::{DueCounts, EXACT_SLOT_LIMIT, LEVELS, SLOTS_PER_LEVEL, TimerId, TimerWheel};

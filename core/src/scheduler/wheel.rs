@@ -16,6 +16,9 @@ const WHEEL_LISTS: usize = LEVELS * SLOTS_PER_LEVEL;
 const OVERDUE: usize = WHEEL_LISTS;
 /// "No entry" in the intrusive links and the free list.
 const NIL: u32 = u32::MAX;
+/// A slot straddling a bucket bound of [`TimerWheel::due_counts`] is walked entry by entry
+/// when it holds at most this many; a fuller one is split in proportion to time.
+pub const EXACT_SLOT_LIMIT: u32 = 10_000;
 
 /// Identifies one pending entry of one [`TimerWheel`].
 ///
@@ -124,6 +127,10 @@ pub struct TimerWheel<T> {
     lists: Box<[Ends]>,
     /// Bit `s` of `occupied[l]` is set iff slot list `l * 64 + s` is non-empty.
     occupied: [u64; LEVELS],
+    /// Entries on each list (the slot lists, then the overdue list), kept by `push_back`,
+    /// `unlink` and `cascade`: what [`due_counts`](Self::due_counts) reads instead of the
+    /// entries.
+    counts: Box<[u32]>,
     /// The cursor: every entry with `due < elapsed` has fired or sits in the overdue list.
     elapsed: u64,
     len: usize,
@@ -146,6 +153,7 @@ impl<T> TimerWheel<T> {
             free_head: NIL,
             lists: vec![EMPTY; WHEEL_LISTS + 1].into_boxed_slice(),
             occupied: [0; LEVELS],
+            counts: vec![0; WHEEL_LISTS + 1].into_boxed_slice(),
             elapsed: now,
             len: 0,
             overdue_min: u64::MAX,
@@ -305,6 +313,103 @@ impl<T> TimerWheel<T> {
         self.next_slot().map(|(_, _, start)| start)
     }
 
+    /// The earliest pending due time, or `None` if nothing is pending: exact, except that
+    /// when the earliest occupied slot holds more than [`EXACT_SLOT_LIMIT`] entries it is
+    /// that slot's start (never later than the true answer), and that with overdue entries
+    /// pending it is a time already passed. Walks at most one slot; O(levels) otherwise.
+    pub fn earliest_due(&self) -> Option<u64> {
+        if self.lists[OVERDUE].head != NIL {
+            return Some(self.overdue_min);
+        }
+        let (level, slot, start) = self.next_slot()?;
+        let list = level * SLOTS_PER_LEVEL + slot;
+        if level == 0 || self.counts[list] > EXACT_SLOT_LIMIT {
+            return Some(start);
+        }
+        let mut earliest = u64::MAX;
+        let mut index = self.lists[list].head;
+        while index != NIL {
+            let entry = self.entry(index);
+            earliest = earliest.min(entry.due);
+            index = entry.next;
+        }
+        Some(earliest)
+    }
+
+    /// How many pending entries fall due in each bucket that ascending `bounds` cut time
+    /// into: bucket `0` is due before `bounds[0]`, bucket `i` in `bounds[i - 1]..bounds[i]`,
+    /// the last at or after the last bound (`bounds.len() + 1` buckets). Entries due at or
+    /// before `now` but not yet fired (overdue, or waiting for the next `advance`) count in
+    /// bucket `0` whatever the bounds.
+    ///
+    /// Cost: a walk of the 704 slot counts with each slot's absolute time range, never of
+    /// the entries — except a slot whose range straddles a bucket edge, whose list is walked
+    /// when it holds at most [`EXACT_SLOT_LIMIT`] entries. Occupied slots of all levels
+    /// cover disjoint time ranges, so each edge falls in at most one slot, and at most
+    /// `bounds.len() + 1` lists are walked.
+    ///
+    /// Precision: exact (`exact: true`) unless some straddling slot holds more than
+    /// [`EXACT_SLOT_LIMIT`]; such a slot's entries are split between the buckets it overlaps
+    /// in proportion to the milliseconds of overlap (as if spread evenly over the slot), so
+    /// each bucket is off by at most the entries of the (at most two) full slots on its
+    /// edges. Slots are `64^level` ms wide: a bound an hour away falls in a slot of at most
+    /// ~4.7 h, a day away in one of at most ~12 days. The counts always sum to
+    /// [`len`](Self::len).
+    pub fn due_counts(&self, now: u64, bounds: &[u64]) -> DueCounts {
+        debug_assert!(bounds.windows(2).all(|w| w[0] <= w[1]), "bounds ascending");
+        let bucket = |due: u64| {
+            if due <= now {
+                0
+            } else {
+                bounds.partition_point(|&bound| bound <= due)
+            }
+        };
+        let mut counts = vec![0u64; bounds.len() + 1];
+        let mut exact = true;
+        counts[0] += u64::from(self.counts[OVERDUE]);
+        for level in 0..LEVELS {
+            let mut bits = self.occupied[level];
+            while bits != 0 {
+                let slot = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let list = level * SLOTS_PER_LEVEL + slot;
+                let n = self.counts[list];
+                let (first, last) = self.slot_range(level, slot);
+                let (low, high) = (bucket(first), bucket(last));
+                if low == high {
+                    counts[low] += u64::from(n);
+                } else if n <= EXACT_SLOT_LIMIT {
+                    let mut index = self.lists[list].head;
+                    while index != NIL {
+                        let entry = self.entry(index);
+                        counts[bucket(entry.due)] += 1;
+                        index = entry.next;
+                    }
+                } else {
+                    exact = false;
+                    spread(&mut counts, first, last, u64::from(n), now, bounds, bucket);
+                }
+            }
+        }
+        DueCounts { counts, exact }
+    }
+
+    /// The due times slot `slot` of level `level` can hold, `(first, last)` inclusive: the
+    /// cursor's digits above the level, the slot's digit, anything below. Valid for occupied
+    /// slots, which are never behind the cursor.
+    fn slot_range(&self, level: usize, slot: usize) -> (u64, u64) {
+        let shift = SLOT_BITS * level as u32;
+        let above = shift + SLOT_BITS;
+        let base = if above >= u64::BITS {
+            0
+        } else {
+            self.elapsed >> above << above
+        };
+        let first = base | ((slot as u64) << shift);
+        // Level 10's digit is at most 15 (`u64` has 64 bits), so this cannot overflow.
+        (first, first + ((1u64 << shift) - 1))
+    }
+
     /// Fires every entry due at or before `now`, and every overdue entry, in (due, insertion)
     /// order: `fire(id, due, payload)` is called once per entry, after the entry has left the
     /// wheel. Returns the number fired. Moves the cursor to `now + 1` (never backwards: an
@@ -381,6 +486,7 @@ impl<T> TimerWheel<T> {
     /// together stay in insertion order.
     fn cascade(&mut self, list: usize) {
         let Ends { head, .. } = mem::replace(&mut self.lists[list], EMPTY);
+        self.counts[list] = 0;
         self.occupied[list / SLOTS_PER_LEVEL] &= !(1 << (list % SLOTS_PER_LEVEL));
         let mut index = head;
         while index != NIL {
@@ -544,6 +650,7 @@ impl<T> TimerWheel<T> {
             self.entry_mut(tail).next = index;
         }
         self.lists[list].tail = index;
+        self.counts[list] += 1;
     }
 
     fn unlink(&mut self, index: u32) {
@@ -561,6 +668,7 @@ impl<T> TimerWheel<T> {
         } else {
             self.entry_mut(next).prev = prev;
         }
+        self.counts[list] -= 1;
         if self.lists[list].head == NIL {
             if list < WHEEL_LISTS {
                 self.occupied[list / SLOTS_PER_LEVEL] &= !(1 << (list % SLOTS_PER_LEVEL));
@@ -574,6 +682,53 @@ impl<T> TimerWheel<T> {
     #[cfg(test)]
     fn level_of(&self, id: TimerId) -> Option<usize> {
         self.lookup(id).map(|e| e.list.list() / SLOTS_PER_LEVEL)
+    }
+}
+
+/// What [`TimerWheel::due_counts`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueCounts {
+    /// Entries per bucket (`bounds.len() + 1` of them), summing to the wheel's length.
+    pub counts: Vec<u64>,
+    /// False when a slot straddling a bound was too full to walk and was split by time.
+    pub exact: bool,
+}
+
+/// Adds a too-full slot's `n` entries, due somewhere in `first..=last`, to the buckets that
+/// range overlaps, in proportion to the milliseconds of overlap. Rounding is cumulative
+/// (each piece gets `n * end / len - n * start / len`), so the pieces add up to `n`.
+fn spread(
+    counts: &mut [u64],
+    first: u64,
+    last: u64,
+    n: u64,
+    now: u64,
+    bounds: &[u64],
+    bucket: impl Fn(u64) -> usize,
+) {
+    let len = u128::from(last - first) + 1;
+    let share = |upto: u64| (u128::from(n) * (u128::from(upto - first) + 1) / len) as u64;
+    let mut start = first;
+    let mut given = 0;
+    loop {
+        // Where the bucket of `start` ends: just before the next edge (`now + 1`, or a bound).
+        let edge = bounds
+            .iter()
+            .copied()
+            .chain(std::iter::once(now.saturating_add(1)))
+            .filter(|&edge| edge > start)
+            .min();
+        let end = match edge {
+            Some(edge) if edge - 1 < last => edge - 1,
+            _ => last,
+        };
+        let upto = share(end);
+        counts[bucket(start)] += upto - given;
+        given = upto;
+        if end == last {
+            return;
+        }
+        start = end + 1;
     }
 }
 

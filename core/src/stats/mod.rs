@@ -16,6 +16,7 @@ pub mod histogram;
 pub mod history;
 pub mod series;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -94,8 +95,9 @@ pub struct NodeStats {
     pub deleted_queues: Counters,
     /// Totals of exchanges that have been deleted (delayed exchanges' held and fired too).
     pub deleted_exchanges: Counters,
-    /// How late delayed messages fired: the time from due to routed, in ms.
-    pub lateness: Histogram,
+    /// How late delayed messages fired: the time from due to routed, in ms. Shared with
+    /// every vhost, whose firing drivers observe into it.
+    pub lateness: Arc<Histogram>,
     /// Objects opened and closed.
     pub churn: Churn,
     /// The node's totals as sampled, kept for [`NODE_HISTORY`].
@@ -131,7 +133,7 @@ impl NodeStats {
             closed_channels: Counters::default(),
             deleted_queues: Counters::default(),
             deleted_exchanges: Counters::default(),
-            lateness: Histogram::lateness(),
+            lateness: Arc::new(Histogram::lateness()),
             churn: Churn::default(),
             totals: Stats::with_history(samples),
             queue_totals: Series::new(samples),

@@ -97,6 +97,54 @@ pub struct PendingInfo {
 /// How many wheel slots a scan looks at per lock.
 const SCAN_CHUNK: usize = 4096;
 
+/// The edges of [`Delayed::due_histogram`]'s buckets after now, in ms, with their names:
+/// next minute, next hour, next day, and later (no edge).
+const DUE_BUCKETS: [(&str, Option<u64>); 4] = [
+    ("next minute", Some(60_000)),
+    ("next hour", Some(3_600_000)),
+    ("next day", Some(86_400_000)),
+    ("later", None),
+];
+
+/// How many pending messages fall due when, as `/api/scheduled/{vhost}/{exchange}/due`
+/// shows it.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct DueHistogram {
+    /// The moment the buckets are relative to (ms since the Unix epoch).
+    pub now_ms: u64,
+    /// Messages pending; the buckets' counts add up to it.
+    pub pending: u64,
+    /// False when a bucket edge cut through a wheel slot too full to walk, and that slot
+    /// was split by time (see [`TimerWheel::due_counts`]).
+    pub exact: bool,
+    /// Next minute (with anything overdue), next hour, next day, later.
+    pub buckets: Vec<DueBucket>,
+}
+
+/// One bucket of a [`DueHistogram`]: messages due in `from_ms..to_ms`.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct DueBucket {
+    /// What the bucket is ("next minute", …).
+    pub label: String,
+    /// Start (ms since the epoch); the first bucket also holds messages already due.
+    pub from_ms: u64,
+    /// End, exclusive; `None` for the last, open-ended bucket.
+    pub to_ms: Option<u64>,
+    /// Messages due in it.
+    pub count: u64,
+}
+
+/// What a cancel-by-filter did.
+#[derive(Debug, Default)]
+pub struct Cancelled {
+    /// Messages cancelled.
+    pub count: usize,
+    /// Whether matching messages are left because the query's limit was reached.
+    pub more: bool,
+    /// The mark at which the cancels are durable, if any was stored.
+    pub mark: Option<SyncMark>,
+}
+
 /// Which pending messages a listing or a cancel-by-filter is about.
 #[derive(Clone, Debug)]
 pub struct PendingQuery {
@@ -236,7 +284,9 @@ impl Delayed {
             }
             _ => (None, Holding::InMemory),
         };
-        self.insert(due, &message, &extra, stored);
+        if self.insert(due, &message, &extra, stored) {
+            self.stats.counters.incr(crate::stats::Counter::Held);
+        }
         holding
     }
 
@@ -246,7 +296,8 @@ impl Delayed {
         self.insert(record.due, &record.message, &keys, Some(record.id));
     }
 
-    fn insert(&self, due: u64, message: &Message, keys: &[&[u8]], stored: Option<HeldId>) {
+    /// Puts a packed message in the wheel; false if the exchange is being deleted.
+    fn insert(&self, due: u64, message: &Message, keys: &[&[u8]], stored: Option<HeldId>) -> bool {
         let name = self
             .exchange_name
             .get_or_init(|| ShortStr::copy_from_str(message.exchange()).unwrap_or_default());
@@ -254,7 +305,7 @@ impl Delayed {
         let earlier = {
             let mut pending = self.pending.lock();
             if pending.stopped {
-                return;
+                return false;
             }
             let earlier = pending.wheel.next_due().is_none_or(|next| due < next);
             pending.wheel.insert(due, held);
@@ -263,6 +314,7 @@ impl Delayed {
         if earlier {
             self.wake.notify_one();
         }
+        true
     }
 
     /// Forgets a stored message that fired (its destinations have it durably) or was
@@ -294,6 +346,43 @@ impl Delayed {
     /// Whether nothing is pending.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// When the earliest pending message is due (ms since the epoch), `None` if nothing is
+    /// pending; see [`TimerWheel::earliest_due`] for when it is only a lower bound.
+    pub fn next_due_ms(&self) -> Option<u64> {
+        self.pending.lock().wheel.earliest_due()
+    }
+
+    /// How many pending messages fall due in the next minute (and any overdue), hour, day,
+    /// and later, from `now_ms`: one lock of the wheel for a walk of its slot counts, not of
+    /// the messages ([`TimerWheel::due_counts`] says how exact that is).
+    pub fn due_histogram(&self, now_ms: u64) -> DueHistogram {
+        let bounds = DUE_BUCKETS.map(|(_, edge)| edge.map(|ms| now_ms.saturating_add(ms)));
+        let edges: Vec<u64> = bounds.iter().flatten().copied().collect();
+        let found = self.pending.lock().wheel.due_counts(now_ms, &edges);
+        let mut from_ms = now_ms;
+        let buckets = DUE_BUCKETS
+            .iter()
+            .zip(bounds)
+            .zip(found.counts)
+            .map(|(((label, _), to_ms), count)| {
+                let bucket = DueBucket {
+                    label: (*label).to_owned(),
+                    from_ms,
+                    to_ms,
+                    count,
+                };
+                from_ms = to_ms.unwrap_or(from_ms);
+                bucket
+            })
+            .collect::<Vec<_>>();
+        DueHistogram {
+            now_ms,
+            pending: buckets.iter().map(|b| b.count).sum(),
+            exact: found.exact,
+            buckets,
+        }
     }
 
     /// Every pending message, by due time (a page without bounds).
@@ -346,37 +435,46 @@ impl Delayed {
         out
     }
 
-    /// Cancels every pending message matching `query` (its cursor and limit ignored),
-    /// scanning a chunk per lock; how many, and the mark at which the cancels are durable.
-    pub fn cancel_matching(&self, query: &PendingQuery) -> (usize, Option<SyncMark>) {
-        let mut cancelled = 0;
-        let mut mark: Option<SyncMark> = None;
+    /// Cancels pending messages matching `query` (its cursor ignored), at most
+    /// `query.limit` of them, scanning a chunk per lock. Which ones a limited cancel takes is
+    /// not by due time but by wheel position; `more` says whether matching messages remain
+    /// (so a client cancelling in batches knows when to stop).
+    pub fn cancel_matching(&self, query: &PendingQuery) -> Cancelled {
+        let mut done = Cancelled::default();
         let mut start = Some(0);
         while let Some(at) = start {
+            let room = query.limit - done.count;
             let (ids, next) = {
                 let pending = self.pending.lock();
                 let (entries, next) = pending.wheel.iter_chunk(at, SCAN_CHUNK);
+                // One more than there is room for: its presence means `more`.
                 let ids: Vec<TimerId> = entries
                     .filter(|(_, due, held)| query.matches(*due, held.routing_key()))
                     .map(|(id, _, _)| id)
+                    .take(room.saturating_add(1))
                     .collect();
                 (ids, next)
             };
-            for id in ids {
-                if let Some(done) = self.cancel(id.to_bits()) {
-                    cancelled += 1;
-                    mark = mark.max(done);
+            done.more = ids.len() > room;
+            for id in ids.into_iter().take(room) {
+                if let Some(mark) = self.cancel(id.to_bits()) {
+                    done.count += 1;
+                    done.mark = done.mark.max(mark);
                 }
+            }
+            if done.more {
+                break;
             }
             start = next;
         }
-        (cancelled, mark)
+        done
     }
 
     /// Cancels a pending message: `None` if the id names nothing pending, else the mark at
     /// which the cancel is durable (`Some(None)`: nothing stored to wait for).
     pub fn cancel(&self, id: u64) -> Option<Option<SyncMark>> {
         let held = self.pending.lock().wheel.cancel(TimerId::from_bits(id))?;
+        self.stats.counters.incr(crate::stats::Counter::Cancelled);
         Some(self.release(held.stored()))
     }
 
@@ -407,15 +505,17 @@ impl Delayed {
         self.wake.notified().await
     }
 
-    /// Takes out everything due now, in (due, publish) order, and says when the next is due;
-    /// `None` once stopped.
-    pub(crate) fn take_due(&self, out: &mut Vec<Held>) -> Option<Option<u64>> {
+    /// Takes out everything due now as (due, message), in (due, publish) order, and says
+    /// when the next is due; `None` once stopped.
+    pub(crate) fn take_due(&self, out: &mut Vec<(u64, Held)>) -> Option<Option<u64>> {
         let now = clock::now_ms();
         let mut pending = self.pending.lock();
         if pending.stopped {
             return None;
         }
-        pending.wheel.advance(now, |_, _, held| out.push(held));
+        pending
+            .wheel
+            .advance(now, |_, due, held| out.push((due, held)));
         Some(pending.wheel.next_due())
     }
 }

@@ -20,6 +20,7 @@ use crate::broker::vhost::VHost;
 use crate::clock;
 use crate::error::AmqpError;
 use crate::protocol::ShortStr;
+use crate::stats::Counter;
 use crate::store::{HeldId, SyncMark};
 
 /// The longest the driver sleeps in one go: far-future sleeps are re-armed rather than
@@ -56,8 +57,15 @@ pub fn spawn(
                 };
                 let name = delayed.exchange_name();
                 let mut written = None;
-                for held in fired.drain(..) {
-                    match fire(&vhost, &exchange, &name, held, &mut scratch) {
+                for (due, held) in fired.drain(..) {
+                    let result = fire(&vhost, &exchange, &name, held, &mut scratch);
+                    if !matches!(result, Fired::NotRouted(_)) {
+                        delayed.stats().counters.incr(Counter::Fired);
+                        vhost
+                            .lateness()
+                            .observe(clock::now_ms().saturating_sub(due));
+                    }
+                    match result {
                         Fired::Release(stored) => {
                             delayed.release(Some(stored));
                         }
@@ -65,7 +73,10 @@ pub fn spawn(
                             written = written.max(Some(mark));
                             to_release.push(stored);
                         }
-                        Fired::Keep => {}
+                        Fired::NotRouted(Some(stored)) => {
+                            delayed.release(Some(stored));
+                        }
+                        Fired::Keep | Fired::NotRouted(None) => {}
                     }
                 }
                 if let Some(mark) = written {
@@ -108,6 +119,9 @@ enum Fired {
     ReleaseAt(HeldId, SyncMark),
     /// Keep it (not stored, or its destinations could not store it).
     Keep,
+    /// It could not be published: not counted as fired. A publish the vhost refused
+    /// forgets its held record (as `Release`); one that could not be unpacked keeps it.
+    NotRouted(Option<HeldId>),
 }
 
 /// Publishes a fired message exactly as a publish would, without `mandatory` (its publisher
@@ -127,7 +141,7 @@ fn fire(
                 exchange = exchange.name(),
                 "delayed message could not be unpacked: {e}"
             );
-            return Fired::Keep;
+            return Fired::NotRouted(None);
         }
     };
     let stored = unpacked.stored;
@@ -153,7 +167,7 @@ fn fire(
                 exchange = exchange.name(),
                 "delayed message not routed: {e}"
             );
-            return stored.map_or(Fired::Keep, Fired::Release);
+            return Fired::NotRouted(stored);
         }
     };
     match (stored, outcome.durably) {

@@ -186,6 +186,11 @@ impl VHost {
         totals
     }
 
+    /// Where delayed messages' firing lateness is observed (the node's histogram).
+    pub(crate) fn lateness(&self) -> &crate::stats::Histogram {
+        &self.node.lateness
+    }
+
     /// Opens or closes the vhost to its drivers (closed while it is restored at start).
     pub(crate) fn set_open(&self, open: bool) {
         self.open.send_replace(open);

@@ -1,15 +1,18 @@
 //! `warren ctl scheduled …`: messages held by x-delayed-message exchanges until their due
 //! time, through Warren's `/api/scheduled` endpoints (not part of RabbitMQ's API):
 //!
-//! - `GET /api/scheduled` → `[{"vhost", "exchange", "pending"}]`
+//! - `GET /api/scheduled` → `[{"vhost", "exchange", "pending", …}]`
 //! - `GET /api/scheduled/{vhost}/{exchange}?page_size&after&from_ms&to_ms` →
 //!   `{"items": [{"id", "due_ms", "routing_key", "body_size"}], "next": cursor | null}`
+//! - `GET /api/scheduled/{vhost}/{exchange}/due` → `{"now_ms", "pending", "exact",
+//!   "buckets": [{"label", "from_ms", "to_ms", "count"}]}`
 //! - `DELETE /api/scheduled/{vhost}/{exchange}/{id}` → 204, 404 when not pending
 //! - `POST /api/scheduled/{vhost}/{exchange}/cancel` with `{"routing_key"?, "from_ms"?,
-//!   "to_ms"?}` → `{"cancelled": n}`
+//!   "to_ms"?, "limit"?}` → `{"cancelled": n, "more": bool}`
 //!
 //! The JSON shapes are small client-side structs: the client depends on the contract, not
-//! on the server's types.
+//! on the server's types. `cancel-matching` cancels in batches of [`CANCEL_BATCH`] (each
+//! answered once durable) so that it can say on stderr how far it has got.
 
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -24,6 +27,10 @@ use super::{Ctx, info, output_error, say};
 
 /// The largest page asked for at once.
 const PAGE_SIZE: usize = 500;
+/// Messages cancelled per request by `cancel-matching`.
+pub const CANCEL_BATCH: u64 = 20_000;
+/// Width of the longest bar `due` draws.
+const BAR_WIDTH: u64 = 40;
 
 /// `scheduled` subcommands.
 #[derive(Debug, Subcommand)]
@@ -45,6 +52,13 @@ pub enum ScheduledAction {
         /// At most this many messages (0: all).
         #[arg(long, default_value_t = 1000)]
         limit: usize,
+    },
+    /// How many pending messages fall due in the next minute, hour, day and later, as a
+    /// bar chart (from the scheduler's slot counts, not a scan of the messages).
+    Due {
+        /// The delayed exchange.
+        #[arg(long)]
+        exchange: String,
     },
     /// Cancels one pending message by id (it is never delivered).
     Cancel {
@@ -71,6 +85,14 @@ pub enum ScheduledAction {
         /// Cancel every pending message of the exchange (needed when no filter is given).
         #[arg(long)]
         all: bool,
+        /// No progress lines on stderr (-q and -s imply it).
+        #[arg(long)]
+        no_progress: bool,
+        /// Messages cancelled per request (each answered once durable), one progress line
+        /// each.
+        #[arg(long, value_name = "MESSAGES", default_value_t = CANCEL_BATCH,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        batch: u64,
     },
 }
 
@@ -109,6 +131,29 @@ struct Page {
 #[derive(Debug, Deserialize)]
 struct Cancelled {
     cancelled: u64,
+    /// Absent from a server that does not know `limit` (it cancelled every match at once).
+    #[serde(default)]
+    more: bool,
+}
+
+/// The answer of `GET …/due`.
+#[derive(Debug, Deserialize)]
+pub struct Due {
+    /// Messages pending.
+    pub pending: u64,
+    /// Whether the counts are exact (else some were split between buckets by time).
+    pub exact: bool,
+    /// Next minute, hour, day, later.
+    pub buckets: Vec<DueBucket>,
+}
+
+/// One bucket of [`Due`].
+#[derive(Debug, Deserialize)]
+pub struct DueBucket {
+    /// Its name ("next minute", …).
+    pub label: String,
+    /// Messages due in it.
+    pub count: u64,
 }
 
 /// A due-time filter: `from_ms`/`to_ms`.
@@ -261,6 +306,51 @@ pub fn list(
     }
 }
 
+/// `GET /api/scheduled/{vhost}/{exchange}/due`, as it came (for `--formatter json`).
+pub fn due_json(ctx: &Ctx, exchange: &str) -> Result<Value, ApiError> {
+    ctx.client
+        .request(
+            "GET",
+            &format!("{}/due", exchange_path(&ctx.vhost, exchange)),
+        )
+        .about(exchange_about(&ctx.vhost, exchange))
+        .send()?
+        .parse()
+}
+
+/// The histogram as a text bar chart: one row per bucket, the bar drawn with `#` in
+/// proportion to the fullest bucket, so it reads the same without colour.
+pub fn due_chart(due: &Due) -> String {
+    let widest = due.buckets.iter().map(|b| b.label.len()).max().unwrap_or(0);
+    let fullest = due.buckets.iter().map(|b| b.count).max().unwrap_or(0);
+    let digits = fullest.to_string().len();
+    let mut chart = String::new();
+    for bucket in &due.buckets {
+        // A bucket with anything in it gets at least one mark.
+        let bar = if bucket.count == 0 {
+            0
+        } else {
+            (u128::from(bucket.count) * u128::from(BAR_WIDTH)).div_ceil(u128::from(fullest))
+                as usize
+        };
+        let row = format!(
+            "{:<widest$}  {:>digits$}  {}",
+            bucket.label,
+            bucket.count,
+            "#".repeat(bar)
+        );
+        chart.push_str(row.trim_end());
+        chart.push('\n');
+    }
+    let precision = if due.exact {
+        "exact"
+    } else {
+        "estimated: a bucket edge cut a crowded scheduler slot"
+    };
+    chart.push_str(&format!("{} pending ({precision})\n", due.pending));
+    chart
+}
+
 /// `DELETE /api/scheduled/{vhost}/{exchange}/{id}`.
 pub fn cancel(ctx: &Ctx, exchange: &str, id: u64) -> Result<(), ApiError> {
     ctx.client
@@ -276,14 +366,42 @@ pub fn cancel(ctx: &Ctx, exchange: &str, id: u64) -> Result<(), ApiError> {
         .map(drop)
 }
 
-/// `POST /api/scheduled/{vhost}/{exchange}/cancel`; the number cancelled.
+/// Cancels every match in batches of `batch` (`POST …/cancel` with `limit` until `more`
+/// is false), calling `progress(cancelled so far, at most how many)` after each batch; the
+/// number cancelled. The "at most" is the exchange's pending count when it started.
 pub fn cancel_matching(
     ctx: &Ctx,
     exchange: &str,
     routing_key: Option<&str>,
     window: Window,
+    batch: u64,
+    progress: &mut dyn FnMut(u64, u64),
 ) -> Result<u64, ApiError> {
+    let due: Due = serde_json::from_value(due_json(ctx, exchange)?)
+        .map_err(|e| ApiError::Other(format!("unexpected answer from …/due: {e}")))?;
+    let at_most = due.pending;
+    let mut cancelled = 0;
+    loop {
+        let answer = cancel_batch(ctx, exchange, routing_key, window, batch)?;
+        cancelled += answer.cancelled;
+        progress(cancelled, at_most.max(cancelled));
+        // No progress at all would loop forever (messages racing in as fast as they go).
+        if !answer.more || answer.cancelled == 0 {
+            return Ok(cancelled);
+        }
+    }
+}
+
+/// One `POST /api/scheduled/{vhost}/{exchange}/cancel` of at most `limit`.
+fn cancel_batch(
+    ctx: &Ctx,
+    exchange: &str,
+    routing_key: Option<&str>,
+    window: Window,
+    limit: u64,
+) -> Result<Cancelled, ApiError> {
     let mut body = Map::new();
+    body.insert("limit".into(), json!(limit));
     if let Some(k) = routing_key {
         body.insert("routing_key".into(), Value::String(k.to_owned()));
     }
@@ -302,7 +420,20 @@ pub fn cancel_matching(
         .about(exchange_about(&ctx.vhost, exchange))
         .send_json(&Value::Object(body))?
         .parse()?;
-    Ok(answer.cancelled)
+    Ok(answer)
+}
+
+/// One progress report of a cancel-by-filter into `err`: a line of its own, or (`in_place`,
+/// a terminal) the current line rewritten after a `\r`. Progress is a courtesy, so a
+/// failed write does not fail the command.
+fn report_cancelled(err: &mut dyn Write, in_place: bool, done: u64, at_most: u64) {
+    let line = format!("cancelled {done} of at most {at_most} scheduled messages");
+    let _ = if in_place {
+        write!(err, "\r{line}")
+    } else {
+        writeln!(err, "{line}")
+    };
+    let _ = err.flush();
 }
 
 /// The counts as a table.
@@ -382,6 +513,24 @@ pub fn execute(ctx: &Ctx, action: ScheduledAction, out: &mut dyn Write) -> Resul
             }
             Ok(())
         }
+        ScheduledAction::Due { exchange } => {
+            let answer = due_json(ctx, &exchange)?;
+            if ctx.style.json {
+                return say(out, &answer.to_string());
+            }
+            let due: Due = serde_json::from_value(answer)
+                .map_err(|e| ApiError::Other(format!("unexpected answer from …/due: {e}")))?;
+            info(
+                ctx,
+                out,
+                &format!(
+                    "Scheduled messages of exchange '{exchange}' in vhost '{}' by due time ...",
+                    ctx.vhost
+                ),
+            )?;
+            out.write_all(due_chart(&due).as_bytes())
+                .map_err(output_error)
+        }
         ScheduledAction::Cancel { exchange, id } => {
             info(
                 ctx,
@@ -399,6 +548,8 @@ pub fn execute(ctx: &Ctx, action: ScheduledAction, out: &mut dyn Write) -> Resul
             from,
             to,
             all,
+            no_progress,
+            batch,
         } => {
             if routing_key.is_none() && from.is_none() && to.is_none() && !all {
                 return Err(ApiError::Other(
@@ -417,7 +568,27 @@ pub fn execute(ctx: &Ctx, action: ScheduledAction, out: &mut dyn Write) -> Resul
                     ctx.vhost
                 ),
             )?;
-            let n = cancel_matching(ctx, &exchange, routing_key.as_deref(), window)?;
+            let quiet = no_progress || ctx.style.quiet || ctx.style.silent;
+            let in_place = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let mut reported = false;
+            let mut progress = |done, at_most| {
+                if !quiet {
+                    report_cancelled(&mut std::io::stderr().lock(), in_place, done, at_most);
+                    reported = true;
+                }
+            };
+            let n = cancel_matching(
+                ctx,
+                &exchange,
+                routing_key.as_deref(),
+                window,
+                batch,
+                &mut progress,
+            );
+            if reported && in_place {
+                eprintln!();
+            }
+            let n = n?;
             if ctx.style.json {
                 return say(out, &json!({ "cancelled": n }).to_string());
             }
@@ -540,22 +711,113 @@ mod tests {
         );
     }
 
+    const DUE_ANSWER: &str = r#"{"now_ms": 1000, "pending": 45000, "exact": true, "buckets": [
+        {"label": "next minute", "from_ms": 1000, "to_ms": 61000, "count": 45000}]}"#;
+
     #[test]
     fn cancel_matching_posts_only_the_given_filters() {
-        let (base, seen) = fake_server(vec![(200, r#"{"cancelled": 4}"#)]);
+        // A server that predates `limit`: no `more`, everything cancelled in one answer.
+        let (base, seen) = fake_server(vec![(200, DUE_ANSWER), (200, r#"{"cancelled": 4}"#)]);
         let ctx = ctx(base, "/");
         let window = Window {
             from_ms: None,
             to_ms: Some(9),
         };
-        assert_eq!(cancel_matching(&ctx, "x", Some("k"), window).unwrap(), 4);
+        let mut reports = Vec::new();
+        let n = cancel_matching(&ctx, "x", Some("k"), window, 7, &mut |d, m| {
+            reports.push((d, m))
+        });
+        assert_eq!(n.unwrap(), 4);
+        assert_eq!(reports, [(4, 45_000)]);
+        assert_eq!(seen.recv().unwrap().target, "/api/scheduled/%2F/x/due");
         let s = seen.recv().unwrap();
         assert_eq!(
             (s.method.as_str(), s.target.as_str()),
             ("POST", "/api/scheduled/%2F/x/cancel")
         );
         let body: Value = serde_json::from_str(&s.body).unwrap();
-        assert_eq!(body, json!({"routing_key": "k", "to_ms": 9}));
+        assert_eq!(body, json!({"limit": 7, "routing_key": "k", "to_ms": 9}));
+    }
+
+    #[test]
+    fn cancel_matching_goes_in_batches_and_reports_each() {
+        let (base, seen) = fake_server(vec![
+            (200, DUE_ANSWER),
+            (200, r#"{"cancelled": 20000, "more": true}"#),
+            (200, r#"{"cancelled": 20000, "more": true}"#),
+            (200, r#"{"cancelled": 5000, "more": false}"#),
+        ]);
+        let ctx = ctx(base, "/");
+        let mut reports = Vec::new();
+        let n = cancel_matching(
+            &ctx,
+            "x",
+            None,
+            Window::default(),
+            CANCEL_BATCH,
+            &mut |d, m| reports.push((d, m)),
+        );
+        assert_eq!(n.unwrap(), 45_000);
+        assert_eq!(
+            reports,
+            [(20_000, 45_000), (40_000, 45_000), (45_000, 45_000)]
+        );
+        seen.recv().unwrap();
+        for _ in 0..3 {
+            let body: Value = serde_json::from_str(&seen.recv().unwrap().body).unwrap();
+            assert_eq!(body, json!({"limit": CANCEL_BATCH}));
+        }
+    }
+
+    #[test]
+    fn progress_is_a_line_per_batch_or_one_line_rewritten_on_a_terminal() {
+        let mut log = Vec::new();
+        report_cancelled(&mut log, false, 20_000, 1_000_000);
+        report_cancelled(&mut log, false, 40_000, 1_000_000);
+        assert_eq!(
+            String::from_utf8(log).unwrap(),
+            "cancelled 20000 of at most 1000000 scheduled messages\n\
+             cancelled 40000 of at most 1000000 scheduled messages\n"
+        );
+        let mut tty = Vec::new();
+        report_cancelled(&mut tty, true, 5, 9);
+        report_cancelled(&mut tty, true, 9, 9);
+        assert_eq!(
+            String::from_utf8(tty).unwrap(),
+            "\rcancelled 5 of at most 9 scheduled messages\rcancelled 9 of at most 9 scheduled messages"
+        );
+    }
+
+    #[test]
+    fn due_prints_a_bar_chart_readable_without_colour() {
+        let (base, _seen) = fake_server(vec![(
+            200,
+            r#"{"now_ms": 0, "pending": 141, "exact": false, "buckets": [
+                {"label": "next minute", "from_ms": 0, "to_ms": 60000, "count": 100},
+                {"label": "next hour", "from_ms": 60000, "to_ms": 3600000, "count": 0},
+                {"label": "next day", "from_ms": 3600000, "to_ms": 86400000, "count": 1},
+                {"label": "later", "from_ms": 86400000, "to_ms": null, "count": 40}]}"#,
+        )]);
+        let mut out = Vec::new();
+        let action = ScheduledAction::Due {
+            exchange: "x".into(),
+        };
+        execute(&ctx(base, "/"), action, &mut out).unwrap();
+        let bar = |n: usize| "#".repeat(n);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!(
+                "Scheduled messages of exchange 'x' in vhost '/' by due time ...\n\
+                 next minute  100  {}\n\
+                 next hour      0\n\
+                 next day       1  {}\n\
+                 later         40  {}\n\
+                 141 pending (estimated: a bucket edge cut a crowded scheduler slot)\n",
+                bar(40),
+                bar(1),
+                bar(16)
+            )
+        );
     }
 
     #[test]
@@ -569,6 +831,8 @@ mod tests {
                 from: None,
                 to: None,
                 all: false,
+                no_progress: true,
+                batch: CANCEL_BATCH,
             },
             &mut Vec::new(),
         )

@@ -601,6 +601,17 @@ fn run_against_model(seed: u64, ops: usize, start: u64) {
             }
         }
         assert_eq!(wheel.len(), model.pending.len(), "op {op}: len");
+        if op % 1_000 == 0 {
+            let bounds = random_bounds(&mut rng, now);
+            let found = wheel.due_counts(now, &bounds);
+            let dues = model.pending.keys().map(|k| k.0);
+            assert_eq!(
+                found.counts,
+                brute_force(dues, now, &bounds),
+                "op {op}: due_counts"
+            );
+            assert!(found.exact, "op {op}: fewer entries than the walk limit");
+        }
         if issued.len() > 4_096 {
             // Keep a mix of live and stale ids without unbounded growth.
             issued.drain(..2_048);
@@ -634,4 +645,124 @@ fn many_overdue_entries_with_equal_dues_fire_in_insertion_order() {
     let mut expected = stored.clone();
     expected.sort_by_key(|&(due, _)| due); // stable
     assert_eq!(fire(&mut wheel, boot), expected);
+}
+
+/// What `due_counts` must answer, counted entry by entry.
+fn brute_force(dues: impl Iterator<Item = u64>, now: u64, bounds: &[u64]) -> Vec<u64> {
+    let mut counts = vec![0; bounds.len() + 1];
+    for due in dues {
+        let bucket = if due <= now {
+            0
+        } else {
+            bounds.iter().filter(|&&b| b <= due).count()
+        };
+        counts[bucket] += 1;
+    }
+    counts
+}
+
+/// One to four ascending bounds after `now`, from a millisecond to years away.
+fn random_bounds(rng: &mut XorShift, now: u64) -> Vec<u64> {
+    let mut bounds: Vec<u64> = (0..1 + rng.below(4))
+        .map(|_| {
+            let bits = 4 + rng.below(36);
+            now.saturating_add(1 + rng.below(1 << bits))
+        })
+        .collect();
+    bounds.sort_unstable();
+    bounds
+}
+
+#[test]
+fn due_counts_match_a_brute_force_count_over_random_due_times() {
+    let mut rng = XorShift(0x5EED);
+    let now = EPOCH_2026;
+    let mut wheel = TimerWheel::new(now);
+    let mut dues = Vec::new();
+    for _ in 0..5_000 {
+        let bits = 1 + rng.below(40);
+        let due = now + rng.below(1 << bits);
+        wheel.insert(due, 0u64);
+        dues.push(due);
+    }
+    for _ in 0..200 {
+        let bounds = random_bounds(&mut rng, now);
+        let found = wheel.due_counts(now, &bounds);
+        assert_eq!(
+            found.counts,
+            brute_force(dues.iter().copied(), now, &bounds)
+        );
+        assert!(found.exact);
+        assert_eq!(found.counts.iter().sum::<u64>(), 5_000);
+    }
+}
+
+#[test]
+fn due_counts_follow_entries_through_cascade_cancel_and_fire() {
+    let now = EPOCH_2026;
+    let minute = 60 * SECOND;
+    let mut wheel = TimerWheel::new(now);
+    let soon = wheel.insert(now + 10 * SECOND, 1u64);
+    let half_hour = wheel.insert(now + 30 * minute, 2);
+    wheel.insert(now + 5 * 60 * minute, 3);
+    wheel.insert(now + 3 * 24 * 60 * minute, 4);
+    let buckets = |w: &TimerWheel<u64>, at: u64| {
+        w.due_counts(at, &[at + minute, at + 60 * minute, at + 24 * 60 * minute])
+    };
+    assert_eq!(buckets(&wheel, now).counts, [1, 1, 1, 1]);
+    // Twenty-nine and a half minutes on: the half-hour entry has been cascaded down to
+    // a low level and is now within the next minute; the ten-second one has fired.
+    let later = now + 29 * minute + 30 * SECOND;
+    let fired = fire(&mut wheel, later);
+    assert_eq!(payloads(&fired), [1]);
+    assert_eq!(wheel.due(soon), None);
+    assert!(wheel.level_of(half_hour).is_some_and(|l| l <= 3));
+    let at_later = buckets(&wheel, later);
+    assert_eq!(at_later.counts, [1, 0, 1, 1]);
+    assert!(at_later.exact);
+    // Asked about a later moment without advancing: the entry due by then counts as due now.
+    assert_eq!(buckets(&wheel, now + 31 * minute).counts, [1, 0, 1, 1]);
+    assert_eq!(wheel.cancel(half_hour), Some(2));
+    assert_eq!(buckets(&wheel, later).counts, [0, 0, 1, 1]);
+    // An entry inserted already overdue counts in the first bucket.
+    wheel.insert(now, 5);
+    assert_eq!(buckets(&wheel, later).counts, [1, 0, 1, 1]);
+    fire(&mut wheel, later);
+    assert_eq!(buckets(&wheel, later).counts, [0, 0, 1, 1]);
+}
+
+#[test]
+fn a_full_slot_straddling_a_bound_is_split_by_time_and_says_so() {
+    // Cursor at 0; 20 000 entries due evenly over level 3's slot 1, 262 144..524 288 ms.
+    let mut wheel = TimerWheel::new(0);
+    let (first, width) = (1u64 << 18, 1u64 << 18);
+    let n = 20_000u64;
+    for i in 0..n {
+        wheel.insert(first + i * width / n, i);
+    }
+    let quarter = first + width / 4;
+    let found = wheel.due_counts(0, &[quarter]);
+    assert!(!found.exact);
+    assert_eq!(found.counts, [5_000, 15_000]);
+    let exact = brute_force((0..n).map(|i| first + i * width / n), 0, &[quarter]);
+    assert_eq!(exact, [5_000, 15_000]);
+    // A bound that does not cut the slot needs no estimate.
+    assert_eq!(
+        wheel.due_counts(0, &[first]),
+        DueCounts {
+            counts: vec![0, n],
+            exact: true
+        }
+    );
+    // Skewed entries: the estimate still adds up, and only the full slot is estimated.
+    let mut skewed = TimerWheel::new(0);
+    for i in 0..n {
+        skewed.insert(first + i % 7, i);
+    }
+    skewed.insert(5, n);
+    let found = skewed.due_counts(0, &[10, quarter, first + 3 * width / 4]);
+    assert!(!found.exact);
+    // (Entry by entry it would be [1, n, 0, 0]: the estimate assumes an even spread.)
+    assert_eq!(found.counts, [1, n / 4, n / 2, n / 4]);
+    assert_eq!(found.counts.iter().sum::<u64>(), n + 1);
 }

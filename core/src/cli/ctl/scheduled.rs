@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::http::{ApiError, encode, path};
+use super::progress::Progress;
 use super::table::Table;
 use super::{Ctx, info, output_error, say};
 
@@ -423,17 +424,9 @@ fn cancel_batch(
     Ok(answer)
 }
 
-/// One progress report of a cancel-by-filter into `err`: a line of its own, or (`in_place`,
-/// a terminal) the current line rewritten after a `\r`. Progress is a courtesy, so a
-/// failed write does not fail the command.
-fn report_cancelled(err: &mut dyn Write, in_place: bool, done: u64, at_most: u64) {
-    let line = format!("cancelled {done} of at most {at_most} scheduled messages");
-    let _ = if in_place {
-        write!(err, "\r{line}")
-    } else {
-        writeln!(err, "{line}")
-    };
-    let _ = err.flush();
+/// The progress line of a cancel-by-filter.
+fn cancelled_line(done: u64, at_most: u64) -> String {
+    format!("cancelled {done} of at most {at_most} scheduled messages")
 }
 
 /// The counts as a table.
@@ -569,14 +562,8 @@ pub fn execute(ctx: &Ctx, action: ScheduledAction, out: &mut dyn Write) -> Resul
                 ),
             )?;
             let quiet = no_progress || ctx.style.quiet || ctx.style.silent;
-            let in_place = std::io::IsTerminal::is_terminal(&std::io::stderr());
-            let mut reported = false;
-            let mut progress = |done, at_most| {
-                if !quiet {
-                    report_cancelled(&mut std::io::stderr().lock(), in_place, done, at_most);
-                    reported = true;
-                }
-            };
+            let mut reporter = Progress::stderr(!quiet);
+            let mut progress = |done, at_most| reporter.update(&cancelled_line(done, at_most));
             let n = cancel_matching(
                 ctx,
                 &exchange,
@@ -585,9 +572,7 @@ pub fn execute(ctx: &Ctx, action: ScheduledAction, out: &mut dyn Write) -> Resul
                 batch,
                 &mut progress,
             );
-            if reported && in_place {
-                eprintln!();
-            }
+            reporter.finish();
             let n = n?;
             if ctx.style.json {
                 return say(out, &json!({ "cancelled": n }).to_string());
@@ -770,21 +755,14 @@ mod tests {
     }
 
     #[test]
-    fn progress_is_a_line_per_batch_or_one_line_rewritten_on_a_terminal() {
-        let mut log = Vec::new();
-        report_cancelled(&mut log, false, 20_000, 1_000_000);
-        report_cancelled(&mut log, false, 40_000, 1_000_000);
+    fn progress_is_a_line_per_batch() {
+        let mut log = Progress::new(Some(Vec::new()), false);
+        log.update(&cancelled_line(20_000, 1_000_000));
+        log.update(&cancelled_line(40_000, 1_000_000));
         assert_eq!(
-            String::from_utf8(log).unwrap(),
+            String::from_utf8(log.into_inner().unwrap()).unwrap(),
             "cancelled 20000 of at most 1000000 scheduled messages\n\
              cancelled 40000 of at most 1000000 scheduled messages\n"
-        );
-        let mut tty = Vec::new();
-        report_cancelled(&mut tty, true, 5, 9);
-        report_cancelled(&mut tty, true, 9, 9);
-        assert_eq!(
-            String::from_utf8(tty).unwrap(),
-            "\rcancelled 5 of at most 9 scheduled messages\rcancelled 9 of at most 9 scheduled messages"
         );
     }
 

@@ -318,18 +318,6 @@ impl VHost {
         Ok(())
     }
 
-    /// Pending messages per delayed exchange, by name.
-    pub fn delayed_counts(&self) -> Vec<(String, usize)> {
-        let mut counts: Vec<(String, usize)> = self
-            .exchanges
-            .read()
-            .values()
-            .filter_map(|x| x.delayed().map(|d| (x.name().to_owned(), d.len())))
-            .collect();
-        counts.sort();
-        counts
-    }
-
     /// The delayed state of exchange `name`: 404 if there is no such exchange, 406 if it is
     /// not an `x-delayed-message` one.
     pub fn delayed(&self, name: &str) -> Result<Arc<Delayed>, AmqpError> {

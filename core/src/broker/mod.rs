@@ -166,28 +166,30 @@ impl Broker {
     /// (live channels, queues, exchanges and delayed exchanges, plus what closed and deleted
     /// ones had counted), so no event is counted twice and no total goes down.
     pub fn message_totals(&self) -> crate::stats::Snapshot {
-        use crate::stats::{Snapshot, Source};
-        let channels = self.connections.channel_totals(None);
-        let mut queues = self.stats.deleted_queues.snapshot();
-        let mut exchanges = self.stats.deleted_exchanges.snapshot();
+        use crate::stats::Source;
+        let mut totals = self
+            .connections
+            .channel_totals(None)
+            .from_source(Source::Channel);
+        totals.add(
+            &self
+                .stats
+                .deleted_queues
+                .snapshot()
+                .from_source(Source::Queue),
+        );
+        totals.add(
+            &self
+                .stats
+                .deleted_exchanges
+                .snapshot()
+                .from_source(Source::Exchange),
+        );
         for name in self.vhost_names() {
-            let Some(vhost) = self.vhost(&name) else {
-                continue;
-            };
-            for queue in vhost.queues() {
-                queues.add(&queue.stats().counters.snapshot());
-            }
-            for exchange in vhost.exchanges() {
-                exchanges.add(&exchange.stats().counters.snapshot());
-                if let Some(delayed) = exchange.delayed() {
-                    exchanges.add(&delayed.stats().counters.snapshot());
-                }
+            if let Some(vhost) = self.vhost(&name) {
+                totals.add(&vhost.live_totals());
             }
         }
-        let mut totals = Snapshot::default();
-        totals.add(&channels.from_source(Source::Channel));
-        totals.add(&queues.from_source(Source::Queue));
-        totals.add(&exchanges.from_source(Source::Exchange));
         totals
     }
 

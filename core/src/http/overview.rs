@@ -112,14 +112,12 @@ fn node_message_stats(api: &Api, caller: &Caller, window: Window) -> Value {
                 .from_source(Source::Channel),
         );
         // Every vhost is sampled on the same tick: add up samples taken at the same time.
-        vhost.sampled().with_history_read(|h| {
-            for s in h.since(0) {
-                match samples.iter_mut().find(|(at, _)| *at == s.at_ms) {
-                    Some((_, sum)) => sum.add(&s.counts),
-                    None => samples.push((s.at_ms, s.counts)),
-                }
+        for (at_ms, counts) in vhost.sampled().samples() {
+            match samples.iter_mut().find(|(at, _)| *at == at_ms) {
+                Some((_, sum)) => sum.add(&counts),
+                None => samples.push((at_ms, counts)),
             }
-        });
+        }
     }
     samples.sort_by_key(|(at, _)| *at);
     let summed = Stats::with_history(samples.len());

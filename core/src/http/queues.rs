@@ -43,7 +43,7 @@ use super::{Api, ApiError, ApiResult, Caller};
 use crate::auth::{Operation, ResourceKind};
 use crate::broker::vhost::{BoundTo, QueueDeclare};
 use crate::broker::{Queue, Queued, VHost};
-use crate::stats::history::RATE_SAMPLES;
+use crate::stats::RATE_SAMPLES;
 use crate::stats::{Counter, Series};
 
 /// The connection id the API acts as: real connections are numbered from 1.

@@ -186,15 +186,12 @@ pub fn render_counts(
     keys: &[Key],
     window: Window,
 ) {
-    sampled.with_history_read(|history| {
-        let points: Vec<(u64, Snapshot)> = history.since(0).map(|s| (s.at_ms, s.counts)).collect();
-        for &key in keys {
-            let values: Vec<(u64, u64)> =
-                points.iter().map(|(at, c)| (*at, key.value(c))).collect();
-            into.insert(key.name().to_owned(), json!(key.value(counts)));
-            into.insert(format!("{}_details", key.name()), details(&values, window));
-        }
-    });
+    let points = sampled.samples();
+    for &key in keys {
+        let values: Vec<(u64, u64)> = points.iter().map(|(at, c)| (*at, key.value(c))).collect();
+        into.insert(key.name().to_owned(), json!(key.value(counts)));
+        into.insert(format!("{}_details", key.name()), details(&values, window));
+    }
 }
 
 /// `message_stats` of an object with one [`Stats`].
@@ -303,6 +300,23 @@ mod tests {
         );
         assert_eq!(d["avg_rate"], json!(3.5));
         assert_eq!(d["avg"], json!(6.5));
+    }
+
+    #[test]
+    fn a_draining_depth_has_a_negative_rate() {
+        let depth: Series<1> = Series::new(3);
+        let mut m = Map::new();
+        depth.record(0, [10]);
+        render_series(&mut m, "messages", 10, &depth, 0, Window::default());
+        assert_eq!(
+            m["messages_details"],
+            json!({ "rate": 0.0 }),
+            "one sample is no rate"
+        );
+        depth.record(2_000, [4]);
+        render_series(&mut m, "messages", 4, &depth, 0, Window::default());
+        assert_eq!(m["messages"], json!(4));
+        assert_eq!(m["messages_details"], json!({ "rate": -3.0 }), "draining");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 pub use counters::{Counter, Counters, Snapshot, Source};
 pub use histogram::{Histogram, HistogramReading};
-pub use history::{History, Sample, Stats};
+pub use history::{RATE_SAMPLES, Stats};
 pub use series::{Io, Series};
 
 /// How often objects are sampled unless configured (RabbitMQ's `collect_statistics_interval`

@@ -1,10 +1,11 @@
 //! Sampled values that are not [`Counter`](super::Counter) kinds: a connection's bytes and
 //! socket operations, the node's and each queue's message depths. A [`Series`] keeps the
-//! last few samples of `N` numbers; its rate is the change per second over the last
-//! interval, which for a monotonic count is events per second and for a depth (ready
-//! messages) is how fast it grows or drains, as RabbitMQ's `messages_details.rate` is.
+//! last few samples of `N` numbers; the API's rate of one is its change per second over the
+//! last interval (`http/rates.rs`), which for a monotonic count is events per second and for
+//! a depth (ready messages) how fast it grows or drains, as RabbitMQ's
+//! `messages_details.rate` is. [`Stats`](super::Stats) keeps its counters' samples in one.
 //!
-//! Like [`Stats`](super::Stats), only the sampler and the API take its lock.
+//! Only the sampler and the API take its lock.
 
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -41,21 +42,6 @@ impl<const N: usize> Series<N> {
             samples.pop_front();
         }
         samples.push_back((at_ms, values));
-    }
-
-    /// Change per second of value `i` between the last two samples (0.0 before two).
-    pub fn rate(&self, i: usize) -> f64 {
-        let samples = self.samples.lock();
-        let n = samples.len();
-        if n < 2 {
-            return 0.0;
-        }
-        let ((t0, a), (t1, b)) = (samples[n - 2], samples[n - 1]);
-        let ms = t1.saturating_sub(t0);
-        if ms == 0 {
-            return 0.0;
-        }
-        (b[i] as f64 - a[i] as f64) * 1000.0 / ms as f64
     }
 
     /// The samples taken at or after `since_ms`, oldest first.
@@ -120,12 +106,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_depth_rate_is_signed_and_io_counts_per_operation() {
+    fn a_series_keeps_its_capacity_and_io_counts_per_operation() {
         let s: Series<1> = Series::new(3);
         s.record(0, [10]);
-        assert_eq!(s.rate(0), 0.0, "one sample is no rate");
         s.record(2_000, [4]);
-        assert_eq!(s.rate(0), -3.0, "draining");
         s.record(3_000, [4]);
         s.record(4_000, [5]);
         assert_eq!(s.since(0).len(), 3, "capacity kept");

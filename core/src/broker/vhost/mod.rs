@@ -170,11 +170,26 @@ impl VHost {
     /// from its [`Source`] as in the node's totals; channel kinds are the caller's to add
     /// (they belong to connections, see `Connections::channel_totals`).
     pub fn message_totals(&self) -> Snapshot {
-        let mut queues = self.retired.queues.snapshot();
+        let mut totals = self.live_totals();
+        totals.add(&self.retired.queues.snapshot().from_source(Source::Queue));
+        totals.add(
+            &self
+                .retired
+                .exchanges
+                .snapshot()
+                .from_source(Source::Exchange),
+        );
+        totals
+    }
+
+    /// What this vhost's live queues and exchanges (delayed ones included) have counted,
+    /// each kind from its [`Source`]; the node adds its deleted objects' totals to these.
+    pub fn live_totals(&self) -> Snapshot {
+        let mut queues = Snapshot::default();
         for queue in self.queues() {
             queues.add(&queue.stats().counters.snapshot());
         }
-        let mut exchanges = self.retired.exchanges.snapshot();
+        let mut exchanges = Snapshot::default();
         for exchange in self.exchanges() {
             exchanges.add(&exchange.stats().counters.snapshot());
             if let Some(delayed) = exchange.delayed() {

@@ -63,15 +63,14 @@ const ASSETS: &[Asset] = &[
     asset!("scheduled.js", JS),
 ];
 
-/// Each asset's ETag: a 64-bit FNV-1a hash of its bytes, computed once.
+/// Each asset's ETag: the CRC-32C of its bytes (the checksum the message log already
+/// uses), computed once.
 static ETAGS: LazyLock<Vec<HeaderValue>> = LazyLock::new(|| {
     ASSETS
         .iter()
         .map(|a| {
-            let hash = a.bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-            });
-            HeaderValue::from_str(&format!("\"{hash:016x}\"")).expect("hex is a valid header")
+            HeaderValue::from_str(&format!("\"{:08x}\"", crc32c::crc32c(a.bytes)))
+                .expect("hex is a valid header")
         })
         .collect()
 });
